@@ -1,0 +1,3 @@
+from opslab.cli import main
+
+main()

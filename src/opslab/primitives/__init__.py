@@ -1,0 +1,4 @@
+"""The lowest layer: processes, ports, readiness probes, files, the clock and the error tree.
+
+Nothing here imports from the rest of opslab.
+"""

@@ -1,0 +1,1 @@
+"""The platform's processes, one module per program, and the order they start in."""

@@ -1,0 +1,141 @@
+"""The Kubernetes control plane: kube-apiserver, kube-controller-manager, kube-scheduler.
+
+Secure by default even on a laptop: TLS everywhere, client-certificate authentication, RBAC, no
+anonymous access, bound service-account tokens, and every port on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from opslab.primitives.readiness import ProbeResult
+from opslab.runtime import kubeconfig
+from opslab.runtime.component import Component, http_probe
+from opslab.runtime.pki import SERVICE_CIDR
+
+ADMISSION_PLUGINS = (
+    "NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,DefaultTolerationSeconds,"
+    "MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,ResourceQuota,"
+    "Priority,NodeRestriction,PodSecurity"
+)
+
+
+class ApiServer(Component):
+    name = "kube-apiserver"
+    summary = "Kubernetes API server"
+    ready_timeout = 90.0
+    stop_seconds = 20
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"https": self.ctx.ports.apiserver}
+
+    @property
+    def endpoint(self) -> str:
+        return self.ctx.apiserver_url
+
+    def prepare(self) -> None:
+        self.ctx.pki.ensure()
+        for client in ("admin", "controller-manager", "scheduler", "kwok", "prometheus"):
+            kubeconfig.write(self.ctx.kubeconfig_for(client), self.ctx.pki, self.ctx.apiserver_url, client)
+
+    def command(self) -> list[str]:
+        pki = self.ctx.pki
+        eviction = self.ctx.settings.cluster.eviction_seconds
+        return [
+            str(self.ctx.toolchain.require("kube-apiserver")),
+            f"--etcd-servers=http://127.0.0.1:{self.ctx.ports.etcd}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.ctx.ports.apiserver}",
+            f"--tls-cert-file={pki.cert('apiserver')}",
+            f"--tls-private-key-file={pki.key('apiserver')}",
+            f"--client-ca-file={pki.ca_cert}",
+            "--anonymous-auth=false",
+            "--authorization-mode=Node,RBAC",
+            f"--enable-admission-plugins={ADMISSION_PLUGINS}",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--endpoint-reconciler-type=lease",
+            f"--default-not-ready-toleration-seconds={eviction}",
+            f"--default-unreachable-toleration-seconds={eviction}",
+            "--event-ttl=1h",
+            "--watch-cache=true",
+            "--v=1",
+        ]
+
+    def probe(self) -> ProbeResult:
+        client = self.ctx.http(client_cert="admin")
+        return http_probe(client, f"{self.ctx.apiserver_url}/readyz", expect="ok")
+
+
+class _DelegatingComponent(Component):
+    """A control-plane component that authenticates callers through the API server."""
+
+    client: str
+    port_attr: str
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"https": getattr(self.ctx.ports, self.port_attr)}
+
+    def common_flags(self) -> list[str]:
+        kc = self.ctx.kubeconfig_for(self.client)
+        return [
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.ports['https']}",
+            f"--cert-dir={self.ctx.data_dir(self.name)}",
+            "--leader-elect=false",
+            "--profiling=false",
+            "--v=1",
+        ]
+
+    def prepare(self) -> None:
+        self.ctx.data_dir(self.name).mkdir(parents=True, exist_ok=True)
+
+    def probe(self) -> ProbeResult:
+        # Its serving certificate is self-signed, in its --cert-dir; /healthz needs no credentials.
+        return http_probe(self.ctx.http(verify=False), f"https://127.0.0.1:{self.ports['https']}/healthz")
+
+
+class ControllerManager(_DelegatingComponent):
+    name = "kube-controller-manager"
+    summary = "Kubernetes controller manager"
+    client = "controller-manager"
+    port_attr = "controller_manager"
+
+    def command(self) -> list[str]:
+        pki = self.ctx.pki
+        return [
+            str(self.ctx.toolchain.require("kube-controller-manager")),
+            *self.common_flags(),
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki.sa_key}",
+            f"--root-ca-file={pki.ca_cert}",
+            f"--cluster-signing-cert-file={pki.ca_cert}",
+            f"--cluster-signing-key-file={pki.ca_key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+            "--node-monitor-period=2s",
+            "--node-monitor-grace-period=40s",
+            "--terminated-pod-gc-threshold=500",
+            "--concurrent-deployment-syncs=10",
+            "--concurrent-replicaset-syncs=10",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
+        ]
+
+
+class Scheduler(_DelegatingComponent):
+    name = "kube-scheduler"
+    summary = "Kubernetes scheduler"
+    client = "scheduler"
+    port_attr = "scheduler"
+
+    def command(self) -> list[str]:
+        return [str(self.ctx.toolchain.require("kube-scheduler")), *self.common_flags()]

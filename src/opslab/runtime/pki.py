@@ -1,0 +1,164 @@
+"""The cluster's certificates: one CA, the API server's serving certificate, client certificates
+for each component and user, and the service-account signing key.
+
+Files are written under .opslab/pki/ (keys with mode 0600) once and reused by later runs, so a
+kubeconfig handed out stays valid until `opslab down --purge`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from opslab.primitives.files import write_atomic, write_private
+
+VALIDITY = datetime.timedelta(days=3650)
+SERVICE_IP = "10.96.0.1"
+SERVICE_CIDR = "10.96.0.0/16"
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """A client certificate's subject: CN is the user, O the groups."""
+
+    name: str
+    user: str
+    groups: tuple[str, ...] = ()
+
+
+# Who talks to the API server, and as whom. RBAC for the non-system users lives in
+# platform/k8s/bootstrap/ (least privilege: see docs/architecture.md).
+CLIENTS = (
+    ClientIdentity("admin", "opslab-admin", ("system:masters",)),
+    ClientIdentity("controller-manager", "system:kube-controller-manager"),
+    ClientIdentity("scheduler", "system:kube-scheduler"),
+    ClientIdentity("kwok", "opslab:kwok"),
+    ClientIdentity("prometheus", "opslab:prometheus"),
+)
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _pem_cert(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _name(common_name: str, organizations: tuple[str, ...] = ()) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attrs)
+
+
+class Pki:
+    """The certificate files of one platform, created on first use."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.dir / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.dir / "ca.key"
+
+    @property
+    def sa_key(self) -> Path:
+        return self.dir / "sa.key"
+
+    @property
+    def sa_pub(self) -> Path:
+        return self.dir / "sa.pub"
+
+    def cert(self, name: str) -> Path:
+        return self.dir / f"{name}.crt"
+
+    def key(self, name: str) -> Path:
+        return self.dir / f"{name}.key"
+
+    def complete(self) -> bool:
+        needed = [self.ca_cert, self.ca_key, self.sa_key, self.sa_pub, self.cert("apiserver")]
+        needed += [self.cert(c.name) for c in CLIENTS] + [self.key(c.name) for c in CLIENTS]
+        return all(p.is_file() for p in needed)
+
+    def ensure(self) -> None:
+        """Create whatever is missing; an incomplete set is regenerated whole."""
+        if self.complete():
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o700)
+        now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+        ca_key = _key()
+        ca_name = _name("opslab-ca")
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                    key_encipherment=False, data_encipherment=False, key_agreement=False,
+                    encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )  # fmt: skip
+        write_private(self.ca_key, _pem_key(ca_key))
+        write_atomic(self.ca_cert, _pem_cert(ca))
+
+        def issue(
+            name: str, subject: x509.Name, usage: ExtendedKeyUsageOID, sans: list[x509.GeneralName]
+        ) -> None:
+            key = _key()
+            builder = (
+                x509.CertificateBuilder()
+                .subject_name(subject)
+                .issuer_name(ca_name)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now)
+                .not_valid_after(now + VALIDITY)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            )
+            if sans:
+                builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            write_private(self.key(name), _pem_key(key))
+            write_atomic(self.cert(name), _pem_cert(builder.sign(ca_key, hashes.SHA256())))
+
+        dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+               "kubernetes.default.svc.cluster.local"]  # fmt: skip
+        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_IP)]
+        issue("apiserver", _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, sans)
+        for client in CLIENTS:
+            issue(client.name, _name(client.user, client.groups), ExtendedKeyUsageOID.CLIENT_AUTH, [])
+
+        sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        write_private(self.sa_key, _pem_key(sa))
+        public = sa.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        write_atomic(self.sa_pub, public)

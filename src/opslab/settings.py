@@ -1,0 +1,237 @@
+"""One settings object for the whole tool, loaded in layers.
+
+defaults  <  opslab.toml in the repository root  <  OPSLAB_* environment variables  <  CLI flags
+
+Every field has an environment variable: ``OPSLAB_NODES``, ``OPSLAB_PORT_<NAME>`` (for example
+``OPSLAB_PORT_REDIS``), ``OPSLAB_STATE_DIR``, ``OPSLAB_CACHE_DIR``. A bad value stops the command
+before anything starts, with a message naming the value, where it came from and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opslab.primitives.errors import ConfigError
+
+MAX_NODES = 500
+
+
+@dataclass(frozen=True)
+class Ports:
+    """TCP ports on 127.0.0.1. Nothing opslab starts listens on any other address."""
+
+    etcd: int = 12379
+    """etcd client port (also serves /metrics and /health)."""
+    etcd_peer: int = 12380
+    """etcd peer port (single member, but etcd always listens on one)."""
+    apiserver: int = 16443
+    """kube-apiserver, HTTPS."""
+    controller_manager: int = 11257
+    """kube-controller-manager secure port (/healthz, /metrics)."""
+    scheduler: int = 11259
+    """kube-scheduler secure port (/healthz, /metrics)."""
+    kwok: int = 11247
+    """KWOK controller (/healthz, /metrics)."""
+    prometheus: int = 19090
+    """Prometheus web UI and API."""
+    alertmanager: int = 19093
+    """Alertmanager web UI and API."""
+    kafka: int = 19092
+    """Kafka broker (PLAINTEXT listener)."""
+    kafka_controller: int = 19094
+    """Kafka KRaft controller listener."""
+    redis: int = 16379
+    """Redis."""
+
+    def items(self) -> list[tuple[str, int]]:
+        return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The simulated Kubernetes cluster."""
+
+    nodes: int = 3
+    """Number of KWOK worker nodes, spread round-robin over the zones."""
+    zones: tuple[str, ...] = ("zone-a", "zone-b", "zone-c")
+    """Values of topology.kubernetes.io/zone given to the nodes."""
+    tainted_nodes: int = 1
+    """How many nodes (the last ones) carry the taint opslab.dev/dedicated=batch:NoSchedule."""
+    eviction_seconds: int = 15
+    """Default tolerationSeconds for not-ready/unreachable: how fast pods leave a failed node."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where opslab reads and writes."""
+
+    root: Path
+    """The opslab repository (holds platform/ and labs/)."""
+    state: Path
+    """Per-checkout runtime state: kubeconfig, certificates, data, logs, runs (default root/.opslab)."""
+    cache: Path
+    """Built and fetched binaries, shared by checkouts (default ~/.cache/opslab)."""
+
+    @property
+    def platform(self) -> Path:
+        return self.root / "platform"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state / "kubeconfig"
+
+    @property
+    def env_file(self) -> Path:
+        return self.state / "env"
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def runs(self) -> Path:
+        return self.state / "runs"
+
+    @property
+    def pki(self) -> Path:
+        return self.state / "pki"
+
+    @property
+    def data(self) -> Path:
+        return self.state / "data"
+
+    @property
+    def config(self) -> Path:
+        return self.state / "config"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, grouped."""
+
+    paths: Paths
+    ports: Ports = field(default_factory=Ports)
+    cluster: Cluster = field(default_factory=Cluster)
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The opslab checkout: OPSLAB_ROOT, else the nearest parent holding platform/versions.toml."""
+    if env := os.environ.get("OPSLAB_ROOT"):
+        root = Path(env).expanduser().resolve()
+        if not (root / "platform" / "versions.toml").is_file():
+            raise ConfigError(
+                f"OPSLAB_ROOT={env} is not an opslab checkout (no platform/versions.toml)",
+                fix="point it at the directory you cloned, or unset it",
+            )
+        return root
+    candidates = [start or Path.cwd(), Path(__file__).resolve()]
+    for origin in candidates:
+        for parent in [origin, *origin.parents]:
+            if (parent / "platform" / "versions.toml").is_file():
+                return parent
+    raise ConfigError(
+        "cannot find the opslab checkout (no platform/versions.toml here or above)",
+        fix="run opslab from inside the repository you cloned, or set OPSLAB_ROOT",
+    )
+
+
+def _port(value: Any, source: str) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{source}={value!r} is not a port number", fix="use an integer from 1024 to 65535"
+        ) from None
+    if not 1024 <= port <= 65535:
+        raise ConfigError(f"{source}={port} is out of range", fix="use a port from 1024 to 65535")
+    return port
+
+
+def _nodes(value: Any, source: str) -> int:
+    try:
+        nodes = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{source}={value!r} is not a number of nodes", fix=f"use an integer from 1 to {MAX_NODES}"
+        ) from None
+    if not 1 <= nodes <= MAX_NODES:
+        raise ConfigError(f"{source}={nodes} is out of range", fix=f"use 1 to {MAX_NODES} nodes")
+    return nodes
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc})", fix="fix or delete the file") from None
+
+
+def load(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    root: Path | None = None,
+) -> Settings:
+    """Build the settings from defaults, opslab.toml, OPSLAB_* variables and ``overrides``.
+
+    ``overrides`` holds CLI flags: ``nodes``, ``port_<name>``, ``state_dir``, ``cache_dir``.
+    """
+    env = os.environ if environ is None else environ
+    flags = dict(overrides or {})
+    root = root or find_root()
+    filed = _read_file(root / "opslab.toml")
+
+    known_sections = {"ports", "cluster", "paths"}
+    for section in filed:
+        if section not in known_sections:
+            raise ConfigError(
+                f"{root / 'opslab.toml'}: unknown section [{section}]",
+                fix=f"use one of {', '.join(sorted(known_sections))}",
+            )
+
+    ports: dict[str, int] = {}
+    port_names = {name for name, _ in Ports().items()}
+    for name, value in filed.get("ports", {}).items():
+        if name not in port_names:
+            raise ConfigError(
+                f"opslab.toml: unknown port {name!r}", fix=f"use one of {', '.join(sorted(port_names))}"
+            )
+        ports[name] = _port(value, f"opslab.toml ports.{name}")
+    for name in port_names:
+        var = f"OPSLAB_PORT_{name.upper()}"
+        if var in env:
+            ports[name] = _port(env[var], var)
+        if flags.get(f"port_{name}") is not None:
+            ports[name] = _port(flags[f"port_{name}"], f"--port-{name.replace('_', '-')}")
+    port_settings = Ports(**ports)
+    seen: dict[int, str] = {}
+    for name, port in port_settings.items():
+        if port in seen:
+            raise ConfigError(
+                f"ports {seen[port]} and {name} are both set to {port}", fix="give each a different port"
+            )
+        seen[port] = name
+
+    cluster_file = filed.get("cluster", {})
+    nodes = Cluster.nodes
+    if "nodes" in cluster_file:
+        nodes = _nodes(cluster_file["nodes"], "opslab.toml cluster.nodes")
+    if "OPSLAB_NODES" in env:
+        nodes = _nodes(env["OPSLAB_NODES"], "OPSLAB_NODES")
+    if flags.get("nodes") is not None:
+        nodes = _nodes(flags["nodes"], "--nodes")
+    cluster = Cluster(nodes=nodes)
+
+    state = Path(flags.get("state_dir") or env.get("OPSLAB_STATE_DIR") or root / ".opslab")
+    cache_default = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "opslab"
+    cache = Path(flags.get("cache_dir") or env.get("OPSLAB_CACHE_DIR") or cache_default)
+    paths = Paths(root=root, state=state.expanduser().resolve(), cache=cache.expanduser().resolve())
+    return Settings(paths=paths, ports=port_settings, cluster=cluster)

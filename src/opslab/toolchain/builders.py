@@ -1,0 +1,319 @@
+"""Building or fetching one component into a staging directory of the cache.
+
+Each builder takes a Component and a BuildContext and fills ``ctx.stage`` (which becomes
+~/.cache/opslab/<component>/<version>/) with ``bin/`` and whatever the binaries need. Output of the
+underlying tools goes to ``ctx.log``; progress goes to ``ctx.progress`` as short phrases.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from opslab.primitives.errors import PrerequisiteMissing, ToolchainError
+from opslab.primitives.files import write_atomic
+from opslab.primitives.processes import kill_group, run
+from opslab.toolchain import gomod
+from opslab.toolchain.catalog import Component, Source
+from opslab.toolchain.versions import Versions, parse_version
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class BuildContext:
+    """Everything a builder may touch."""
+
+    root: Path
+    """The opslab checkout (platform/go/, platform/java/)."""
+    stage: Path
+    """The empty directory to fill."""
+    log: Path
+    """Where the build tools' output is appended."""
+    versions: Versions
+    progress: Progress
+    timeout: float = 3600
+
+
+def stream(
+    args: list[str],
+    ctx: BuildContext,
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+    what: str,
+) -> None:
+    """Run a long build command, logging its output and reporting lines, within ``ctx.timeout``."""
+    ctx.log.parent.mkdir(parents=True, exist_ok=True)
+    with ctx.log.open("a") as log:
+        log.write(f"\n$ {' '.join(args)}\n")
+        log.flush()
+        try:
+            proc = subprocess.Popen(
+                args,
+                cwd=cwd,
+                env={**os.environ, **(env or {})},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise PrerequisiteMissing(f"program {args[0]!r} was not found") from None
+        deadline = time.monotonic() + ctx.timeout
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                if on_line:
+                    on_line(line.rstrip("\n"))
+                if time.monotonic() > deadline:
+                    kill_group(proc.pid)
+                    raise ToolchainError(f"{what} took longer than {ctx.timeout:.0f}s", fix=f"see {ctx.log}")
+            code = proc.wait()
+        except BaseException:
+            kill_group(proc.pid)
+            proc.wait()
+            raise
+    if code != 0:
+        tail = _tail(ctx.log)
+        raise ToolchainError(f"{what} failed (exit {code}): {tail}", fix=f"see {ctx.log}")
+
+
+def _tail(log: Path) -> str:
+    lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    return " | ".join(lines[-3:])[:400]
+
+
+# --------------------------------------------------------------------------- prerequisites
+
+
+def check_go(required: str) -> str:
+    """The local Go version, or PrerequisiteMissing if Go is absent or older than ``required``."""
+    if shutil.which("go") is None:
+        raise PrerequisiteMissing(
+            "Go is not installed", fix=f"install Go {required} or newer and put `go` on PATH"
+        )
+    found = parse_version(run(["go", "env", "GOVERSION"], timeout=30).stdout)
+    need = parse_version(required)
+    if found is None or need is None or found < need:
+        raise PrerequisiteMissing(
+            f"Go {required} or newer is needed to build the platform (found {found})",
+            fix="install a newer Go and put it first on PATH",
+        )
+    return ".".join(map(str, found))
+
+
+def check_java() -> None:
+    if shutil.which("java") is None or shutil.which("mvn") is None:
+        missing = "java" if shutil.which("java") is None else "mvn"
+        raise PrerequisiteMissing(
+            f"{missing} is not installed (Kafka needs Java 17 and Maven)",
+            fix="install a Java 17 JDK and Maven (Debian: apt-get install openjdk-17-jdk maven)",
+        )
+    out = run(["java", "-version"], timeout=30)
+    found = parse_version(out.stderr + out.stdout)
+    if found is None or found[0] < 17:
+        raise PrerequisiteMissing(
+            f"Java 17 or newer is needed for Kafka (found {found})", fix="install openjdk-17-jdk"
+        )
+
+
+def check_apt() -> None:
+    for program in ("apt-get", "apt-cache", "dpkg-deb"):
+        if shutil.which(program) is None:
+            raise PrerequisiteMissing(
+                f"{program} is not available: Prometheus, Alertmanager and Redis come from Debian packages",
+                fix="run on Debian/Ubuntu, or put prometheus, alertmanager and redis-server of the "
+                "pinned versions on PATH (or point OPSLAB_BIN_<TOOL> at them)",
+            )
+
+
+# --------------------------------------------------------------------------- Go
+
+
+def go_env(ctx: BuildContext) -> dict[str, str]:
+    return {"CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly -buildvcs=false"}
+
+
+def ensure_go_module(component: Component, ctx: BuildContext) -> Path:
+    """platform/go/<name>/, regenerated (and tidied) if its go.mod does not pin the right version."""
+    module_dir = ctx.root / "platform" / "go" / component.name
+    gomod_file = module_dir / "go.mod"
+    want = f"v{component.version}"
+    if gomod_file.is_file() and gomod.required_version(gomod_file.read_text(), component.go_module) == want:
+        return module_dir
+    ctx.progress("generating go.mod")
+    info = run(
+        ["go", "mod", "download", "-json", f"{component.go_module}@{want}"], timeout=600, env=go_env(ctx)
+    )
+    if not info.ok:
+        raise ToolchainError(
+            f"cannot download {component.go_module}@{want}: {info.tail()}",
+            fix="check the version in platform/versions.toml and that the Go module proxy is reachable",
+        )
+    upstream_path = Path(_json_field(info.stdout, "GoMod"))
+    module = gomod.module_for(
+        component.name, component.go_module, component.version, component.packages, upstream_path.read_text()
+    )
+    write_atomic(gomod_file, module.render())
+    (module_dir / "go.sum").unlink(missing_ok=True)
+    env = {**go_env(ctx), "GOFLAGS": "-mod=mod"}
+    stream(["go", "mod", "tidy"], ctx, cwd=module_dir, env=env, what=f"go mod tidy for {component.name}")
+    return module_dir
+
+
+def _json_field(text: str, key: str) -> str:
+    match = re.search(rf'"{key}":\s*"([^"]+)"', text)
+    if not match:
+        raise ToolchainError(f"`go mod download` did not report {key}")
+    return match.group(1)
+
+
+def build_go(component: Component, ctx: BuildContext) -> None:
+    module_dir = ensure_go_module(component, ctx)
+    gomod_text = (module_dir / "go.mod").read_text()
+    check_go(gomod.go_directive(gomod_text))
+    bindir = ctx.stage / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    compiled = 0
+
+    def on_line(line: str) -> None:
+        nonlocal compiled
+        if line and not line.startswith(("go: ", "#")):
+            compiled += 1
+            if compiled % 25 == 0:
+                ctx.progress(f"compiled {compiled} packages")
+
+    ldflags = " ".join(("-s", "-w", *component.ldflags))
+    args = [
+        "go",
+        "build",
+        "-v",
+        "-trimpath",
+        "-ldflags",
+        ldflags,
+        "-o",
+        str(bindir) + "/",
+        *component.packages,
+    ]
+    ctx.progress("downloading modules and compiling")
+    stream(args, ctx, cwd=module_dir, env=go_env(ctx), on_line=on_line, what=f"go build of {component.name}")
+
+
+# --------------------------------------------------------------------------- Maven (Kafka)
+
+KAFKA_TOOLS = {
+    "kafka-storage": "kafka.tools.StorageTool",
+    "kafka-topics": "org.apache.kafka.tools.TopicCommand",
+    "kafka-console-producer": "org.apache.kafka.tools.ConsoleProducer",
+    "kafka-console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    "kafka-consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+}
+
+
+def build_maven(component: Component, ctx: BuildContext) -> None:
+    check_java()
+    libs = ctx.stage / "libs"
+    pom = ctx.root / "platform" / "java" / "pom.xml"
+    v = ctx.versions
+    args = [
+        "mvn", "-B", "-f", str(pom), "dependency:copy-dependencies",
+        "-DincludeScope=runtime", f"-DoutputDirectory={libs}",
+        f"-Dkafka.version={v.kafka}", f"-Dlog4j.version={v.log4j}", f"-Dslf4j.version={v.slf4j}",
+    ]  # fmt: skip
+    ctx.progress("resolving jars")
+    fetched = 0
+
+    def on_line(line: str) -> None:
+        nonlocal fetched
+        if "Downloaded from" in line:
+            fetched += 1
+            if fetched % 20 == 0:
+                ctx.progress(f"downloaded {fetched} artifacts")
+
+    stream(args, ctx, on_line=on_line, what="Maven fetch of the Kafka jars")
+    if not any(libs.glob("kafka_2.13-*.jar")):
+        raise ToolchainError("Maven finished but no kafka_2.13 jar was fetched", fix=f"see {ctx.log}")
+    bindir = ctx.stage / "bin"
+    bindir.mkdir()
+    for tool, main_class in KAFKA_TOOLS.items():
+        script = (
+            "#!/bin/sh\n"
+            f"# {tool}: Apache Kafka {component.version}, run from the jars next to this script.\n"
+            'here="$(cd "$(dirname "$0")/.." && pwd)"\n'
+            f'exec "${{JAVA:-java}}" ${{KAFKA_JAVA_OPTS:--Xmx256m}} -cp "$here/libs/*" {main_class} "$@"\n'
+        )
+        write_atomic(bindir / tool, script, mode=0o755)
+
+
+# --------------------------------------------------------------------------- Debian
+
+
+def debian_candidate(package: str, prefix: str) -> str:
+    """The newest version of a Debian package in the archive whose upstream part starts with ``prefix``."""
+    out = run(["apt-cache", "madison", package], timeout=60)
+    versions = [line.split("|")[1].strip() for line in out.stdout.splitlines() if line.count("|") >= 2]
+    for version in versions:  # madison lists newest first
+        upstream = version.split(":", 1)[-1]
+        if upstream == prefix or upstream.startswith(prefix + ".") or upstream.startswith(prefix + "+"):
+            return version
+    if not versions:
+        raise ToolchainError(
+            f"Debian package {package} is not in the package lists",
+            fix="run `apt-get update` (as root), then `opslab setup` again",
+        )
+    raise ToolchainError(
+        f"Debian offers {package} {', '.join(versions)}, none of them {prefix}.x",
+        fix=f"change [{package}] in platform/versions.toml, or put a {prefix} binary on PATH",
+    )
+
+
+def build_debian(component: Component, ctx: BuildContext) -> None:
+    check_apt()
+    downloads = ctx.stage / ".debs"
+    downloads.mkdir()
+    specs = [f"{pkg}={debian_candidate(pkg, component.version)}" for pkg in component.packages]
+    specs += list(component.libraries)
+    ctx.progress(f"downloading {', '.join(s.split('=')[0] for s in specs)}")
+    stream(["apt-get", "download", *specs], ctx, cwd=downloads, what=f"apt-get download for {component.name}")
+    root = ctx.stage / "root"
+    for deb in sorted(downloads.glob("*.deb")):
+        out = run(["dpkg-deb", "-x", str(deb), str(root)], timeout=300)
+        if not out.ok:
+            raise ToolchainError(f"cannot unpack {deb.name}: {out.tail()}")
+    shutil.rmtree(downloads)
+    bindir = ctx.stage / "bin"
+    bindir.mkdir()
+    libdir = root / "usr" / "lib" / "x86_64-linux-gnu"
+    for tool, rel in component.binaries.items():
+        target = root / rel
+        if not target.exists():
+            raise ToolchainError(f"package for {component.name} has no {rel}")
+        env_line = (
+            'export LD_LIBRARY_PATH="$here/root/usr/lib/x86_64-linux-gnu'
+            '${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"\n'
+        )
+        script = (
+            "#!/bin/sh\n"
+            f"# {tool} from the Debian package unpacked next to this script.\n"
+            'here="$(cd "$(dirname "$0")/.." && pwd)"\n'
+            + (env_line if component.libraries and libdir.is_dir() else "")
+            + f'exec "$here/root/{rel}" "$@"\n'
+        )
+        write_atomic(bindir / tool, script, mode=0o755)
+
+
+BUILDERS: dict[Source, Callable[[Component, BuildContext], None]] = {
+    Source.GO: build_go,
+    Source.MAVEN: build_maven,
+    Source.DEBIAN: build_debian,
+}

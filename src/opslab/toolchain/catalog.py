@@ -1,0 +1,186 @@
+"""What opslab needs: each component (a unit that is built or fetched) and the tools it provides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from opslab.toolchain.versions import Versions
+
+
+class Source(Enum):
+    """How a component is obtained when it is not found ready to use."""
+
+    GO = "go"  # built from a generated Go module under platform/go/<component>/
+    MAVEN = "maven"  # jars fetched by platform/java/pom.xml
+    DEBIAN = "debian"  # a Debian package, downloaded and unpacked into the cache
+    PROVIDERS = "providers"  # Terraform providers built into a filesystem mirror
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One program a component provides, and how to ask it for its version."""
+
+    name: str
+    version_args: tuple[str, ...] = ("--version",)
+    on_path: bool = True
+    """Whether a copy found on PATH may be used (when its version matches)."""
+    minimum: bool = False
+    """Accept any version at or above the pin (terraform >= 1.6) instead of an exact match."""
+
+    @property
+    def env_var(self) -> str:
+        """The environment variable that points opslab at an explicit binary for this tool."""
+        return "OPSLAB_BIN_" + self.name.upper().replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Component:
+    """A unit of the toolchain, cached at ~/.cache/opslab/<name>/<version>/."""
+
+    name: str
+    version: str
+    source: Source
+    tools: tuple[Tool, ...]
+    summary: str
+    packages: tuple[str, ...] = ()
+    """Go packages to build, or Debian packages to unpack."""
+    go_module: str = ""
+    """Go: the upstream module the generated platform/go/<name>/ module requires."""
+    ldflags: tuple[str, ...] = ()
+    binaries: dict[str, str] = field(default_factory=dict)
+    """Debian: tool name -> path inside the unpacked package (e.g. alertmanager -> usr/bin/...)."""
+    libraries: tuple[str, ...] = ()
+    """Debian: extra library packages the binaries load (found through LD_LIBRARY_PATH)."""
+
+
+def _version_ldflags(packages: tuple[str, ...], version: str) -> tuple[str, ...]:
+    """The -X flags Kubernetes' own build sets, so `--version` prints the real version."""
+    major, minor, _ = version.split(".")
+    flags: list[str] = []
+    for pkg in packages:
+        flags += [
+            f"-X {pkg}.gitVersion=v{version}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.gitCommit=v{version}-opslab",
+            f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
+        ]
+    return tuple(flags)
+
+
+def components(versions: Versions) -> tuple[Component, ...]:
+    """Every component, in the order setup builds them (quick ones first, Kubernetes last)."""
+    kube = versions.kubernetes
+    return (
+        Component(
+            name="prometheus",
+            version=versions.prometheus,
+            source=Source.DEBIAN,
+            tools=(Tool("prometheus"), Tool("promtool")),
+            summary="Prometheus and promtool (Debian package)",
+            packages=("prometheus",),
+            binaries={"prometheus": "usr/bin/prometheus", "promtool": "usr/bin/promtool"},
+        ),
+        Component(
+            name="alertmanager",
+            version=versions.alertmanager,
+            source=Source.DEBIAN,
+            tools=(Tool("alertmanager"), Tool("amtool")),
+            summary="Alertmanager and amtool (Debian package)",
+            packages=("prometheus-alertmanager",),
+            binaries={"alertmanager": "usr/bin/prometheus-alertmanager", "amtool": "usr/bin/amtool"},
+        ),
+        Component(
+            name="redis",
+            version=versions.redis,
+            source=Source.DEBIAN,
+            tools=(Tool("redis-server"), Tool("redis-cli")),
+            summary="Redis server and CLI (Debian packages)",
+            packages=("redis-server", "redis-tools"),
+            binaries={"redis-server": "usr/bin/redis-server", "redis-cli": "usr/bin/redis-cli"},
+            libraries=("libjemalloc2", "liblzf1"),
+        ),
+        Component(
+            name="kafka",
+            version=versions.kafka,
+            source=Source.MAVEN,
+            tools=(
+                Tool("kafka-storage", on_path=False),
+                Tool("kafka-topics", on_path=False),
+                Tool("kafka-console-producer", on_path=False),
+                Tool("kafka-console-consumer", on_path=False),
+                Tool("kafka-consumer-groups", on_path=False),
+            ),
+            summary="Apache Kafka broker and tools (Maven jars)",
+        ),
+        Component(
+            name="etcd",
+            version=versions.etcd,
+            source=Source.GO,
+            tools=(Tool("etcd"),),
+            summary="etcd (built from go.etcd.io/etcd/server/v3)",
+            packages=("go.etcd.io/etcd/server/v3",),
+            go_module="go.etcd.io/etcd/server/v3",
+        ),
+        Component(
+            name="kwok",
+            version=versions.kwok,
+            source=Source.GO,
+            tools=(Tool("kwok"), Tool("kwokctl")),
+            summary="KWOK and kwokctl (built from sigs.k8s.io/kwok)",
+            packages=("sigs.k8s.io/kwok/cmd/kwok", "sigs.k8s.io/kwok/cmd/kwokctl"),
+            go_module="sigs.k8s.io/kwok",
+            ldflags=(
+                f"-X sigs.k8s.io/kwok/pkg/consts.Version=v{versions.kwok}",
+                f"-X sigs.k8s.io/kwok/pkg/consts.KubeVersion=v{kube}",
+            ),
+        ),
+        Component(
+            name="opentofu",
+            version=versions.opentofu,
+            source=Source.GO,
+            tools=(Tool("tofu", version_args=("version",)),),
+            summary="OpenTofu (built from github.com/opentofu/opentofu)",
+            packages=("github.com/opentofu/opentofu/cmd/tofu",),
+            go_module="github.com/opentofu/opentofu",
+        ),
+        Component(
+            name="kubernetes",
+            version=kube,
+            source=Source.GO,
+            tools=(
+                Tool("kube-apiserver"),
+                Tool("kube-controller-manager"),
+                Tool("kube-scheduler"),
+                Tool("kubectl", version_args=("version", "--client")),
+            ),
+            summary="kube-apiserver, controller-manager, scheduler, kubectl (built from k8s.io/kubernetes)",
+            packages=(
+                "k8s.io/kubernetes/cmd/kube-apiserver",
+                "k8s.io/kubernetes/cmd/kube-controller-manager",
+                "k8s.io/kubernetes/cmd/kube-scheduler",
+                "k8s.io/kubernetes/cmd/kubectl",
+            ),
+            go_module="k8s.io/kubernetes",
+            ldflags=_version_ldflags(("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"), kube),
+        ),
+    )
+
+
+def by_name(versions: Versions) -> dict[str, Component]:
+    return {c.name: c for c in components(versions)}
+
+
+def tool_index(versions: Versions) -> dict[str, Component]:
+    """Map each tool name to the component that provides it."""
+    index: dict[str, Component] = {}
+    for component in components(versions):
+        for tool in component.tools:
+            if tool.name in index:
+                raise ValueError(
+                    f"tool {tool.name} is provided by both {index[tool.name].name} and {component.name}"
+                )
+            index[tool.name] = component
+    return index

@@ -1,0 +1,93 @@
+"""The pinned versions, read from platform/versions.toml (the only place versions are written)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from opslab.primitives.errors import ConfigError
+
+_SEMVER = re.compile(r"^\d+\.\d+(\.\d+)?$")
+
+
+@dataclass(frozen=True)
+class Versions:
+    """One pinned version per component."""
+
+    kubernetes: str
+    etcd: str
+    kwok: str
+    opentofu: str
+    kafka: str
+    log4j: str
+    slf4j: str
+    prometheus: str
+    alertmanager: str
+    redis: str
+
+    def of(self, component: str) -> str:
+        """The pinned version of a component, by its name in versions.toml."""
+        try:
+            return str(getattr(self, component.replace("-", "_")))
+        except AttributeError:
+            raise KeyError(component) from None
+
+
+def load_versions(path: Path) -> Versions:
+    """Read and check versions.toml; a missing or malformed entry names the key to fix."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is missing", fix="restore it with `git checkout -- platform/`") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc})", fix="fix the file") from None
+
+    def get(section: str, key: str = "version") -> str:
+        value = data.get(section, {}).get(key)
+        if not isinstance(value, str) or not _SEMVER.match(value):
+            raise ConfigError(
+                f"{path}: [{section}] {key} = {value!r} is not a version like 1.2.3",
+                fix=f"set [{section}] {key} to a version string",
+            )
+        return value
+
+    return Versions(
+        kubernetes=get("kubernetes"),
+        etcd=get("etcd"),
+        kwok=get("kwok"),
+        opentofu=get("opentofu"),
+        kafka=get("kafka"),
+        log4j=get("kafka", "log4j"),
+        slf4j=get("kafka", "slf4j"),
+        prometheus=get("prometheus"),
+        alertmanager=get("alertmanager"),
+        redis=get("redis"),
+    )
+
+
+_VERSION_IN_TEXT = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """The first dotted version number in a program's --version output, e.g. (1, 36, 3)."""
+    match = _VERSION_IN_TEXT.search(text)
+    if not match:
+        return None
+    major, minor, patch = match.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
+def version_matches(found: tuple[int, int, int] | None, pinned: str, *, minimum: bool = False) -> bool:
+    """Whether a found version satisfies the pin.
+
+    A pin of "1.36.3" needs exactly 1.36.3; a pin of "2.42" accepts any 2.42.x; with ``minimum``
+    any version at or above the pin is accepted (used for terraform >= 1.6).
+    """
+    if found is None:
+        return False
+    parts = tuple(int(p) for p in pinned.split("."))
+    if minimum:
+        return found[: len(parts)] >= parts
+    return found[: len(parts)] == parts

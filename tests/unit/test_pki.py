@@ -1,0 +1,59 @@
+import stat
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from opslab.runtime import kubeconfig
+from opslab.runtime.pki import CLIENTS, Pki
+
+
+def test_certificates_are_signed_by_the_ca_with_the_right_identities(tmp_path: Path) -> None:
+    pki = Pki(tmp_path / "pki")
+    pki.ensure()
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    server = x509.load_pem_x509_certificate(pki.cert("apiserver").read_bytes())
+    server.verify_directly_issued_by(ca)
+    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "kubernetes.default.svc" in sans.get_values_for_type(x509.DNSName)
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1", "10.96.0.1"]
+    admin = x509.load_pem_x509_certificate(pki.cert("admin").read_bytes())
+    assert admin.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "opslab-admin"
+    assert admin.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "system:masters"
+    kwok = x509.load_pem_x509_certificate(pki.cert("kwok").read_bytes())
+    assert not kwok.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME), (
+        "kwok must not be a cluster admin"
+    )
+
+
+def test_keys_are_private_and_reused(tmp_path: Path) -> None:
+    pki = Pki(tmp_path / "pki")
+    pki.ensure()
+    for client in CLIENTS:
+        assert stat.S_IMODE(pki.key(client.name).stat().st_mode) == 0o600
+    assert stat.S_IMODE(pki.sa_key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(pki.ca_key.stat().st_mode) == 0o600
+    before = pki.ca_cert.read_bytes()
+    pki.ensure()
+    assert pki.ca_cert.read_bytes() == before
+
+
+def test_an_incomplete_set_is_regenerated(tmp_path: Path) -> None:
+    pki = Pki(tmp_path / "pki")
+    pki.ensure()
+    before = pki.ca_cert.read_bytes()
+    pki.key("kwok").unlink()
+    pki.ensure()
+    assert pki.key("kwok").is_file()
+    assert pki.ca_cert.read_bytes() != before
+
+
+def test_kubeconfig_is_0600_and_embeds_credentials(tmp_path: Path) -> None:
+    pki = Pki(tmp_path / "pki")
+    pki.ensure()
+    path = kubeconfig.write(tmp_path / "kubeconfig", pki, "https://127.0.0.1:16443", "admin")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    config = yaml.safe_load(path.read_text())
+    assert config["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:16443"
+    assert config["users"][0]["user"]["client-key-data"]

@@ -1,0 +1,56 @@
+from pathlib import Path
+
+import pytest
+
+from opslab.primitives.errors import ConfigError
+from opslab.settings import load
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults() -> None:
+    settings = load(environ={}, root=ROOT)
+    assert settings.cluster.nodes == 3
+    assert settings.ports.apiserver == 16443
+    assert settings.paths.state == ROOT / ".opslab"
+    assert settings.paths.kubeconfig == ROOT / ".opslab" / "kubeconfig"
+
+
+def test_layers_env_over_file_over_defaults_and_flags_over_all(tmp_path: Path) -> None:
+    (tmp_path / "platform").mkdir()
+    (tmp_path / "platform" / "versions.toml").write_text("")
+    (tmp_path / "opslab.toml").write_text("[cluster]\nnodes = 5\n[ports]\nredis = 20000\n")
+    from_file = load(environ={}, root=tmp_path)
+    assert (from_file.cluster.nodes, from_file.ports.redis) == (5, 20000)
+    from_env = load(environ={"OPSLAB_NODES": "7", "OPSLAB_PORT_REDIS": "20001"}, root=tmp_path)
+    assert (from_env.cluster.nodes, from_env.ports.redis) == (7, 20001)
+    from_flags = load({"nodes": "9", "port_redis": 20002}, environ={"OPSLAB_NODES": "7"}, root=tmp_path)
+    assert (from_flags.cluster.nodes, from_flags.ports.redis) == (9, 20002)
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "message"),
+    [
+        ({"nodes": "zero"}, {}, r"--nodes='zero' is not a number of nodes"),
+        ({"nodes": "0"}, {}, r"--nodes=0 is out of range"),
+        ({"nodes": "501"}, {}, r"--nodes=501 is out of range"),
+        ({}, {"OPSLAB_NODES": "-2"}, r"OPSLAB_NODES=-2 is out of range"),
+        ({}, {"OPSLAB_PORT_REDIS": "http"}, r"OPSLAB_PORT_REDIS='http' is not a port number"),
+        ({}, {"OPSLAB_PORT_REDIS": "80"}, r"OPSLAB_PORT_REDIS=80 is out of range"),
+        ({}, {"OPSLAB_PORT_REDIS": "16443"}, r"ports apiserver and redis are both set to 16443"),
+    ],
+)
+def test_bad_values_name_their_source(flags: dict, environ: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(flags, environ=environ, root=ROOT)
+
+
+def test_unknown_file_entries_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "platform").mkdir()
+    (tmp_path / "platform" / "versions.toml").write_text("")
+    (tmp_path / "opslab.toml").write_text("[ports]\nredsi = 1\n")
+    with pytest.raises(ConfigError, match="unknown port 'redsi'"):
+        load(environ={}, root=tmp_path)
+    (tmp_path / "opslab.toml").write_text("[cluster\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(environ={}, root=tmp_path)
