@@ -145,9 +145,7 @@ def _port(value: Any, source: str) -> int:
     try:
         port = int(value)
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"{source}={value!r} is not a port number", fix="use an integer from 1024 to 65535"
-        ) from None
+        raise ConfigError(f"{source}={value!r} is not a port number", fix="use an integer from 1024 to 65535") from None
     if not 1024 <= port <= 65535:
         raise ConfigError(f"{source}={port} is out of range", fix="use a port from 1024 to 65535")
     return port
@@ -201,9 +199,7 @@ def load(
     port_names = {name for name, _ in Ports().items()}
     for name, value in filed.get("ports", {}).items():
         if name not in port_names:
-            raise ConfigError(
-                f"opslab.toml: unknown port {name!r}", fix=f"use one of {', '.join(sorted(port_names))}"
-            )
+            raise ConfigError(f"opslab.toml: unknown port {name!r}", fix=f"use one of {', '.join(sorted(port_names))}")
         ports[name] = _port(value, f"opslab.toml ports.{name}")
     for name in port_names:
         var = f"OPSLAB_PORT_{name.upper()}"
@@ -215,9 +211,7 @@ def load(
     seen: dict[int, str] = {}
     for name, port in port_settings.items():
         if port in seen:
-            raise ConfigError(
-                f"ports {seen[port]} and {name} are both set to {port}", fix="give each a different port"
-            )
+            raise ConfigError(f"ports {seen[port]} and {name} are both set to {port}", fix="give each a different port")
         seen[port] = name
 
     cluster_file = filed.get("cluster", {})

@@ -39,9 +39,7 @@ def test_staging_version_maps_1_n_p_to_0_n_p() -> None:
 
 
 def test_kubernetes_module_replaces_every_staging_module_with_its_release() -> None:
-    module = gomod.module_for(
-        "kubernetes", "k8s.io/kubernetes", "1.36.3", ("k8s.io/kubernetes/cmd/kubectl",), UPSTREAM
-    )
+    module = gomod.module_for("kubernetes", "k8s.io/kubernetes", "1.36.3", ("k8s.io/kubernetes/cmd/kubectl",), UPSTREAM)
     text = module.render()
     assert "go 1.26.0" in text
     assert "\tk8s.io/kubernetes v1.36.3" in text
@@ -51,12 +49,32 @@ def test_kubernetes_module_replaces_every_staging_module_with_its_release() -> N
     assert "\tk8s.io/kubernetes/cmd/kubectl" in text
 
 
-def test_other_modules_get_no_replaces() -> None:
+OPENTOFU_LIKE = """module github.com/opentofu/opentofu
+
+go 1.24.0
+
+replace (
+\tgo.etcd.io/etcd/api/v3 => ../api
+\tgithub.com/hashicorp/hcl/v2 v2.20.1 => github.com/opentofu/hcl/v2 v2.20.2-0.2025
+)
+
+replace go.etcd.io/etcd => ./FORBIDDEN_DEPENDENCY
+"""
+
+
+def test_other_modules_repeat_only_upstreams_remote_replaces() -> None:
     module = gomod.module_for(
-        "etcd", "go.etcd.io/etcd/server/v3", "3.6.16", ("go.etcd.io/etcd/server/v3",), UPSTREAM
+        "opentofu",
+        "github.com/opentofu/opentofu",
+        "1.10.10",
+        ("github.com/opentofu/opentofu/cmd/tofu",),
+        OPENTOFU_LIKE,
     )
-    assert module.replace == ()
-    assert gomod.required_version(module.render(), "go.etcd.io/etcd/server/v3") == "v3.6.16"
+    assert module.replace == (("github.com/hashicorp/hcl/v2 v2.20.1", "github.com/opentofu/hcl/v2", "v2.20.2-0.2025"),)
+    text = module.render()
+    assert "\tgithub.com/hashicorp/hcl/v2 v2.20.1 => github.com/opentofu/hcl/v2 v2.20.2-0.2025" in text
+    assert "FORBIDDEN" not in text and "../api" not in text
+    assert gomod.required_version(text, "github.com/opentofu/opentofu") == "v1.10.10"
 
 
 def test_committed_kubernetes_module_matches_the_pin() -> None:

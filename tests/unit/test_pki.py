@@ -22,9 +22,7 @@ def test_certificates_are_signed_by_the_ca_with_the_right_identities(tmp_path: P
     assert admin.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "opslab-admin"
     assert admin.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "system:masters"
     kwok = x509.load_pem_x509_certificate(pki.cert("kwok").read_bytes())
-    assert not kwok.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME), (
-        "kwok must not be a cluster admin"
-    )
+    assert not kwok.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME), "kwok must not be a cluster admin"
 
 
 def test_keys_are_private_and_reused(tmp_path: Path) -> None:

@@ -51,9 +51,7 @@ def test_the_repository_pins_parse() -> None:
 
 
 def test_a_bad_pin_names_the_key(tmp_path: Path) -> None:
-    text = (
-        (ROOT / "platform" / "versions.toml").read_text().replace('version = "3.6.16"', 'version = "latest"')
-    )
+    text = (ROOT / "platform" / "versions.toml").read_text().replace('version = "3.6.16"', 'version = "latest"')
     bad = tmp_path / "versions.toml"
     bad.write_text(text)
     with pytest.raises(ConfigError, match=r"\[etcd\] version = 'latest'"):

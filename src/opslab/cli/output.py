@@ -41,6 +41,7 @@ class StepLine:
                 self._status.update(self._render())
             elif time.monotonic() - last_print >= 30:
                 console.print(f"  … {self._render()}")
+                console.file.flush()
                 last_print = time.monotonic()
 
     def __enter__(self) -> StepLine:
@@ -62,3 +63,4 @@ class StepLine:
 def step(mark: str, name: str, seconds: float, detail: str) -> None:
     """One finished step: mark, name, time, detail."""
     console.print(f"  {mark} {name:<24} {fmt_seconds(seconds):>7}  {detail}")
+    console.file.flush()

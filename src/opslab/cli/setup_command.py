@@ -19,9 +19,7 @@ class SetupPrinter:
         self.line: StepLine | None = None
 
     def started(self, component: Component, reason: str) -> None:
-        console.print(
-            f"  → {component.name:<24} {'':>7}  {reason}: building {component.summary}, {component.version}"
-        )
+        console.print(f"  → {component.name:<24} {'':>7}  {reason}: building {component.summary}, {component.version}")
         self.line = StepLine(f"    {component.name}").__enter__()
 
     def progress(self, component: Component, text: str) -> None:

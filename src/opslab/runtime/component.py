@@ -59,9 +59,7 @@ class RuntimeContext:
     def log_file(self, name: str) -> Path:
         return self.settings.paths.logs / f"{name}.log"
 
-    def http(
-        self, *, client_cert: str | None = None, verify: bool = True, timeout: float = 3.0
-    ) -> httpx.Client:
+    def http(self, *, client_cert: str | None = None, verify: bool = True, timeout: float = 3.0) -> httpx.Client:
         """An HTTP client for probing a component; TLS against opslab's CA, optionally with a client cert."""
         if not verify:
             return httpx.Client(verify=False, timeout=timeout)

@@ -22,9 +22,7 @@ def render(pki: Pki, server: str, client: str, *, context: str = CLUSTER) -> str
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [
-            {"name": CLUSTER, "cluster": {"server": server, "certificate-authority-data": _b64(pki.ca_cert)}}
-        ],
+        "clusters": [{"name": CLUSTER, "cluster": {"server": server, "certificate-authority-data": _b64(pki.ca_cert)}}],
         "users": [
             {
                 "name": client,

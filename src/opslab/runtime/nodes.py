@@ -93,7 +93,5 @@ def readiness(core: client.CoreV1Api, cluster: Cluster) -> ProbeResult:
     ready = {n.metadata.name for n in nodes if is_ready(n)}
     missing = sorted(wanted - ready)
     if missing:
-        return ProbeResult.failed(
-            f"{len(wanted) - len(missing)}/{len(wanted)} nodes Ready (waiting for {missing[0]})"
-        )
+        return ProbeResult.failed(f"{len(wanted) - len(missing)}/{len(wanted)} nodes Ready (waiting for {missing[0]})")
     return ProbeResult.passed(f"{len(wanted)} nodes Ready")

@@ -56,6 +56,4 @@ class Registry:
         try:
             return self.components[name]
         except KeyError:
-            raise ConfigError(
-                f"unknown component {name!r}", fix=f"use one of: {', '.join(self.components)}"
-            ) from None
+            raise ConfigError(f"unknown component {name!r}", fix=f"use one of: {', '.join(self.components)}") from None

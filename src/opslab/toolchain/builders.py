@@ -99,9 +99,7 @@ def _tail(log: Path) -> str:
 def check_go(required: str) -> str:
     """The local Go version, or PrerequisiteMissing if Go is absent or older than ``required``."""
     if shutil.which("go") is None:
-        raise PrerequisiteMissing(
-            "Go is not installed", fix=f"install Go {required} or newer and put `go` on PATH"
-        )
+        raise PrerequisiteMissing("Go is not installed", fix=f"install Go {required} or newer and put `go` on PATH")
     found = parse_version(run(["go", "env", "GOVERSION"], timeout=30).stdout)
     need = parse_version(required)
     if found is None or need is None or found < need:
@@ -122,9 +120,7 @@ def check_java() -> None:
     out = run(["java", "-version"], timeout=30)
     found = parse_version(out.stderr + out.stdout)
     if found is None or found[0] < 17:
-        raise PrerequisiteMissing(
-            f"Java 17 or newer is needed for Kafka (found {found})", fix="install openjdk-17-jdk"
-        )
+        raise PrerequisiteMissing(f"Java 17 or newer is needed for Kafka (found {found})", fix="install openjdk-17-jdk")
 
 
 def check_apt() -> None:
@@ -152,9 +148,7 @@ def ensure_go_module(component: Component, ctx: BuildContext) -> Path:
     if gomod_file.is_file() and gomod.required_version(gomod_file.read_text(), component.go_module) == want:
         return module_dir
     ctx.progress("generating go.mod")
-    info = run(
-        ["go", "mod", "download", "-json", f"{component.go_module}@{want}"], timeout=600, env=go_env(ctx)
-    )
+    info = run(["go", "mod", "download", "-json", f"{component.go_module}@{want}"], timeout=600, env=go_env(ctx))
     if not info.ok:
         raise ToolchainError(
             f"cannot download {component.go_module}@{want}: {info.tail()}",
@@ -207,6 +201,8 @@ def build_go(component: Component, ctx: BuildContext) -> None:
     ]
     ctx.progress("downloading modules and compiling")
     stream(args, ctx, cwd=module_dir, env=go_env(ctx), on_line=on_line, what=f"go build of {component.name}")
+    for built, wanted in component.renames:
+        (bindir / built).rename(bindir / wanted)
 
 
 # --------------------------------------------------------------------------- Maven (Kafka)
@@ -298,10 +294,7 @@ def build_debian(component: Component, ctx: BuildContext) -> None:
         target = root / rel
         if not target.exists():
             raise ToolchainError(f"package for {component.name} has no {rel}")
-        env_line = (
-            'export LD_LIBRARY_PATH="$here/root/usr/lib/x86_64-linux-gnu'
-            '${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"\n'
-        )
+        env_line = 'export LD_LIBRARY_PATH="$here/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"\n'
         script = (
             "#!/bin/sh\n"
             f"# {tool} from the Debian package unpacked next to this script.\n"
@@ -312,8 +305,61 @@ def build_debian(component: Component, ctx: BuildContext) -> None:
         write_atomic(bindir / tool, script, mode=0o755)
 
 
+# --------------------------------------------------------------------------- Terraform providers
+
+MIRROR_HOSTS = ("registry.terraform.io", "registry.opentofu.org")
+
+
+def module_dir(spec: str, ctx: BuildContext) -> Path:
+    """Download ``path@version`` through the Go module proxy; its (read-only) directory."""
+    out = run(["go", "mod", "download", "-json", spec], timeout=900, env=go_env(ctx))
+    if not out.ok:
+        raise ToolchainError(f"cannot download {spec}: {out.tail()}", fix="check platform/versions.toml")
+    return Path(_json_field(out.stdout, "Dir"))
+
+
+def _writable_copy(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("vendor", "*_test.go"))
+    for path in [target, *target.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)
+    return target
+
+
+def build_providers(component: Component, ctx: BuildContext) -> None:
+    """Build each provider pinned in versions.toml into mirror/<host>/hashicorp/<name>/<version>/."""
+    check_go("1.21")
+    work = ctx.stage / ".src"
+    env = {**go_env(ctx), "GOFLAGS": "-mod=mod -buildvcs=false"}
+    binaries = ctx.stage / "bin"
+    binaries.mkdir(parents=True)
+    for pin in ctx.versions.providers:
+        ctx.progress(f"{pin.name} {pin.version}: fetching source")
+        src = _writable_copy(module_dir(pin.module, ctx), work / pin.name)
+        if pin.shim:
+            shim_root = work / f"shim-{pin.name}"
+            _writable_copy(module_dir(pin.shim.source, ctx), shim_root / pin.shim.directory)
+            (shim_root / pin.shim.directory / "go.mod").unlink(missing_ok=True)
+            write_atomic(shim_root / "go.mod", f"module {pin.shim.module}\n\ngo 1.16\n")
+            stream(["go", "mod", "edit", f"-replace={pin.shim.module}={shim_root}"], ctx, cwd=src, env=env,
+                   what=f"go mod edit for {pin.name}")  # fmt: skip
+        for requirement in pin.require:
+            stream(["go", "mod", "edit", f"-require={requirement}"], ctx, cwd=src, env=env,
+                   what=f"go mod edit for {pin.name}")  # fmt: skip
+        ctx.progress(f"{pin.name} {pin.version}: compiling")
+        binary = binaries / f"terraform-provider-{pin.name}"
+        stream(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), "."], ctx, cwd=src, env=env,
+               what=f"go build of the {pin.name} provider")  # fmt: skip
+        for host in MIRROR_HOSTS:
+            target = ctx.stage / "mirror" / host / "hashicorp" / pin.name / pin.version / "linux_amd64"
+            target.mkdir(parents=True)
+            # The unpacked mirror layout needs real files (tofu does not follow a symlinked directory).
+            (target / f"terraform-provider-{pin.name}_v{pin.version}").hardlink_to(binary)
+    shutil.rmtree(work)
+
+
 BUILDERS: dict[Source, Callable[[Component, BuildContext], None]] = {
     Source.GO: build_go,
     Source.MAVEN: build_maven,
     Source.DEBIAN: build_debian,
+    Source.PROVIDERS: build_providers,
 }

@@ -27,6 +27,8 @@ class Tool:
     """Whether a copy found on PATH may be used (when its version matches)."""
     minimum: bool = False
     """Accept any version at or above the pin (terraform >= 1.6) instead of an exact match."""
+    pin: str | None = None
+    """The version to check against, when it is not the component's own (terraform: "1.6")."""
 
     @property
     def env_var(self) -> str:
@@ -48,10 +50,18 @@ class Component:
     go_module: str = ""
     """Go: the upstream module the generated platform/go/<name>/ module requires."""
     ldflags: tuple[str, ...] = ()
+    renames: tuple[tuple[str, str], ...] = ()
+    """Go: binaries to rename after the build (go names them after the package's last element)."""
     binaries: dict[str, str] = field(default_factory=dict)
     """Debian: tool name -> path inside the unpacked package (e.g. alertmanager -> usr/bin/...)."""
     libraries: tuple[str, ...] = ()
     """Debian: extra library packages the binaries load (found through LD_LIBRARY_PATH)."""
+    alternative: Tool | None = None
+    """A tool on PATH that makes building this component unnecessary (terraform for OpenTofu)."""
+
+
+TERRAFORM = Tool("terraform", version_args=("version",), minimum=True, pin="1.6")
+"""terraform >= 1.6 on PATH is used instead of OpenTofu."""
 
 
 def _version_ldflags(packages: tuple[str, ...], version: str) -> tuple[str, ...]:
@@ -86,11 +96,19 @@ def components(versions: Versions) -> tuple[Component, ...]:
         Component(
             name="alertmanager",
             version=versions.alertmanager,
-            source=Source.DEBIAN,
+            source=Source.GO,
             tools=(Tool("alertmanager"), Tool("amtool")),
-            summary="Alertmanager and amtool (Debian package)",
-            packages=("prometheus-alertmanager",),
-            binaries={"alertmanager": "usr/bin/prometheus-alertmanager", "amtool": "usr/bin/amtool"},
+            summary="Alertmanager and amtool (built from github.com/prometheus/alertmanager)",
+            packages=(
+                "github.com/prometheus/alertmanager/cmd/alertmanager",
+                "github.com/prometheus/alertmanager/cmd/amtool",
+            ),
+            go_module="github.com/prometheus/alertmanager",
+            ldflags=(
+                f"-X github.com/prometheus/common/version.Version={versions.alertmanager}",
+                "-X github.com/prometheus/common/version.Branch=opslab",
+                "-X github.com/prometheus/common/version.BuildUser=opslab",
+            ),
         ),
         Component(
             name="redis",
@@ -123,6 +141,7 @@ def components(versions: Versions) -> tuple[Component, ...]:
             summary="etcd (built from go.etcd.io/etcd/server/v3)",
             packages=("go.etcd.io/etcd/server/v3",),
             go_module="go.etcd.io/etcd/server/v3",
+            renames=(("server", "etcd"),),
         ),
         Component(
             name="kwok",
@@ -145,6 +164,17 @@ def components(versions: Versions) -> tuple[Component, ...]:
             summary="OpenTofu (built from github.com/opentofu/opentofu)",
             packages=("github.com/opentofu/opentofu/cmd/tofu",),
             go_module="github.com/opentofu/opentofu",
+            ldflags=("-X github.com/opentofu/opentofu/version.dev=no",),
+            alternative=TERRAFORM,
+        ),
+        Component(
+            name="terraform-providers",
+            version=versions.providers_digest,
+            source=Source.PROVIDERS,
+            tools=tuple(Tool(f"terraform-provider-{p.name}", on_path=False) for p in versions.providers),
+            summary="Terraform providers "
+            + ", ".join(f"{p.name} {p.version}" for p in versions.providers)
+            + " (built from their Go modules into a filesystem mirror)",
         ),
         Component(
             name="kubernetes",
@@ -179,8 +209,6 @@ def tool_index(versions: Versions) -> dict[str, Component]:
     for component in components(versions):
         for tool in component.tools:
             if tool.name in index:
-                raise ValueError(
-                    f"tool {tool.name} is provided by both {index[tool.name].name} and {component.name}"
-                )
+                raise ValueError(f"tool {tool.name} is provided by both {index[tool.name].name} and {component.name}")
             index[tool.name] = component
     return index

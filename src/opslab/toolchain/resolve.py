@@ -79,9 +79,9 @@ class Toolchain:
                     fix=f"point it at a {name} binary or unset it",
                 )
             found = self.probe_version(path, tool)
-            if not version_matches(found, component.version, minimum=tool.minimum):
+            if not version_matches(found, tool.pin or component.version, minimum=tool.minimum):
                 raise ConfigError(
-                    f"{tool.env_var}={override} is version {_fmt(found)}, opslab pins {component.version}",
+                    f"{tool.env_var}={override} is version {_fmt(found)}, opslab pins {tool.pin or component.version}",
                     fix=f"point it at {name} {component.version} or unset it",
                 )
             return Resolved(name, path, "env", component.name)
@@ -89,7 +89,7 @@ class Toolchain:
             on_path = self.which(name)
             if on_path:
                 found = self.probe_version(Path(on_path), tool)
-                if version_matches(found, component.version, minimum=tool.minimum):
+                if version_matches(found, tool.pin or component.version, minimum=tool.minimum):
                     return Resolved(name, Path(on_path), "path", component.name)
         entry = self.entry(component)
         cached = entry.bin / name
@@ -103,6 +103,21 @@ class Toolchain:
         if found is None:
             raise ToolchainError(f"{name} is not built yet", fix="run `make up` or `opslab setup`")
         return found.path
+
+    def alternative(self, component_name: str) -> Resolved | None:
+        """The component's alternative tool, if it is available (env override or PATH, right version)."""
+        component = next((c for c in self.index.values() if c.name == component_name), None)
+        if component is None or component.alternative is None:
+            return None
+        tool = component.alternative
+        candidate = self.environ.get(tool.env_var) or self.which(tool.name)
+        if not candidate:
+            return None
+        found = self.probe_version(Path(candidate), tool)
+        if version_matches(found, tool.pin or component.version, minimum=tool.minimum):
+            source = "env" if self.environ.get(tool.env_var) else "path"
+            return Resolved(tool.name, Path(candidate), source, component.name)
+        return None
 
     def terraform_cli(self) -> Path:
         return terraform_cli(self)
@@ -120,18 +135,7 @@ def _fmt(version: tuple[int, int, int] | None) -> str:
     return "unknown" if version is None else ".".join(map(str, version))
 
 
-TERRAFORM = Tool("terraform", version_args=("version",), minimum=True)
-TERRAFORM_MINIMUM = "1.6"
-
-
 def terraform_cli(toolchain: Toolchain) -> Path:
-    """terraform >= 1.6 (OPSLAB_BIN_TERRAFORM, then PATH), else OpenTofu from the cache."""
-    override = toolchain.environ.get(TERRAFORM.env_var)
-    if override:
-        return Path(override)
-    on_path = toolchain.which("terraform")
-    if on_path and version_matches(
-        toolchain.probe_version(Path(on_path), TERRAFORM), TERRAFORM_MINIMUM, minimum=True
-    ):
-        return Path(on_path)
-    return toolchain.require("tofu")
+    """terraform >= 1.6 (OPSLAB_BIN_TERRAFORM, then PATH), else OpenTofu (``tofu``)."""
+    alternative = toolchain.alternative("opentofu")
+    return alternative.path if alternative else toolchain.require("tofu")

@@ -46,6 +46,9 @@ class SilentObserver:
 
 
 def _found(toolchain: Toolchain, component: Component) -> list[Resolved] | None:
+    alternative = toolchain.alternative(component.name)
+    if alternative is not None:
+        return [alternative]
     found = []
     for tool in component.tools:
         resolved = toolchain.resolve(tool.name)
@@ -77,9 +80,7 @@ def run_setup(
         wanted = list(only)
         unknown = [n for n in wanted if n not in names]
         if unknown:
-            raise ConfigError(
-                f"unknown component {unknown[0]!r}", fix=f"use one of: {', '.join(sorted(names))}"
-            )
+            raise ConfigError(f"unknown component {unknown[0]!r}", fix=f"use one of: {', '.join(sorted(names))}")
         catalog = [c for c in catalog if c.name in wanted]
     results = []
     for component in catalog:

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from opslab.primitives.errors import ConfigError
 
 _SEMVER = re.compile(r"^\d+\.\d+(\.\d+)?$")
+
+
+@dataclass(frozen=True)
+class Shim:
+    """A stand-in module assembled at build time from a package of another served module."""
+
+    module: str
+    source: str  # module@version whose files are used
+    directory: str  # package directory inside the stand-in module
+
+
+@dataclass(frozen=True)
+class ProviderPin:
+    """A Terraform provider release and the Go module version it is built from."""
+
+    name: str
+    version: str
+    module: str  # path@version
+    require: tuple[str, ...] = ()
+    shim: Shim | None = None
 
 
 @dataclass(frozen=True)
@@ -26,6 +48,13 @@ class Versions:
     prometheus: str
     alertmanager: str
     redis: str
+    providers: tuple[ProviderPin, ...] = field(default=())
+
+    @property
+    def providers_digest(self) -> str:
+        """A short digest of the provider pins: the cache version of the provider mirror."""
+        raw = json.dumps([p.__dict__ | {"shim": p.shim and p.shim.__dict__} for p in self.providers], sort_keys=True)
+        return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
     def of(self, component: str) -> str:
         """The pinned version of a component, by its name in versions.toml."""
@@ -53,6 +82,25 @@ def load_versions(path: Path) -> Versions:
             )
         return value
 
+    providers = []
+    for name, entry in sorted(data.get("terraform-providers", {}).items()):
+        module = entry.get("module", "")
+        if "@" not in module:
+            raise ConfigError(
+                f"{path}: [terraform-providers.{name}] module = {module!r} is not path@version",
+                fix="give the Go module and its version, e.g. github.com/x/y@v1.2.3",
+            )
+        shim = entry.get("shim")
+        providers.append(
+            ProviderPin(
+                name=name,
+                version=_provider_version(path, name, entry),
+                module=module,
+                require=tuple(entry.get("require", ())),
+                shim=Shim(shim["module"], shim["from"], shim["dir"]) if shim else None,
+            )
+        )
+
     return Versions(
         kubernetes=get("kubernetes"),
         etcd=get("etcd"),
@@ -64,7 +112,18 @@ def load_versions(path: Path) -> Versions:
         prometheus=get("prometheus"),
         alertmanager=get("alertmanager"),
         redis=get("redis"),
+        providers=tuple(providers),
     )
+
+
+def _provider_version(path: Path, name: str, entry: dict[str, object]) -> str:
+    value = entry.get("version")
+    if not isinstance(value, str) or not _SEMVER.match(value):
+        raise ConfigError(
+            f"{path}: [terraform-providers.{name}] version = {value!r} is not a version like 1.2.3",
+            fix="set it to the provider release the module builds",
+        )
+    return value
 
 
 _VERSION_IN_TEXT = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")

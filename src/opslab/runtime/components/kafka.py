@@ -110,9 +110,7 @@ class Kafka(Component):
             env=self._log_env(),
         )  # fmt: skip
         if not out.ok:
-            raise ComponentFailed(
-                f"formatting Kafka's storage failed: {out.tail()}", fix=f"remove {data} and retry"
-            )
+            raise ComponentFailed(f"formatting Kafka's storage failed: {out.tail()}", fix=f"remove {data} and retry")
 
     def _classpath(self) -> str:
         return str(self.ctx.toolchain.kafka_home() / "libs" / "*")

@@ -25,9 +25,7 @@ class Kwok(Component):
 
     def prepare(self) -> None:
         stages = sorted((self.ctx.paths.platform / "kwok" / "stages").glob("*.yaml"))
-        documents = [
-            f"# from {s.relative_to(self.ctx.paths.root)}\n{s.read_text().strip()}\n" for s in stages
-        ]
+        documents = [f"# from {s.relative_to(self.ctx.paths.root)}\n{s.read_text().strip()}\n" for s in stages]
         write_atomic(self.ctx.config_file("kwok-stages.yaml"), "---\n".join(documents))
 
     def command(self) -> list[str]:

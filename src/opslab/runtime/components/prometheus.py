@@ -43,9 +43,7 @@ class Prometheus(Component):
         self_signed = {**client_tls, "insecure_skip_verify": True}
         del self_signed["ca_file"]
 
-        def job(
-            name: str, port: int, *, scheme: str = "http", tls: dict[str, Any] | None = None
-        ) -> dict[str, Any]:
+        def job(name: str, port: int, *, scheme: str = "http", tls: dict[str, Any] | None = None) -> dict[str, Any]:
             entry: dict[str, Any] = {
                 "job_name": name,
                 "scheme": scheme,
@@ -75,9 +73,7 @@ class Prometheus(Component):
             },
             "rule_files": [str(rules / "*.yml")],
             "alerting": {
-                "alertmanagers": [
-                    {"static_configs": [{"targets": [f"127.0.0.1:{self.ctx.ports.alertmanager}"]}]}
-                ]
+                "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{self.ctx.ports.alertmanager}"]}]}]
             },
             "scrape_configs": self.scrape_configs(),
         }
@@ -89,9 +85,28 @@ class Prometheus(Component):
         self.ctx.data_dir("prometheus").mkdir(parents=True, exist_ok=True)
         write_atomic(self.config_path, self.render())
 
+    def web_assets(self) -> list[str]:
+        """Flags pointing Debian's Prometheus at its UI files when it runs from opslab's cache.
+
+        Debian's build reads its web UI and consoles from /usr/share and /etc; unpacked into the
+        cache, they sit under <entry>/root/ instead.
+        """
+        resolved = self.ctx.toolchain.resolve("prometheus")
+        if resolved is None or resolved.source != "cache":
+            return []
+        root = resolved.path.parent.parent / "root"
+        flags = []
+        if (root / "usr/share/prometheus/web").is_dir():
+            flags.append(f"--web.local-assets={root / 'usr/share/prometheus/web'}/")
+        if (root / "etc/prometheus/consoles").is_dir():
+            flags.append(f"--web.console.templates={root / 'etc/prometheus/consoles'}")
+            flags.append(f"--web.console.libraries={root / 'etc/prometheus/console_libraries'}")
+        return flags
+
     def command(self) -> list[str]:
         return [
             str(self.ctx.toolchain.require("prometheus")),
+            *self.web_assets(),
             f"--config.file={self.config_path}",
             f"--storage.tsdb.path={self.ctx.data_dir('prometheus')}",
             "--storage.tsdb.retention.time=3d",

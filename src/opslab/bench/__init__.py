@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its figures and records the medians in docs/performance.md."""

@@ -1,0 +1,59 @@
+"""Prometheus scrapes every platform target, evaluates rules, and alerts reach Alertmanager."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from opslab.primitives.readiness import ProbeResult, wait_until
+from opslab.runtime.lifecycle import Platform
+
+pytestmark = pytest.mark.platform
+
+EXPECTED_JOBS = {
+    "prometheus", "alertmanager", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+}  # fmt: skip
+
+
+def prom(platform: Platform) -> str:
+    return f"http://127.0.0.1:{platform.settings.ports.prometheus}"
+
+
+def test_every_scrape_target_is_up(platform: Platform) -> None:
+    targets = httpx.get(f"{prom(platform)}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+    jobs = {t["labels"]["job"]: t["health"] for t in targets}
+    assert set(jobs) == EXPECTED_JOBS
+    assert all(health == "up" for health in jobs.values()), jobs
+
+
+def test_recording_rules_are_evaluated(platform: Platform) -> None:
+    def recorded() -> ProbeResult:
+        result = httpx.get(
+            f"{prom(platform)}/api/v1/query", params={"query": "opslab:scrape_targets_up:count"}, timeout=5
+        ).json()["data"]["result"]
+        value = float(result[0]["value"][1]) if result else 0
+        return ProbeResult(value == len(EXPECTED_JOBS), f"value {value}")
+
+    wait_until(recorded, what="recording rule", timeout=30)
+    groups = httpx.get(f"{prom(platform)}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    health = {rule["name"]: rule["health"] for group in groups for rule in group["rules"]}
+    assert health["opslab:apiserver_requests:rate5m"] == "ok"
+
+
+def test_an_alert_reaches_alertmanager(platform: Platform) -> None:
+    am = f"http://127.0.0.1:{platform.settings.ports.alertmanager}"
+
+    def delivered() -> ProbeResult:
+        alerts = httpx.get(f"{am}/api/v2/alerts", params={"filter": 'alertname="Watchdog"'}, timeout=5).json()
+        return ProbeResult(bool(alerts), f"{len(alerts)} Watchdog alerts in Alertmanager")
+
+    wait_until(delivered, what="Watchdog in Alertmanager", timeout=60)
+
+
+def test_the_apiserver_requires_credentials(platform: Platform) -> None:
+    response = httpx.get(
+        f"https://127.0.0.1:{platform.settings.ports.apiserver}/api/v1/namespaces",
+        verify=str(platform.ctx.pki.ca_cert),
+        timeout=5,
+    )
+    assert response.status_code == 401, "anonymous access is disabled"

@@ -1,0 +1,51 @@
+"""The Terraform-managed part of the platform: applied, in-cluster state, no drift."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+
+from opslab.runtime.lifecycle import Platform
+from opslab.runtime.terraform import STATE_NAMESPACE
+
+pytestmark = pytest.mark.platform
+
+
+def test_plan_after_up_reports_no_changes(platform: Platform) -> None:
+    code, output = platform.terraform.plan_exit_code()
+    assert code == 0, output[-2000:]
+
+
+def test_state_lives_in_a_secret_and_resources_exist(platform: Platform, api: client.ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    secret = core.read_namespaced_secret("tfstate-default-platform", STATE_NAMESPACE)
+    assert secret.data and "tfstate" in secret.data
+    names = {ns.metadata.name for ns in core.list_namespace().items}
+    assert {"shop", "monitoring", "labs"} <= names
+    quota = core.read_namespaced_resource_quota("opslab-quota", "shop")
+    assert quota.spec.hard["pods"] == "200"
+    assert core.read_namespaced_limit_range("opslab-defaults", "labs").spec.limits[0].default["cpu"] == "250m"
+
+
+def test_lab_service_account_has_least_privilege(platform: Platform, api: client.ApiClient) -> None:
+    authz = client.AuthorizationV1Api(api)
+    user = "system:serviceaccount:labs:lab-runner"
+
+    def allowed(verb: str, resource: str, namespace: str | None, group: str = "") -> bool:
+        review = client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=user,
+                groups=["system:serviceaccounts", "system:serviceaccounts:labs", "system:authenticated"],
+                resource_attributes=client.V1ResourceAttributes(
+                    verb=verb, resource=resource, namespace=namespace, group=group
+                ),
+            )
+        )
+        return bool(authz.create_subject_access_review(review).status.allowed)
+
+    assert allowed("create", "deployments", "labs", "apps")
+    assert allowed("get", "pods", "labs")
+    assert not allowed("get", "secrets", "labs"), "no Secrets"
+    assert not allowed("create", "deployments", "shop", "apps"), "no other namespace"
+    assert not allowed("create", "rolebindings", "labs", "rbac.authorization.k8s.io"), "no RBAC escalation"
+    assert not allowed("list", "nodes", None), "no cluster-scoped objects"

@@ -1,0 +1,72 @@
+"""Bad input gets one clear line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def opslab(*args: str, state: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "opslab", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "OPSLAB_STATE_DIR": str(state), **env},
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ("up", "--nodes", "abc"),
+            {},
+            "error: --nodes='abc' is not a number of nodes; use an integer from 1 to 500",
+        ),
+        (("up", "--nodes", "0"), {}, "error: --nodes=0 is out of range; use 1 to 500 nodes"),
+        (("up",), {"OPSLAB_PORT_KAFKA": "kafka"}, "error: OPSLAB_PORT_KAFKA='kafka' is not a port number"),
+        (("logs", "kubelet"), {}, "error: unknown component 'kubelet'; use one of: etcd, kube-apiserver"),
+        (("setup", "--only", "docker"), {}, "error: unknown component 'docker'; use one of: alertmanager"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path: Path, args: tuple[str, ...], env: dict[str, str], message: str) -> None:
+    result = opslab(*args, state=tmp_path, **env)
+    assert result.returncode == 1
+    assert result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_status_of_a_stopped_platform_says_how_to_start_it(tmp_path: Path) -> None:
+    result = opslab("status", state=tmp_path)
+    assert result.returncode == 3
+    assert "not running: start it with `make up`" in result.stdout
+
+
+def test_down_when_nothing_runs_is_harmless(tmp_path: Path) -> None:
+    result = opslab("down", state=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "nothing was running" in result.stdout
+
+
+def test_outside_a_checkout_opslab_says_where_to_run(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "opslab", "status"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "OPSLAB_ROOT": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "is not an opslab checkout" in result.stderr
