@@ -9,6 +9,7 @@ a Secret in kube-system, with a Lease as the lock).
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from opslab.primitives.errors import ComponentFailed
@@ -27,7 +28,15 @@ class Terraform:
         self.ctx = ctx
         self.module = module or ctx.paths.platform / "terraform"
         self.name = name
-        self.data_dir = ctx.paths.state / "terraform" / name
+        self.data_root = ctx.paths.state / "terraform"
+
+    @property
+    def data_dir(self) -> Path:
+        """TF_DATA_DIR, one per provider mirror: a rebuilt provider gets a fresh plugin cache.
+
+        (Terraform keeps using a provider it installed earlier if the version is unchanged.)
+        """
+        return self.data_root / f"{self.name}-{self.ctx.toolchain.provider_mirror().parent.name}"
 
     @property
     def cli_config(self) -> Path:
@@ -74,8 +83,15 @@ class Terraform:
 
     def init(self) -> None:
         self.write_cli_config()
+        if not self.data_dir.is_dir():
+            # A new provider mirror: its checksums differ from the ones the lock file recorded.
+            (self.module / ".terraform.lock.hcl").unlink(missing_ok=True)
+            if self.data_root.is_dir():
+                for stale in self.data_root.glob(f"{self.name}-*"):
+                    shutil.rmtree(stale)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         out = self._run(
+            # -reconfigure: the backend settings are opslab's, not ones remembered in the data dir.
             "init", "-input=false", "-no-color", "-reconfigure",
             f"-backend-config=config_path={self.ctx.paths.kubeconfig}",
             f"-backend-config=secret_suffix={STATE_SECRET_SUFFIX}",

@@ -342,6 +342,10 @@ def build_providers(component: Component, ctx: BuildContext) -> None:
             write_atomic(shim_root / "go.mod", f"module {pin.shim.module}\n\ngo 1.16\n")
             stream(["go", "mod", "edit", f"-replace={pin.shim.module}={shim_root}"], ctx, cwd=src, env=env,
                    what=f"go mod edit for {pin.name}")  # fmt: skip
+        for patch in pin.patches:
+            # GIT_CEILING_DIRECTORIES keeps git from applying to an enclosing repository instead.
+            stream(["git", "apply", "-p1", str(ctx.root / patch)], ctx, cwd=src, what=f"applying {patch}",
+                   env={"GIT_CEILING_DIRECTORIES": str(src.parent)})  # fmt: skip
         for requirement in pin.require:
             stream(["go", "mod", "edit", f"-require={requirement}"], ctx, cwd=src, env=env,
                    what=f"go mod edit for {pin.name}")  # fmt: skip

@@ -32,6 +32,8 @@ class ProviderPin:
     module: str  # path@version
     require: tuple[str, ...] = ()
     shim: Shim | None = None
+    patches: tuple[str, ...] = ()
+    """Unified diffs (paths relative to the repository) applied to the module's source."""
 
 
 @dataclass(frozen=True)
@@ -49,11 +51,15 @@ class Versions:
     alertmanager: str
     redis: str
     providers: tuple[ProviderPin, ...] = field(default=())
+    patch_texts: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    """The text of each patch, so that editing a patch changes the digest and rebuilds."""
 
     @property
     def providers_digest(self) -> str:
         """A short digest of the provider pins: the cache version of the provider mirror."""
         raw = json.dumps([p.__dict__ | {"shim": p.shim and p.shim.__dict__} for p in self.providers], sort_keys=True)
+        patches = sorted({patch for p in self.providers for patch in p.patches})
+        raw += "".join(self.patch_texts.get(patch, "") for patch in patches)
         return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
     def of(self, component: str) -> str:
@@ -98,8 +104,21 @@ def load_versions(path: Path) -> Versions:
                 module=module,
                 require=tuple(entry.get("require", ())),
                 shim=Shim(shim["module"], shim["from"], shim["dir"]) if shim else None,
+                patches=tuple(entry.get("patches", ())),
             )
         )
+
+    root = path.parent.parent
+    patch_texts = {}
+    for pin in providers:
+        for patch in pin.patches:
+            try:
+                patch_texts[patch] = (root / patch).read_text()
+            except OSError:
+                raise ConfigError(
+                    f"{path}: [terraform-providers.{pin.name}] patch {patch} cannot be read",
+                    fix="restore it with `git checkout -- platform/`",
+                ) from None
 
     return Versions(
         kubernetes=get("kubernetes"),
@@ -113,6 +132,7 @@ def load_versions(path: Path) -> Versions:
         alertmanager=get("alertmanager"),
         redis=get("redis"),
         providers=tuple(providers),
+        patch_texts=patch_texts,
     )
 
 
