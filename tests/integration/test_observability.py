@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
 import pytest
 
@@ -53,7 +55,7 @@ def test_an_alert_reaches_alertmanager(platform: Platform) -> None:
 def test_the_apiserver_requires_credentials(platform: Platform) -> None:
     response = httpx.get(
         f"https://127.0.0.1:{platform.settings.ports.apiserver}/api/v1/namespaces",
-        verify=str(platform.ctx.pki.ca_cert),
+        verify=ssl.create_default_context(cafile=str(platform.ctx.pki.ca_cert)),
         timeout=5,
     )
     assert response.status_code == 401, "anonymous access is disabled"

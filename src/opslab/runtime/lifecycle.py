@@ -11,6 +11,7 @@ status reports each component's supervisor state and readiness probe.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import threading
 import time
@@ -105,11 +106,37 @@ class Platform:
         """Paths that appear in the command line of every process this platform runs."""
         return [f"{self.paths.state / sub}/" for sub in STATE_SUBDIRS]
 
-    def own_processes(self) -> list:  # type: ignore[type-arg]
-        found: dict[int, object] = {}
+    @property
+    def pid_record(self) -> Path:
+        return self.paths.state / "supervisor" / "pids.json"
+
+    def record_pids(self) -> None:
+        """Remember each component's pid and start time, to find them if supervisord is killed."""
+        record = {}
+        for name, state in self.supervisor.states().items():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if state.pid:
+                    record[name] = [state.pid, psutil.Process(state.pid).create_time()]
+        daemon = self.supervisor.daemon_pid()
+        if daemon:
+            record["supervisord"] = [daemon, psutil.Process(daemon).create_time()]
+        write_atomic(self.pid_record, json.dumps(record), mode=0o600)
+
+    def own_processes(self) -> list[psutil.Process]:
+        """This checkout's platform processes: recorded pids, and any process naming its state dirs."""
+        found: dict[int, psutil.Process] = {}
         for marker in self.markers():
             for proc in processes_mentioning(marker):
                 found[proc.pid] = proc
+        try:
+            recorded = json.loads(self.pid_record.read_text())
+        except (OSError, ValueError):
+            recorded = {}
+        for pid, started in recorded.values():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc = psutil.Process(pid)
+                if abs(proc.create_time() - started) < 1 and proc.status() != psutil.STATUS_ZOMBIE:
+                    found[pid] = proc
         return list(found.values())
 
     def programs(self) -> list[Program]:
@@ -232,6 +259,7 @@ class Platform:
             raise
 
         self.write_env_file()
+        self.record_pids()
         report.started = started
         report.already_running = sorted(healthy_before)
         report.components = self.status()
@@ -385,7 +413,7 @@ class Platform:
             stopped = [n for n, s in self.supervisor.states().items() if s.running]
             self._stop_all()
         swept = terminate(self.own_processes(), grace=10)
-        for stale in (self.supervisor.socket, self.supervisor.pidfile):
+        for stale in (self.supervisor.socket, self.supervisor.pidfile, self.pid_record):
             stale.unlink(missing_ok=True)
         leftover = [port for c in self.registry for port in c.ports.values() if listener(port) is not None]
         own_left = [p for p in leftover if _held_by_us(p, self.markers())]

@@ -65,7 +65,7 @@ def manifest(spec: NodeSpec) -> client.V1Node:
 def reconcile(core: client.CoreV1Api, cluster: Cluster) -> tuple[list[str], list[str]]:
     """Create missing nodes and delete surplus ones; return (created, deleted) names."""
     wanted = {spec.name: spec for spec in plan(cluster)}
-    existing = {n.metadata.name for n in core.list_node(label_selector=f"{MANAGED_LABEL}=true").items}
+    existing = {_name(n) for n in core.list_node(label_selector=f"{MANAGED_LABEL}=true").items}
     created, deleted = [], []
     for name, spec in wanted.items():
         if name in existing:
@@ -82,15 +82,20 @@ def reconcile(core: client.CoreV1Api, cluster: Cluster) -> tuple[list[str], list
     return created, deleted
 
 
+def _name(node: client.V1Node) -> str:
+    return str(node.metadata.name) if node.metadata else ""
+
+
 def is_ready(node: client.V1Node) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+    conditions = (node.status.conditions if node.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
 def readiness(core: client.CoreV1Api, cluster: Cluster) -> ProbeResult:
     """Ready when every planned node reports Ready=True."""
     wanted = {spec.name for spec in plan(cluster)}
     nodes = core.list_node(label_selector=f"{MANAGED_LABEL}=true").items
-    ready = {n.metadata.name for n in nodes if is_ready(n)}
+    ready = {_name(n) for n in nodes if is_ready(n)}
     missing = sorted(wanted - ready)
     if missing:
         return ProbeResult.failed(f"{len(wanted) - len(missing)}/{len(wanted)} nodes Ready (waiting for {missing[0]})")

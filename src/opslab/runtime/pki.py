@@ -128,7 +128,7 @@ class Pki:
         write_private(self.ca_key, _pem_key(ca_key))
         write_atomic(self.ca_cert, _pem_cert(ca))
 
-        def issue(name: str, subject: x509.Name, usage: ExtendedKeyUsageOID, sans: list[x509.GeneralName]) -> None:
+        def issue(name: str, subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> None:
             key = _key()
             builder = (
                 x509.CertificateBuilder()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor.xmlrpc import SupervisorTransport
+from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
 
 from opslab.primitives.errors import ComponentFailed
 from opslab.primitives.files import write_atomic
@@ -124,16 +124,21 @@ class Supervisor:
 
     # ------------------------------------------------------------------ the daemon
 
-    def _proxy(self) -> Any:
+    def _call(self, method: str, *args: Any) -> Any:
+        """Call supervisord's XML-RPC ``method`` over a connection opened and closed for it."""
         transport = SupervisorTransport(None, None, serverurl=f"unix://{self.socket}")
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        try:
+            proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+            return getattr(proxy.supervisor, method)(*args)
+        finally:
+            transport.close()
 
     def alive(self) -> bool:
         """Whether supervisord answers on its socket."""
         if not self.socket.exists():
             return False
         try:
-            return self._proxy().supervisor.getState()["statename"] == "RUNNING"
+            return self._call("getState")["statename"] == "RUNNING"
         except (OSError, xmlrpc.client.Fault, xmlrpc.client.ProtocolError):
             return False
 
@@ -163,43 +168,42 @@ class Supervisor:
 
     def update(self) -> None:
         """Apply a changed configuration to the running daemon (like `supervisorctl update`)."""
-        proxy = self._proxy()
-        added, changed, removed = proxy.supervisor.reloadConfig()[0]
+        added, changed, removed = self._call("reloadConfig")[0]
         for name in removed + changed:
             with contextlib.suppress(xmlrpc.client.Fault):
-                proxy.supervisor.stopProcessGroup(name)
-            proxy.supervisor.removeProcessGroup(name)
+                self._call("stopProcessGroup", name)
+            self._call("removeProcessGroup", name)
         for name in changed + added:
-            proxy.supervisor.addProcessGroup(name)
+            self._call("addProcessGroup", name)
 
     def shutdown(self) -> None:
         with contextlib.suppress(OSError, xmlrpc.client.Fault, xmlrpc.client.ProtocolError):
-            self._proxy().supervisor.shutdown()
+            self._call("shutdown")
 
     # ------------------------------------------------------------------ programs
 
     def start(self, name: str) -> None:
         """Start a program without waiting for supervisord's startsecs (readiness is probed apart)."""
         try:
-            self._proxy().supervisor.startProcess(name, False)
+            self._call("startProcess", name, False)
         except xmlrpc.client.Fault as fault:
             if "ALREADY_STARTED" not in fault.faultString:
                 raise ComponentFailed(f"supervisord could not start {name}: {fault.faultString}") from None
 
     def stop(self, name: str) -> None:
         try:
-            self._proxy().supervisor.stopProcess(name, True)
+            self._call("stopProcess", name, True)
         except xmlrpc.client.Fault as fault:
             if "NOT_RUNNING" not in fault.faultString and "BAD_NAME" not in fault.faultString:
                 raise
 
     def stop_all(self) -> None:
         with contextlib.suppress(xmlrpc.client.Fault):
-            self._proxy().supervisor.stopAllProcesses(True)
+            self._call("stopAllProcesses", True)
 
     def state(self, name: str) -> ProgramState:
         try:
-            info = self._proxy().supervisor.getProcessInfo(name)
+            info = self._call("getProcessInfo", name)
         except xmlrpc.client.Fault:
             return ProgramState(name, "UNKNOWN", 0, "not configured")
         except (OSError, xmlrpc.client.ProtocolError):
@@ -209,7 +213,7 @@ class Supervisor:
 
     def states(self) -> dict[str, ProgramState]:
         try:
-            infos = self._proxy().supervisor.getAllProcessInfo()
+            infos = self._call("getAllProcessInfo")
         except (OSError, xmlrpc.client.Fault, xmlrpc.client.ProtocolError):
             return {}
         return {i["name"]: ProgramState(i["name"], i["statename"], i["pid"], i["description"]) for i in infos}

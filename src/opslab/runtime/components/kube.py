@@ -58,7 +58,9 @@ class ApiServer(Component):
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--allow-privileged=true",
             "--profiling=false",
-            "--endpoint-reconciler-type=lease",
+            # The `kubernetes` Service cannot point at a loopback address; nothing in the cluster
+            # runs real code that would call it, so no endpoints are reconciled.
+            "--endpoint-reconciler-type=none",
             f"--default-not-ready-toleration-seconds={eviction}",
             f"--default-unreachable-toleration-seconds={eviction}",
             "--event-ttl=1h",
@@ -87,6 +89,10 @@ class _DelegatingComponent(Component):
             f"--kubeconfig={kc}",
             f"--authentication-kubeconfig={kc}",
             f"--authorization-kubeconfig={kc}",
+            # Verify callers' client certificates against opslab's CA directly; there is no
+            # front proxy, so the request-header part of the in-cluster lookup has nothing to find.
+            "--authentication-skip-lookup=true",
+            f"--client-ca-file={self.ctx.pki.ca_cert}",
             "--bind-address=127.0.0.1",
             f"--secure-port={self.ports['https']}",
             f"--cert-dir={self.ctx.data_dir(self.name)}",

@@ -113,6 +113,9 @@ class Prometheus(Component):
             f"--web.listen-address=127.0.0.1:{self.ctx.ports.prometheus}",
             f"--web.external-url={self.url}",
             "--web.enable-lifecycle",
+            # Resend firing alerts every 10 s (default 1 min) so that Alertmanager, started
+            # alongside, learns of them quickly.
+            "--rules.alert.resend-delay=10s",
             "--log.level=warn",
         ]
 

@@ -29,10 +29,12 @@ class Redis(Component):
                 "protected-mode yes",
                 f"dir {data}",
                 "appendonly no",
-                "save 60 1000",
+                'save ""',  # no snapshots: the cart store is ephemeral, and shutdown never waits on a save
                 "maxmemory 256mb",
                 "maxmemory-policy allkeys-lru",
                 "daemonize no",
+                # Keep the config path in the process title: opslab finds its processes by it.
+                'proc-title-template "{title} {listen-addr} {config-file}"',
                 'logfile ""',
                 "",
             ]
