@@ -61,3 +61,24 @@ def test_a_bad_pin_names_the_key(tmp_path: Path) -> None:
 def test_a_missing_file_says_how_to_restore_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="git checkout"):
         load_versions(tmp_path / "versions.toml")
+
+
+def test_provider_pins_need_their_patch_files(tmp_path: Path) -> None:
+    (tmp_path / "platform").mkdir()
+    pins = tmp_path / "platform" / "versions.toml"
+    pins.write_text((ROOT / "platform" / "versions.toml").read_text())
+    with pytest.raises(ConfigError, match=r"\[terraform-providers.kubernetes\] patch .* cannot be read"):
+        load_versions(pins)
+
+
+def test_provider_digest_follows_the_patch_text(tmp_path: Path) -> None:
+    original = load_versions(ROOT / "platform" / "versions.toml")
+    (tmp_path / "platform").mkdir()
+    pins = tmp_path / "platform" / "versions.toml"
+    pins.write_text((ROOT / "platform" / "versions.toml").read_text())
+    for pin in original.providers:
+        for patch in pin.patches:
+            target = tmp_path / patch
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text((ROOT / patch).read_text() + "\n# edited\n")
+    assert load_versions(pins).providers_digest != original.providers_digest

@@ -88,6 +88,19 @@ def load_versions(path: Path) -> Versions:
             )
         return value
 
+    pinned = dict(
+        kubernetes=get("kubernetes"),
+        etcd=get("etcd"),
+        kwok=get("kwok"),
+        opentofu=get("opentofu"),
+        kafka=get("kafka"),
+        log4j=get("kafka", "log4j"),
+        slf4j=get("kafka", "slf4j"),
+        prometheus=get("prometheus"),
+        alertmanager=get("alertmanager"),
+        redis=get("redis"),
+    )
+
     providers = []
     for name, entry in sorted(data.get("terraform-providers", {}).items()):
         module = entry.get("module", "")
@@ -121,16 +134,7 @@ def load_versions(path: Path) -> Versions:
                 ) from None
 
     return Versions(
-        kubernetes=get("kubernetes"),
-        etcd=get("etcd"),
-        kwok=get("kwok"),
-        opentofu=get("opentofu"),
-        kafka=get("kafka"),
-        log4j=get("kafka", "log4j"),
-        slf4j=get("kafka", "slf4j"),
-        prometheus=get("prometheus"),
-        alertmanager=get("alertmanager"),
-        redis=get("redis"),
+        **pinned,
         providers=tuple(providers),
         patch_texts=patch_texts,
     )
