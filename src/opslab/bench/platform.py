@@ -26,7 +26,6 @@ from opslab.primitives.readiness import ProbeResult, wait_until
 from opslab.runtime import kube
 from opslab.runtime.lifecycle import Platform
 from opslab.settings import Ports, Settings
-from opslab.toolchain.catalog import components
 from opslab.toolchain.resolve import Toolchain
 from opslab.toolchain.versions import load_versions
 
@@ -67,12 +66,6 @@ def platform_rss(platform: Platform) -> int:
         except psutil.NoSuchProcess:
             continue
     return total
-
-
-def cold_setup_times(settings: Settings) -> list[tuple[str, float | None]]:
-    versions = load_versions(settings.paths.platform / "versions.toml")
-    toolchain = Toolchain(versions, settings.paths.cache)
-    return [(c.name, toolchain.entry(c).took_seconds()) for c in components(versions)]
 
 
 def scale(platform: Platform) -> float:
@@ -117,9 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     settings = bench_settings(nodes=3)
     memory = psutil.virtual_memory().total / 2**30
     print(f"bench-platform: {os.cpu_count()} cores, {memory:.0f} GiB, state {settings.paths.state}")
-    cold = cold_setup_times(settings)
-    for name, took in cold:
-        print(f"  cold setup {name:<22} {'-' if took is None else f'{took:.0f} s'}")
 
     platform = make_platform(settings)
     platform.down(purge=True)
@@ -178,13 +168,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         table = ["| measure | median | target | runs |", "|---|---|---|---|"]
         table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-        table += [
-            "",
-            "Cold setup, per component (build or fetch time recorded when the cache entry was made):",
-            "",
-        ]
-        table += ["| component | cold setup |", "|---|---|"]
-        table += [f"| {name} | {'-' if took is None else f'{took:.0f} s'} |" for name, took in cold]
         record_section(
             Path(settings.paths.root) / "docs" / "performance.md",
             "bench-platform",
