@@ -48,6 +48,10 @@ class Ports:
     """Kafka KRaft controller listener."""
     redis: int = 16379
     """Redis."""
+    shop: int = 18080
+    """The shop simulator: its HTTP API (the gateway) and /metrics."""
+    alert_bridge: int = 18088
+    """The alert bridge: Alertmanager's webhook receiver that publishes alerts to Kafka."""
 
     def items(self) -> list[tuple[str, int]]:
         return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]

@@ -54,3 +54,11 @@ def test_unknown_file_entries_are_refused(tmp_path: Path) -> None:
     (tmp_path / "opslab.toml").write_text("[cluster\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load(environ={}, root=tmp_path)
+
+
+def test_shifted_port_sets_never_collide() -> None:
+    """Tests shift every port by 1000 and 2000, the benchmark by 3000: all can run beside a platform."""
+    ports = [port for _, port in load(environ={}, root=ROOT).ports.items()]
+    shifted = [port + offset for offset in (0, 1000, 2000, 3000) for port in ports]
+    assert len(shifted) == len(set(shifted))
+    assert max(shifted) <= 65535

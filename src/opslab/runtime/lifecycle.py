@@ -29,7 +29,7 @@ from opslab.primitives.files import write_atomic
 from opslab.primitives.ports import listener
 from opslab.primitives.processes import processes_mentioning, run, terminate
 from opslab.primitives.readiness import ProbeResult, WaitTimeout, safe_probe, wait_until
-from opslab.runtime import kube, nodes
+from opslab.runtime import kube, nodes, topics
 from opslab.runtime.component import Component, RuntimeContext
 from opslab.runtime.registry import Registry
 from opslab.runtime.supervisor import Program, Supervisor
@@ -40,8 +40,10 @@ from opslab.toolchain.resolve import Toolchain
 # Start order: each wave starts once the components it needs are ready.
 INDEPENDENT = ("etcd", "kafka", "redis", "alertmanager")
 CONTROL_PLANE = ("kube-controller-manager", "kube-scheduler", "kwok", "prometheus")
+APPLICATIONS = ("alert-bridge", "shop")
 STATE_SUBDIRS = ("data", "config", "pki", "supervisor")
 STOP_ORDER = (
+    ("shop", "alert-bridge"),
     ("prometheus", "alertmanager", "kafka", "redis", "kwok", "kube-controller-manager", "kube-scheduler"),
     ("kube-apiserver",),
     ("etcd",),
@@ -232,7 +234,7 @@ class Platform:
             launch(["kube-apiserver"])
             self._wait(["kube-apiserver"], observer)
             self._bootstrap()
-            observer.step("bootstrap", self.clock.monotonic() - t, "RBAC for platform components applied")
+            observer.step("bootstrap", self.clock.monotonic() - t, "RBAC and CRDs applied")
 
             launch(CONTROL_PLANE)
             self._wait(["kube-controller-manager", "kube-scheduler", "kwok"], observer)
@@ -248,7 +250,23 @@ class Platform:
             detail = self.terraform.apply()
             observer.step("terraform", self.clock.monotonic() - t, detail)
 
-            self._wait(["prometheus", "alertmanager", "kafka", "redis"], observer)
+            t = self.clock.monotonic()
+            self._apply(self.paths.platform / "k8s" / "shop", kustomize=True)
+            observer.step("shop manifests", self.clock.monotonic() - t, "Deployments in namespace shop applied")
+
+            self._wait(["kafka", "redis"], observer)
+            t = self.clock.monotonic()
+            created_topics = topics.ensure(
+                f"127.0.0.1:{self.settings.ports.kafka}", self.paths.platform / "kafka" / "topics.yaml"
+            )
+            observer.step(
+                "kafka topics",
+                self.clock.monotonic() - t,
+                f"created {', '.join(created_topics)}" if created_topics else "present",
+            )
+
+            launch(APPLICATIONS)
+            self._wait(["prometheus", "alertmanager", *APPLICATIONS], observer)
             t = self.clock.monotonic()
             self._wait_probe("prometheus targets", self.targets_probe, timeout=60)
             observer.step("scrape targets", self.clock.monotonic() - t, "every Prometheus target up")
@@ -315,16 +333,21 @@ class Platform:
     def _wait_probe(self, what: str, probe: Callable[[], ProbeResult], timeout: float) -> None:
         wait_until(probe, what=what, timeout=timeout, clock=self.clock)
 
-    def _bootstrap(self) -> None:
-        manifests = self.paths.platform / "k8s" / "bootstrap"
+    def _apply(self, manifests: Path, *, kustomize: bool = False) -> None:
+        """kubectl apply (server-side) a directory of manifests or a kustomization."""
         kubectl = self.ctx.toolchain.require("kubectl")
         out = run(
             [kubectl, "--kubeconfig", self.paths.kubeconfig, "apply", "--server-side", "--force-conflicts",
-             "--field-manager=opslab", "-f", manifests],
+             "--field-manager=opslab", "-k" if kustomize else "-f", manifests],
             timeout=60,
         )  # fmt: skip
         if not out.ok:
             raise ComponentFailed(f"applying {manifests} failed: {out.tail()}")
+
+    def _bootstrap(self) -> None:
+        """RBAC of the platform's own components, and the CRDs (cluster-wide, before anything uses them)."""
+        self._apply(self.paths.platform / "k8s" / "bootstrap")
+        self._apply(self.paths.platform / "k8s" / "crds")
 
     def targets_probe(self) -> ProbeResult:
         """Ready when Prometheus reports every active target with health "up"."""

@@ -41,6 +41,7 @@ CLIENTS = (
     ClientIdentity("scheduler", "system:kube-scheduler"),
     ClientIdentity("kwok", "opslab:kwok"),
     ClientIdentity("prometheus", "opslab:prometheus"),
+    ClientIdentity("shop", "opslab:shop"),
 )
 
 

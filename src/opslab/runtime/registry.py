@@ -13,6 +13,7 @@ from opslab.runtime.components.kube import ApiServer, ControllerManager, Schedul
 from opslab.runtime.components.kwok import Kwok
 from opslab.runtime.components.prometheus import Prometheus
 from opslab.runtime.components.redis import Redis
+from opslab.runtime.components.shop import AlertBridge, Shop
 
 COMPONENT_TYPES: tuple[type[Component], ...] = (
     Etcd,
@@ -24,6 +25,8 @@ COMPONENT_TYPES: tuple[type[Component], ...] = (
     Alertmanager,
     Kafka,
     Redis,
+    AlertBridge,
+    Shop,
 )
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from opslab.primitives.files import write_atomic
 from opslab.primitives.readiness import ProbeResult
 from opslab.runtime.component import Component, http_probe
+
+BRIDGE_PLACEHOLDER = "http://127.0.0.1:ALERT_BRIDGE_PORT/alerts"
 
 
 class Alertmanager(Component):
@@ -19,13 +24,24 @@ class Alertmanager(Component):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.ctx.ports.alertmanager}"
 
+    @property
+    def config_path(self) -> Path:
+        return self.ctx.config_file("alertmanager.yml")
+
+    def render(self) -> str:
+        """platform/alertmanager/alertmanager.yml with this platform's alert bridge address filled in."""
+        template = (self.ctx.paths.platform / "alertmanager" / "alertmanager.yml").read_text()
+        url = f"http://127.0.0.1:{self.ctx.ports.alert_bridge}/alerts"
+        return template.replace(BRIDGE_PLACEHOLDER, url)
+
     def prepare(self) -> None:
         self.ctx.data_dir("alertmanager").mkdir(parents=True, exist_ok=True)
+        write_atomic(self.config_path, self.render())
 
     def command(self) -> list[str]:
         return [
             str(self.ctx.toolchain.require("alertmanager")),
-            f"--config.file={self.ctx.paths.platform / 'alertmanager' / 'alertmanager.yml'}",
+            f"--config.file={self.config_path}",
             f"--storage.path={self.ctx.data_dir('alertmanager')}",
             f"--web.listen-address=127.0.0.1:{self.ctx.ports.alertmanager}",
             f"--web.external-url={self.url}",

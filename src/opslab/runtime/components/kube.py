@@ -34,7 +34,7 @@ class ApiServer(Component):
 
     def prepare(self) -> None:
         self.ctx.pki.ensure()
-        for client in ("admin", "controller-manager", "scheduler", "kwok"):
+        for client in ("admin", "controller-manager", "scheduler", "kwok", "shop"):
             kubeconfig.write(self.ctx.kubeconfig_for(client), self.ctx.pki, self.ctx.apiserver_url, client)
 
     def command(self) -> list[str]:

@@ -61,6 +61,8 @@ class Prometheus(Component):
             job("kube-controller-manager", p.controller_manager, scheme="https", tls=self_signed),
             job("kube-scheduler", p.scheduler, scheme="https", tls=self_signed),
             job("kwok", p.kwok),
+            job("shop", p.shop),
+            job("alert-bridge", p.alert_bridge),
         ]
 
     def render(self) -> str:

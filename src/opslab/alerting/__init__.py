@@ -1,0 +1,1 @@
+"""Alert delivery beyond Alertmanager: the bridge that puts every alert on Kafka."""

@@ -1,0 +1,143 @@
+"""`python -m opslab.shop`: the shop simulator process (run by the platform's supervisor).
+
+It serves the shop's HTTP API and /metrics on one loopback port, watches the cluster, runs the
+orders-worker consumer and the fault controller, and sends a gentle baseline of traffic to itself
+so that the metrics are never empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import random
+import sys
+from pathlib import Path
+
+import httpx
+import redis.asyncio as aioredis
+import uvicorn
+
+from opslab.runtime import kube
+from opslab.runtime.supervisor import Supervisor
+from opslab.shop.cluster import ClusterView
+from opslab.shop.controller import FaultController
+from opslab.shop.monitor import Monitor
+from opslab.shop.orders import OrderBus, OrdersWorker, slow_consumer_cap
+from opslab.shop.server import Shop
+from opslab.shop.telemetry import Metrics, ServiceLogs
+from opslab.shop.topology import PRODUCTS, ROUTES
+
+log = logging.getLogger("opslab.shop")
+
+
+async def baseline_traffic(port: int, rps: float, seed: int | None) -> None:
+    """Requests at about ``rps`` per second over the routes' weights, forever (stopped with the process)."""
+    if rps <= 0:
+        return
+    rng = random.Random(seed)
+    routes = list(ROUTES)
+    weights = [r.weight for r in routes]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+        while True:
+            route = rng.choices(routes, weights)[0]
+            user = f"user-{rng.randint(1, 50)}"
+            path = route.path.replace("{user}", user).replace("{id}", rng.choice(PRODUCTS))
+            try:
+                if route.method == "GET":
+                    await http.get(path)
+                else:
+                    await http.post(path, json={"sku": rng.choice(PRODUCTS), "quantity": 1})
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(rng.expovariate(rps))
+
+
+class SupervisedProcesses:
+    """Stops and starts platform processes through the platform's supervisor."""
+
+    def __init__(self, state: Path) -> None:
+        self.supervisor = Supervisor(state / "supervisor", state / "logs")
+
+    def stop(self, name: str) -> None:
+        self.supervisor.stop(name)
+
+    def start(self, name: str) -> None:
+        self.supervisor.start(name)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    api = kube.api_client(Path(args.kubeconfig))
+    view = ClusterView(api)
+    view.start()
+    metrics = Metrics()
+    logs = ServiceLogs(Path(args.log_dir))
+    orders = OrderBus(args.kafka, metrics)
+    redis = aioredis.Redis.from_url(args.redis, socket_timeout=2, socket_connect_timeout=1)
+    shop = Shop(view, redis, orders, metrics, logs, seed=args.seed)
+    worker = OrdersWorker(
+        args.kafka,
+        metrics,
+        logs,
+        capacity=lambda: view.capacity("orders-worker").ready,
+        throttle=lambda: slow_consumer_cap(view.faults()),
+    )
+    worker.start()
+    controller = FaultController(api, SupervisedProcesses(Path(args.state_dir)))
+    view.on_change(controller.poke)
+    controller.start()
+    monitor = Monitor(view, metrics, shop.arrival_rate, api)
+    monitor.start()
+
+    async def dependency_checks() -> None:
+        while True:
+            try:
+                await redis.ping()
+                metrics.dependency_up.labels("redis").set(1)
+            except Exception:
+                metrics.dependency_up.labels("redis").set(0)
+            await asyncio.to_thread(orders.probe)
+            await asyncio.sleep(2)
+
+    config = uvicorn.Config(
+        shop, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools",
+        log_level="warning", access_log=False, lifespan="off", backlog=2048,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    tasks = [
+        asyncio.create_task(baseline_traffic(args.port, args.baseline_rps, args.seed)),
+        asyncio.create_task(dependency_checks()),
+    ]
+    try:
+        await server.serve()
+    finally:
+        for task in tasks:
+            task.cancel()
+        worker.stop()
+        controller.stop()
+        monitor.stop()
+        view.stop()
+        orders.close()
+        await redis.aclose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m opslab.shop", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--kafka", required=True, help="bootstrap servers, host:port")
+    parser.add_argument("--redis", required=True, help="redis://host:port/db")
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--log-dir", required=True)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--baseline-rps", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The Fault vocabulary: what can be injected, on what, and with which parameters.
+
+A fault is declared as a `Fault` custom resource (faults.opslab.dev, namespace shop; the CRD is
+platform/k8s/crds/fault.yaml). The shop simulator applies the ones that change request handling
+(latency, error-rate, outage, slow-consumer) itself; the fault controller applies the others to
+the cluster or the platform (a pod-template label read by KWOK stages, a node label, a stopped
+process, an out-of-band change) and reverts them when the Fault is deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from opslab.shop.model import Effects
+from opslab.shop.topology import SERVICES
+
+GROUP = "opslab.dev"
+VERSION = "v1alpha1"
+PLURAL = "faults"
+FAULT_LABEL = "opslab.dev/fault"
+"""Label on a pod template (read by KWOK stages) or a node, naming the fault it carries."""
+
+
+class FaultType(Enum):
+    LATENCY = "latency"
+    ERROR_RATE = "error-rate"
+    OUTAGE = "outage"
+    MEMORY_LEAK = "memory-leak"
+    CRASH_LOOP = "crash-loop"
+    FAILING_READINESS = "failing-readiness"
+    BAD_ROLLOUT = "bad-rollout"
+    NODE_NOT_READY = "node-not-ready"
+    KAFKA_DOWN = "kafka-down"
+    REDIS_DOWN = "redis-down"
+    SLOW_CONSUMER = "slow-consumer"
+    TERRAFORM_DRIFT = "terraform-drift"
+
+
+SIMULATED = {FaultType.LATENCY, FaultType.ERROR_RATE, FaultType.OUTAGE, FaultType.SLOW_CONSUMER}
+"""Faults the simulator applies to request handling."""
+POD_TEMPLATE = {FaultType.MEMORY_LEAK, FaultType.CRASH_LOOP, FaultType.FAILING_READINESS}
+"""Faults applied as a pod-template label that KWOK stages act on."""
+NEEDS_SERVICE = SIMULATED | POD_TEMPLATE | {FaultType.BAD_ROLLOUT}
+
+DESCRIPTIONS = {
+    FaultType.LATENCY: "adds latencyMs to every request of the target service",
+    FaultType.ERROR_RATE: "fails a share (errorRate, 0-1) of the target service's requests with 500",
+    FaultType.OUTAGE: "the target service answers 503 to everything (a dependency outage)",
+    FaultType.MEMORY_LEAK: "the target's containers leak memory until they are OOMKilled (exit 137), repeatedly",
+    FaultType.CRASH_LOOP: "the target's containers exit with an error on start: CrashLoopBackOff",
+    FaultType.FAILING_READINESS: "the target's pods run but fail their readiness probe",
+    FaultType.BAD_ROLLOUT: "rolls the target out to a new image tag whose pods fail their requests",
+    FaultType.NODE_NOT_READY: "the node (spec.node) reports NotReady; its pods are evicted",
+    FaultType.KAFKA_DOWN: "stops the Kafka broker",
+    FaultType.REDIS_DOWN: "stops Redis",
+    FaultType.SLOW_CONSUMER: "orders-worker consumes at most messagesPerSecond: Kafka lag builds",
+    FaultType.TERRAFORM_DRIFT: "changes a Terraform-managed object (the shop ResourceQuota) out of band",
+}
+
+
+class InvalidFault(ValueError):
+    """A Fault spec that cannot be applied; the message names the field and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A validated fault."""
+
+    name: str
+    type: FaultType
+    target: str = ""
+    node: str = ""
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    messages_per_second: float = 0.0
+    image_tag: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> str:
+        where = self.target or self.node or "platform"
+        return f"{self.type.value} on {where}"
+
+
+def parse(name: str, spec: Mapping[str, Any]) -> Fault:
+    """Validate a Fault spec (from a custom resource or a scenario file)."""
+    raw_type = spec.get("type")
+    try:
+        kind = FaultType(raw_type)
+    except ValueError:
+        known = ", ".join(t.value for t in FaultType)
+        raise InvalidFault(f"Fault {name}: unknown type {raw_type!r}; known types: {known}") from None
+    target = str(spec.get("target", ""))
+    if kind in NEEDS_SERVICE and target not in SERVICES:
+        raise InvalidFault(
+            f"Fault {name}: spec.target {target!r} is not a shop service; use one of {', '.join(SERVICES)}"
+        )
+    if kind is FaultType.SLOW_CONSUMER and target != "orders-worker":
+        raise InvalidFault(f"Fault {name}: slow-consumer applies to orders-worker only (spec.target)")
+    node = str(spec.get("node", ""))
+    if kind is FaultType.NODE_NOT_READY and not node:
+        raise InvalidFault(f"Fault {name}: node-not-ready needs spec.node (a node name)")
+
+    def number(key: str, low: float, high: float, default: float) -> float:
+        value = spec.get(key, default)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InvalidFault(f"Fault {name}: spec.{key} = {value!r} is not a number") from None
+        if not low <= number <= high:
+            raise InvalidFault(f"Fault {name}: spec.{key} = {number} is outside {low}..{high}")
+        return number
+
+    return Fault(
+        name=name,
+        type=kind,
+        target=target,
+        node=node,
+        latency_ms=number("latencyMs", 0, 60_000, 250 if kind is FaultType.LATENCY else 0),
+        error_rate=number("errorRate", 0, 1, 0.5 if kind is FaultType.ERROR_RATE else 0),
+        messages_per_second=number("messagesPerSecond", 0, 10_000, 2 if kind is FaultType.SLOW_CONSUMER else 0),
+        image_tag=str(spec.get("imageTag", "2.0.0-bad")),
+    )
+
+
+def effects_on(service: str, faults: Iterable[Fault]) -> Effects:
+    """The combined simulator effect of the active faults on one service."""
+    latency, error_rate, outage = 0.0, 0.0, False
+    for fault in faults:
+        if fault.target != service:
+            continue
+        if fault.type is FaultType.LATENCY:
+            latency += fault.latency_ms
+        elif fault.type is FaultType.ERROR_RATE:
+            error_rate = 1 - (1 - error_rate) * (1 - fault.error_rate)
+        elif fault.type is FaultType.OUTAGE:
+            outage = True
+    return Effects(latency_ms=latency, error_rate=error_rate, outage=outage)

@@ -1,0 +1,237 @@
+"""The shop's HTTP API: one ASGI app that answers each request by walking the call graph.
+
+Every hop asks the queueing model how long it takes and whether it fails, sleeps that long, and
+then does the hop's real work: cart reads and writes Redis, checkout publishes the order to Kafka.
+A failed dependency makes its caller answer 502, so errors travel up the graph as in a real system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import generate_latest
+from redis.exceptions import RedisError
+
+from opslab.shop import faults as faults_module
+from opslab.shop import model
+from opslab.shop.cluster import ClusterView
+from opslab.shop.orders import OrderBus
+from opslab.shop.telemetry import Metrics, ServiceLogs
+from opslab.shop.topology import PRODUCTS, SERVICES
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class HopFailed(Exception):
+    """A hop answered with an error status; the caller turns it into its own answer."""
+
+    def __init__(self, service: str, status: int, reason: str) -> None:
+        super().__init__(f"{service}: {status} {reason}")
+        self.service = service
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class Response:
+    status: int
+    body: dict[str, Any] | list[Any]
+
+
+class Shop:
+    """The simulator's request handling. Collaborators are passed in (tests give fakes of Redis)."""
+
+    def __init__(
+        self,
+        view: ClusterView,
+        redis: Any,
+        orders: OrderBus,
+        metrics: Metrics,
+        logs: ServiceLogs,
+        *,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.view = view
+        self.redis = redis
+        self.orders = orders
+        self.metrics = metrics
+        self.logs = logs
+        self.rng = random.Random(seed)
+        self.clock = clock
+        self.meters = {name: model.RateMeter() for name in SERVICES}
+
+    # ------------------------------------------------------------------ the model
+
+    def arrival_rate(self, service: str) -> float:
+        return self.meters[service].current(self.clock())
+
+    async def call(self, service: str, route: str, body: Callable[[], Awaitable[Any]] | None = None) -> Any:
+        """One hop: modelled latency and failure for ``service``, then ``body`` (its downstream work)."""
+        began = self.clock()
+        rate = self.meters[service].observe(began)
+        outcome = model.hop(
+            SERVICES[service],
+            self.view.capacity(service),
+            rate,
+            faults_module.effects_on(service, self.view.faults()),
+            self.rng,
+        )
+        inflight = self.metrics.inflight.labels(service)
+        inflight.inc()
+        status, reason, result = outcome.status, outcome.reason, None
+        try:
+            await asyncio.sleep(outcome.latency)
+            if outcome.ok and body is not None:
+                try:
+                    result = await body()
+                except HopFailed as failed:
+                    status, reason = 502, f"{failed.service} failed: {failed.reason}"
+                except (ConnectionError, OSError, TimeoutError, RedisError) as exc:
+                    status, reason = 503, f"backing service unavailable: {type(exc).__name__}"
+        finally:
+            inflight.dec()
+        elapsed = self.clock() - began
+        self.metrics.requests.labels(service, route, str(status)).inc()
+        self.metrics.duration.labels(service, route).observe(elapsed)
+        if status >= 500:
+            self.logs.write(service, "error", reason, route=route, status=status, duration_ms=round(elapsed * 1000, 1))
+            raise HopFailed(service, status, reason)
+        self.logs.write(service, "info", "handled", route=route, status=status, duration_ms=round(elapsed * 1000, 1))
+        return result
+
+    # ------------------------------------------------------------------ routes
+
+    async def list_products(self) -> Response:
+        async def catalog() -> list[str]:
+            return list(PRODUCTS)
+
+        items = await self.call("gateway", "list-products", lambda: self.call("catalog", "list-products", catalog))
+        return Response(200, [{"sku": sku} for sku in items])
+
+    async def get_product(self, sku: str) -> Response:
+        async def catalog() -> bool:
+            return sku in PRODUCTS
+
+        found = await self.call("gateway", "get-product", lambda: self.call("catalog", "get-product", catalog))
+        return (
+            Response(200, {"sku": sku, "price_cents": 100 + PRODUCTS.index(sku) * 7})
+            if found
+            else Response(404, {"error": f"no product {sku}"})
+        )
+
+    async def view_cart(self, user: str) -> Response:
+        async def cart() -> dict[str, int]:
+            raw = await self.redis.hgetall(f"cart:{user}")
+            return {k.decode(): int(v) for k, v in raw.items()}
+
+        items = await self.call("gateway", "view-cart", lambda: self.call("cart", "view-cart", cart))
+        return Response(200, {"user": user, "items": items})
+
+    async def add_to_cart(self, user: str, payload: dict[str, Any]) -> Response:
+        sku, quantity = payload.get("sku"), payload.get("quantity", 1)
+        if sku not in PRODUCTS or not isinstance(quantity, int) or not 1 <= quantity <= 100:
+            return Response(400, {"error": 'body must be {"sku": <known sku>, "quantity": 1..100}'})
+
+        async def cart() -> int:
+            key = f"cart:{user}"
+            count = await self.redis.hincrby(key, sku, quantity)
+            await self.redis.expire(key, 3600)
+            return int(count)
+
+        count = await self.call("gateway", "add-to-cart", lambda: self.call("cart", "add-to-cart", cart))
+        return Response(200, {"sku": sku, "quantity": count})
+
+    async def checkout(self, user: str) -> Response:
+        route = "checkout"
+        order_id = f"ord-{uuid.UUID(int=self.rng.getrandbits(128)).hex[:12]}"
+
+        async def read_cart() -> dict[str, int]:
+            raw = await self.redis.hgetall(f"cart:{user}")
+            return {k.decode(): int(v) for k, v in raw.items()}
+
+        async def pay() -> str:
+            return "authorised"
+
+        async def checkout_body() -> dict[str, Any]:
+            items = await self.call("cart", route, read_cart)
+            if not items:
+                items = {self.rng.choice(PRODUCTS): 1}  # a "buy now" of one item
+            await self.call("payments", route, pay)
+            order = {"order_id": order_id, "user": user, "items": items, "ts": time.time()}
+            if not self.orders.publish(order):
+                raise HopFailed("kafka", 503, "order bus unavailable")
+            await self.redis.delete(f"cart:{user}")
+            return order
+
+        order = await self.call("gateway", route, lambda: self.call("checkout", route, checkout_body))
+        return Response(201, order)
+
+    # ------------------------------------------------------------------ ASGI
+
+    async def dispatch(self, method: str, path: str, body: bytes) -> Response:
+        parts = [p for p in path.split("/") if p]
+        if parts[:1] != ["api"]:
+            return Response(404, {"error": f"no route {method} {path}"})
+        rest = parts[1:]
+        if method == "GET" and rest == ["products"]:
+            return await self.list_products()
+        if method == "GET" and len(rest) == 2 and rest[0] == "products":
+            return await self.get_product(rest[1])
+        if method == "GET" and len(rest) == 2 and rest[0] == "cart":
+            return await self.view_cart(rest[1])
+        if method == "POST" and len(rest) == 3 and rest[0] == "cart" and rest[2] == "items":
+            try:
+                payload = json.loads(body or b"{}")
+            except ValueError:
+                return Response(400, {"error": "body is not JSON"})
+            return await self.add_to_cart(rest[1], payload if isinstance(payload, dict) else {})
+        if method == "POST" and len(rest) == 2 and rest[0] == "checkout":
+            return await self.checkout(rest[1])
+        return Response(404, {"error": f"no route {method} {path}"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        path, method = scope["path"], scope["method"]
+        if path == "/metrics":
+            await _send(send, 200, generate_latest(self.metrics.registry), b"text/plain; version=0.0.4")
+            return
+        if path == "/healthz":
+            await _send(send, 200, b"ok", b"text/plain")
+            return
+        body = b""
+        if method == "POST":
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+        try:
+            response = await self.dispatch(method, path, body)
+        except HopFailed as failed:
+            response = Response(failed.status, {"error": failed.reason, "service": failed.service})
+        await _send(send, response.status, json.dumps(response.body).encode(), b"application/json")
+
+
+async def _send(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
