@@ -52,6 +52,8 @@ class Ports:
     """The shop simulator: its HTTP API (the gateway) and /metrics."""
     alert_bridge: int = 18088
     """The alert bridge: Alertmanager's webhook receiver that publishes alerts to Kafka."""
+    drift_detector: int = 18089
+    """The drift detector's /metrics (a periodic terraform plan of platform/terraform)."""
 
     def items(self) -> list[tuple[str, int]]:
         return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]

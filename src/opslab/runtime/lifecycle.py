@@ -40,10 +40,10 @@ from opslab.toolchain.resolve import Toolchain
 # Start order: each wave starts once the components it needs are ready.
 INDEPENDENT = ("etcd", "kafka", "redis", "alertmanager")
 CONTROL_PLANE = ("kube-controller-manager", "kube-scheduler", "kwok", "prometheus")
-APPLICATIONS = ("alert-bridge", "shop")
+APPLICATIONS = ("alert-bridge", "shop", "drift-detector")
 STATE_SUBDIRS = ("data", "config", "pki", "supervisor")
 STOP_ORDER = (
-    ("shop", "alert-bridge"),
+    ("shop", "alert-bridge", "drift-detector"),
     ("prometheus", "alertmanager", "kafka", "redis", "kwok", "kube-controller-manager", "kube-scheduler"),
     ("kube-apiserver",),
     ("etcd",),

@@ -13,7 +13,7 @@ from opslab.runtime.components.kube import ApiServer, ControllerManager, Schedul
 from opslab.runtime.components.kwok import Kwok
 from opslab.runtime.components.prometheus import Prometheus
 from opslab.runtime.components.redis import Redis
-from opslab.runtime.components.shop import AlertBridge, Shop
+from opslab.runtime.components.shop import AlertBridge, DriftDetector, Shop
 
 COMPONENT_TYPES: tuple[type[Component], ...] = (
     Etcd,
@@ -27,6 +27,7 @@ COMPONENT_TYPES: tuple[type[Component], ...] = (
     Redis,
     AlertBridge,
     Shop,
+    DriftDetector,
 )
 
 

@@ -111,8 +111,12 @@ class Terraform:
                 return line.strip()
         return "applied"
 
-    def plan_exit_code(self) -> tuple[int, str]:
-        """`plan -detailed-exitcode`: 0 no changes, 2 changes (drift), 1 error; with the output."""
+    def plan_exit_code(self, *, lock: bool = True) -> tuple[int, str]:
+        """`plan -detailed-exitcode`: 0 no changes, 2 changes (drift), 1 error; with the output.
+
+        ``lock=False`` reads the state without taking the lock (for periodic drift checks).
+        """
         self.init()
-        out = self._run("plan", "-detailed-exitcode", "-input=false", "-no-color", "-lock-timeout=60s")
+        locking = "-lock-timeout=60s" if lock else "-lock=false"
+        out = self._run("plan", "-detailed-exitcode", "-input=false", "-no-color", locking)
         return out.returncode, out.stdout + out.stderr

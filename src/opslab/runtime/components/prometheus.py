@@ -63,6 +63,7 @@ class Prometheus(Component):
             job("kwok", p.kwok),
             job("shop", p.shop),
             job("alert-bridge", p.alert_bridge),
+            job("drift-detector", p.drift_detector),
         ]
 
     def render(self) -> str:

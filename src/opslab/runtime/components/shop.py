@@ -81,3 +81,29 @@ class AlertBridge(Component):
 
     def probe(self) -> ProbeResult:
         return http_probe(self.ctx.http(), f"{self.url}/healthz")
+
+
+class DriftDetector(Component):
+    name = "drift-detector"
+    summary = "periodic terraform plan of platform/terraform, exported as opslab_terraform_drift"
+    ready_timeout = 30.0
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"http": self.ctx.ports.drift_detector}
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "opslab.drift",
+            f"--port={self.ctx.ports.drift_detector}",
+            f"--state-dir={self.ctx.paths.state}",
+            f"--state-marker={self.ctx.paths.config}/",
+        ]
+
+    def environment(self) -> dict[str, str]:
+        return {"PROMETHEUS_DISABLE_CREATED_SERIES": "True"}
+
+    def probe(self) -> ProbeResult:
+        return http_probe(self.ctx.http(), f"http://127.0.0.1:{self.ctx.ports.drift_detector}/metrics")

@@ -1,0 +1,1 @@
+"""Drift detection: a periodic `terraform plan` of the platform module, exported as a metric."""
