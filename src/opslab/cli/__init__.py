@@ -9,6 +9,7 @@ import click
 
 from opslab import __version__
 from opslab.cli.platform_commands import down, logs, status, up
+from opslab.cli.scenario_commands import scenario
 from opslab.cli.setup_command import setup
 from opslab.primitives.errors import OpslabError
 
@@ -27,6 +28,7 @@ cli.add_command(up)
 cli.add_command(down)
 cli.add_command(status)
 cli.add_command(logs)
+cli.add_command(scenario)
 
 
 def main() -> None:

@@ -267,6 +267,7 @@ class Platform:
 
             launch(APPLICATIONS)
             self._wait(["prometheus", "alertmanager", *APPLICATIONS], observer)
+            self._reload_running(healthy_before)
             t = self.clock.monotonic()
             self._wait_probe("prometheus targets", self.targets_probe, timeout=60)
             observer.step("scrape targets", self.clock.monotonic() - t, "every Prometheus target up")
@@ -323,6 +324,18 @@ class Platform:
             thread.join()
         if errors:
             raise errors[0]
+
+    def _reload_running(self, running: set[str]) -> None:
+        """Make an already running Prometheus and Alertmanager re-read their rules and configuration."""
+        for name in ("prometheus", "alertmanager"):
+            if name in running:
+                port = getattr(self.settings.ports, name)
+                response = httpx.post(f"http://127.0.0.1:{port}/-/reload", timeout=30)
+                if response.status_code != 200:
+                    raise ComponentFailed(
+                        f"{name} refused its new configuration: {response.text.strip()[:300]}",
+                        fix=f"fix the file it names, then run `opslab up` again (see {self.paths.logs / name}.log)",
+                    )
 
     def _dead(self, component: Component) -> str | None:
         state = self.supervisor.state(component.name)

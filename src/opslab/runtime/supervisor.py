@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
+from supervisor.xmlrpc import SupervisorTransport
 
 from opslab.primitives.errors import ComponentFailed
 from opslab.primitives.files import write_atomic

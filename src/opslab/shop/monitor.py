@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from opslab.shop import model
-from opslab.shop.cluster import ClusterView
+from opslab.shop.cluster import ClusterView, PodInfo
 from opslab.shop.faults import FaultType
 from opslab.shop.telemetry import Metrics
 from opslab.shop.topology import NAMESPACE, SERVICES
@@ -87,7 +87,7 @@ class Monitor:
             self.event("gateway", "FaultRemoved", f"Fault {name} was removed.", "Normal")
         self.faults_seen = set(active)
 
-    def _memory(self, service: str, pods: list, now: float) -> None:  # type: ignore[type-arg]
+    def _memory(self, service: str, pods: list[PodInfo], now: float) -> None:
         """Simulated working set: flat, or climbing towards the limit under a memory-leak fault."""
         for pod in pods:
             if pod.fault == FaultType.MEMORY_LEAK.value and pod.ready:

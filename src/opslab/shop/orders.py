@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from opslab.shop.faults import FaultType
 from opslab.shop.telemetry import Metrics, ServiceLogs
@@ -140,6 +140,8 @@ class OrdersWorker:
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": True,
                 "auto.commit.interval.ms": 1000,
+                "session.timeout.ms": 10000,
+                "heartbeat.interval.ms": 2000,
                 "logger": _quiet,
             }
         )
@@ -149,7 +151,10 @@ class OrdersWorker:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now - last_lag > 2:
-                    self._record_lag(consumer)
+                    try:
+                        self._record_lag(consumer)
+                    except KafkaException as exc:  # e.g. during a rebalance; try again next time
+                        log.debug("Consumer lag not measured: %s", exc)
                     last_lag = now
                 rate = self.rate()
                 if rate <= 0:

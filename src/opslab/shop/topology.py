@@ -16,7 +16,7 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("catalog", base_ms=8.0, concurrency=16),
         ServiceSpec("cart", base_ms=4.0, concurrency=16),
         ServiceSpec("checkout", base_ms=15.0, concurrency=8),
-        ServiceSpec("payments", base_ms=40.0, concurrency=8),
+        ServiceSpec("payments", base_ms=40.0, concurrency=2),
         ServiceSpec("orders-worker", base_ms=20.0, concurrency=4),
     )
 }

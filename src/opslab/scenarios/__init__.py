@@ -1,0 +1,1 @@
+"""Chaos scenarios against the shop: catalog, validation, load, observation, reports."""

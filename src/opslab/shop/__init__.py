@@ -1,0 +1,1 @@
+"""The shop: the simulated production system learners operate (see docs/shop.md)."""
