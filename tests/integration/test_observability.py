@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import ssl
+import time
+import uuid
 
 import httpx
 import pytest
+from confluent_kafka import Consumer
 
 from opslab.primitives.readiness import ProbeResult, wait_until
 from opslab.runtime.lifecycle import Platform
@@ -14,6 +18,7 @@ pytestmark = pytest.mark.platform
 
 EXPECTED_JOBS = {
     "prometheus", "alertmanager", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+    "shop", "alert-bridge", "drift-detector",
 }  # fmt: skip
 
 
@@ -59,3 +64,32 @@ def test_the_apiserver_requires_credentials(platform: Platform) -> None:
         timeout=5,
     )
     assert response.status_code == 401, "anonymous access is disabled"
+
+
+def test_alerts_are_published_to_kafka(platform: Platform) -> None:
+    """Alertmanager -> alert bridge -> Kafka topic alerts: the Watchdog event arrives."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": f"127.0.0.1:{platform.settings.ports.kafka}",
+            "group.id": f"test-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe(["alerts"])
+    seen = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None or message.error():
+                continue
+            event = json.loads(message.value())
+            seen.append(event["alertname"])
+            if event["alertname"] == "Watchdog":
+                assert event["status"] == "firing"
+                assert event["labels"]["severity"] == "none"
+                assert event["fingerprint"]
+                return
+    finally:
+        consumer.close()
+    raise AssertionError(f"no Watchdog event on topic alerts (saw {seen})")

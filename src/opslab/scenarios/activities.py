@@ -72,9 +72,13 @@ def slow_ratio_below(service: str = "gateway", threshold: float = 0.05, window: 
     return value is not None and value < threshold
 
 
-def alert_not_firing(alert: str) -> bool:
-    """Whether no alert named ``alert`` is active in Alertmanager."""
-    return not any(a["labels"].get("alertname") == alert for a in firing_alerts())
+def _matches(found: dict[str, str], alert: str, labels: dict[str, str] | None) -> bool:
+    return found.get("alertname") == alert and all(found.get(k) == v for k, v in (labels or {}).items())
+
+
+def alert_not_firing(alert: str, labels: dict[str, str] | None = None) -> bool:
+    """Whether no alert named ``alert`` (with ``labels``, if given) is active in Alertmanager."""
+    return not any(_matches(a["labels"], alert, labels) for a in firing_alerts())
 
 
 def shop_alerts_firing() -> list[str]:
@@ -88,9 +92,8 @@ def wait_for_alert(alert: str, within: float = 120, labels: dict[str, str] | Non
     began = time.monotonic()
     while time.monotonic() < deadline:
         for active in firing_alerts():
-            found = active["labels"]
-            if found.get("alertname") == alert and all(found.get(k) == v for k, v in (labels or {}).items()):
-                return {"alert": alert, "labels": found, "seconds": round(time.monotonic() - began, 1)}
+            if _matches(active["labels"], alert, labels):
+                return {"alert": alert, "labels": active["labels"], "seconds": round(time.monotonic() - began, 1)}
         time.sleep(2)
     raise ActivityFailed(f"{alert} did not fire within {within:.0f}s")
 

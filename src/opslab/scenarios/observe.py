@@ -49,6 +49,8 @@ class SeenAlert:
 @dataclass
 class Observation:
     started: float
+    first_sample: float = 0.0
+    """When alerts were first read: alerts seen then were already firing before the run."""
     samples: list[Sample] = field(default_factory=list)
     alerts: dict[str, SeenAlert] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -57,7 +59,10 @@ class Observation:
         candidates = [
             a
             for a in self.alerts.values()
-            if a.alertname != "Watchdog" and a.last_seen >= t and (name is None or a.alertname == name)
+            if a.alertname != "Watchdog"
+            and a.first_seen > self.first_sample
+            and a.last_seen >= t
+            and (name is None or a.alertname == name)
         ]
         return min(candidates, key=lambda a: max(a.first_seen, t), default=None)
 
@@ -131,6 +136,8 @@ class Sampler:
             self.observation.samples.append(Sample(now, service, values))
         response = self._http.get(f"{self.alertmanager}/api/v2/alerts", params={"active": "true"})
         response.raise_for_status()
+        if not self.observation.first_sample:
+            self.observation.first_sample = now
         for alert in response.json():
             labels = dict(alert["labels"])
             seen = SeenAlert(labels.get("alertname", ""), labels, now, now, labels.get("severity", ""))

@@ -12,17 +12,17 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
-from chaoslib.experiment import run_experiment
-from chaoslib.types import Strategy
 
 from opslab.primitives.errors import PlatformNotRunning
 from opslab.scenarios import activities
@@ -110,6 +110,42 @@ def ensure_platform(settings: Settings) -> None:
             raise PlatformNotRunning(f"{what} does not answer at {url}: the platform is not running") from None
 
 
+def run_chaos(scenario: Scenario, run_dir: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Run the experiment with the Chaos Toolkit CLI (`chaos run`) and return its journal.
+
+    Rollbacks run always, also on Ctrl-C (the child receives the same SIGINT and rolls back first).
+    The hypothesis is checked before the method only: opslab checks recovery itself after the
+    rollbacks, when checking it during the fault would only say what is already known.
+    """
+    (run_dir / "chaos-settings.yaml").write_text("{}\n")
+    journal_path = run_dir / "journal.json"
+    within = scenario.expectation.within if scenario.expectation else 120.0
+    timeout = within + 300
+    args = [
+        str(Path(sys.executable).with_name("chaos")), "--no-version-check",
+        "--log-file", str(run_dir / "chaostoolkit.log"), "--settings", str(run_dir / "chaos-settings.yaml"),
+        "run", "--journal-path", str(journal_path), "--rollback-strategy", "always",
+        "--hypothesis-strategy", "before-method-only", str(run_dir / "experiment.yaml"),
+    ]  # fmt: skip
+    with (run_dir / "chaostoolkit.out").open("wb") as out:
+        proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)  # let it roll back
+            try:
+                proc.wait(90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        except KeyboardInterrupt:
+            proc.wait(90)  # the child got the SIGINT too and is rolling back
+            raise
+    if not journal_path.is_file():
+        return {"status": "not run", "note": f"chaos exited {proc.returncode}; see chaostoolkit.out"}
+    return dict(json.loads(journal_path.read_text()))
+
+
 def _activity_output(journal: dict[str, Any], func: str) -> tuple[str, Any]:
     for run in journal.get("run", []):
         provider = run.get("activity", {}).get("provider", {})
@@ -154,7 +190,6 @@ def run_scenario(
     shutil.copyfile(scenario.path, run_dir / "experiment.yaml")
     saved_env = {k: os.environ.get(k) for k in _platform_env(settings, run_id)}
     os.environ.update(_platform_env(settings, run_id))
-    logging.getLogger("chaostoolkit").setLevel(logging.WARNING)
 
     p = settings.ports
     sampler = Sampler(f"http://127.0.0.1:{p.prometheus}", f"http://127.0.0.1:{p.alertmanager}").start()
@@ -174,11 +209,7 @@ def run_scenario(
         time.sleep(WARM_UP)
         observer.phase("experiment", "steady-state hypothesis, inject, wait for the alert, roll back")
         window[0] = time.time()
-        journal = run_experiment(
-            scenario.experiment,
-            settings={"runtime": {"rollbacks": {"strategy": "always"}}},
-            strategy=Strategy.BEFORE_METHOD,
-        )
+        journal = run_chaos(scenario, run_dir, _platform_env(settings, run_id))
         window[1] = time.time()
         observer.phase("recovery", f"waiting up to {scenario.recover_within:.0f} s for the SLIs to recover")
         recovery = _wait_recovered(scenario, time.monotonic() + scenario.recover_within)
@@ -228,9 +259,15 @@ def summarise(
     alert_seconds = float(wait_output["seconds"]) if wait_status == "succeeded" and wait_output else None
     first = observation.first_alert_after(window[0])
     first_seconds = max(first.first_seen - window[0], 0.0) if first else None
+    # A false positive is an alert that started during the run; one still firing from an earlier
+    # disruption (slow-burn windows are long) was already there at the first sample.
     false_positives = (
         sorted(
-            {a.alertname for a in observation.alerts.values() if a.alertname != "Watchdog" and a.last_seen >= window[0]}
+            {
+                a.alertname
+                for a in observation.alerts.values()
+                if a.alertname != "Watchdog" and a.first_seen > observation.first_sample
+            }
         )
         if scenario.control
         else []

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import redis.asyncio as aioredis
 import uvicorn
+from kubernetes import client, config
 
 from opslab.runtime import kube
 from opslab.runtime.supervisor import Supervisor
@@ -68,7 +69,12 @@ class SupervisedProcesses:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    api = kube.api_client(Path(args.kubeconfig))
+    if args.in_cluster:
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)
+        api = client.ApiClient(configuration)
+    else:
+        api = kube.api_client(Path(args.kubeconfig))
     view = ClusterView(api)
     view.start()
     metrics = Metrics()
@@ -84,7 +90,8 @@ async def serve(args: argparse.Namespace) -> None:
         throttle=lambda: slow_consumer_cap(view.faults()),
     )
     worker.start()
-    controller = FaultController(api, SupervisedProcesses(Path(args.state_dir)))
+    processes = None if args.in_cluster else SupervisedProcesses(Path(args.state_dir))
+    controller = FaultController(api, processes)
     view.on_change(controller.poke)
     controller.start()
     monitor = Monitor(view, metrics, shop.arrival_rate, api)
@@ -100,11 +107,11 @@ async def serve(args: argparse.Namespace) -> None:
             await asyncio.to_thread(orders.probe)
             await asyncio.sleep(2)
 
-    config = uvicorn.Config(
+    server_config = uvicorn.Config(
         shop, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools",
         log_level="warning", access_log=False, lifespan="off", backlog=2048,
     )  # fmt: skip
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config)
     tasks = [
         asyncio.create_task(baseline_traffic(args.port, args.baseline_rps, args.seed)),
         asyncio.create_task(dependency_checks()),
@@ -125,7 +132,8 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m opslab.shop", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--kubeconfig", help="the kubeconfig to watch the cluster with")
+    parser.add_argument("--in-cluster", action="store_true", help="use the pod's service account (kind profile)")
     parser.add_argument("--kafka", required=True, help="bootstrap servers, host:port")
     parser.add_argument("--redis", required=True, help="redis://host:port/db")
     parser.add_argument("--state-dir", required=True)
@@ -133,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--baseline-rps", type=float, default=5.0)
     args = parser.parse_args(argv)
+    if not args.kubeconfig and not args.in_cluster:
+        parser.error("give --kubeconfig FILE or --in-cluster")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the baseline traffic's own requests
     with contextlib.suppress(KeyboardInterrupt):

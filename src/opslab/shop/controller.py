@@ -24,6 +24,8 @@ FINALIZER = "opslab.dev/fault-controller"
 ORIGINAL = "opslab.dev/original"
 DRIFT_QUOTA = "opslab-quota"
 DRIFT_PODS = "7"
+PROCESS = {FaultType.KAFKA_DOWN: "kafka", FaultType.REDIS_DOWN: "redis"}
+"""Faults that stop a platform process (through the supervisor; embedded profile only)."""
 
 log = logging.getLogger("opslab.shop")
 
@@ -37,7 +39,7 @@ class ProcessControl(Protocol):
 
 
 class FaultController:
-    def __init__(self, api: client.ApiClient, processes: ProcessControl, namespace: str = NAMESPACE) -> None:
+    def __init__(self, api: client.ApiClient, processes: ProcessControl | None, namespace: str = NAMESPACE) -> None:
         self.api = api
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
@@ -102,6 +104,11 @@ class FaultController:
             return
         if FINALIZER not in (meta.get("finalizers") or []):
             self._set_finalizer(obj, present=True)
+        if fault.type in PROCESS and self.processes is None:
+            self._status(
+                name, "Invalid", f"{fault.type.value} needs the embedded profile (it stops a platform process)"
+            )
+            return
         if fault.type not in SIMULATED:
             self.apply(fault, obj)
         if (obj.get("status") or {}).get("phase") != "Active":
@@ -117,10 +124,8 @@ class FaultController:
             self._bad_image(fault, obj)
         elif fault.type is FaultType.NODE_NOT_READY:
             self.core.patch_node(fault.node, {"metadata": {"labels": {faults_module.FAULT_LABEL: "node-not-ready"}}})
-        elif fault.type is FaultType.KAFKA_DOWN:
-            self.processes.stop("kafka")
-        elif fault.type is FaultType.REDIS_DOWN:
-            self.processes.stop("redis")
+        elif fault.type in PROCESS and self.processes is not None:
+            self.processes.stop(PROCESS[fault.type])
         elif fault.type is FaultType.TERRAFORM_DRIFT:
             self._drift(obj)
 
@@ -136,10 +141,8 @@ class FaultController:
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-        elif fault.type is FaultType.KAFKA_DOWN:
-            self.processes.start("kafka")
-        elif fault.type is FaultType.REDIS_DOWN:
-            self.processes.start("redis")
+        elif fault.type in PROCESS and self.processes is not None:
+            self.processes.start(PROCESS[fault.type])
         elif fault.type is FaultType.TERRAFORM_DRIFT and original:
             self.core.patch_namespaced_resource_quota(
                 DRIFT_QUOTA, self.namespace, {"spec": {"hard": {"pods": original}}}

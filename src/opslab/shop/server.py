@@ -8,6 +8,7 @@ A failed dependency makes its caller answer 502, so errors travel up the graph a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import random
 import time
@@ -25,6 +26,9 @@ from opslab.shop.cluster import ClusterView
 from opslab.shop.orders import OrderBus
 from opslab.shop.telemetry import Metrics, ServiceLogs
 from opslab.shop.topology import PRODUCTS, SERVICES
+
+_MODELLED: contextvars.ContextVar[list[float]] = contextvars.ContextVar("modelled_seconds")
+"""Per request: the latency the model asked for, summed over its hops."""
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -86,6 +90,9 @@ class Shop:
             faults_module.effects_on(service, self.view.faults()),
             self.rng,
         )
+        modelled = _MODELLED.get(None)
+        if modelled is not None:
+            modelled[0] += outcome.latency
         inflight = self.metrics.inflight.labels(service)
         inflight.inc()
         status, reason, result = outcome.status, outcome.reason, None
@@ -219,10 +226,15 @@ class Shop:
                 body += message.get("body", b"")
                 if not message.get("more_body"):
                     break
+        began, modelled = self.clock(), [0.0]
+        token = _MODELLED.set(modelled)
         try:
             response = await self.dispatch(method, path, body)
         except HopFailed as failed:
             response = Response(failed.status, {"error": failed.reason, "service": failed.service})
+        finally:
+            _MODELLED.reset(token)
+        self.metrics.overhead.observe(max(self.clock() - began - modelled[0], 0.0))
         await _send(send, response.status, json.dumps(response.body).encode(), b"application/json")
 
 

@@ -68,6 +68,12 @@ class Metrics:
             "Messages in topic orders not yet processed by the orders-worker consumer group.",
             registry=r,
         )
+        self.overhead = Histogram(
+            "shop_simulator_overhead_seconds",
+            "Time the simulator added to a request beyond the latency its model asked for.",
+            buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1),
+            registry=r,
+        )
         self.dependency_up = Gauge(
             "shop_dependency_up", "Whether a backing service answers (1) or not (0).", ["dependency"], registry=r
         )

@@ -1,0 +1,138 @@
+"""The shop on the real platform: API, Redis, Kafka, live capacity, faults, logs, events."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from opslab.primitives.readiness import ProbeResult, wait_until
+from opslab.runtime.lifecycle import Platform
+
+pytestmark = pytest.mark.platform
+
+
+def shop(platform: Platform) -> str:
+    return f"http://127.0.0.1:{platform.settings.ports.shop}"
+
+
+def metric(platform: Platform, name: str) -> float:
+    text = httpx.get(f"{shop(platform)}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} is not exported")
+
+
+def test_a_checkout_goes_through_redis_and_kafka(platform: Platform) -> None:
+    user = f"it-{uuid.uuid4().hex[:6]}"
+    base = shop(platform)
+    assert httpx.post(f"{base}/api/cart/{user}/items", json={"sku": "sku-003", "quantity": 2}).status_code == 200
+    assert httpx.get(f"{base}/api/cart/{user}").json()["items"] == {"sku-003": 2}
+    consumed_before = metric(platform, "shop_orders_consumed_total")
+    order = httpx.post(f"{base}/api/checkout/{user}", timeout=10)
+    assert order.status_code == 201, order.text
+    assert order.json()["items"] == {"sku-003": 2}
+    assert httpx.get(f"{base}/api/cart/{user}").json()["items"] == {}, "checkout empties the cart in Redis"
+    wait_until(
+        lambda: ProbeResult(metric(platform, "shop_orders_consumed_total") > consumed_before),
+        what="orders-worker to consume the order",
+        timeout=30,
+    )
+
+
+def test_bad_requests_are_refused_clearly(platform: Platform) -> None:
+    base = shop(platform)
+    bad = httpx.post(f"{base}/api/cart/u/items", json={"sku": "nope"})
+    assert bad.status_code == 400 and "known sku" in bad.json()["error"]
+    assert httpx.get(f"{base}/api/products/sku-999").status_code == 404
+    assert httpx.get(f"{base}/api/nothing").status_code == 404
+
+
+def test_capacity_follows_the_deployment(platform: Platform, api: client.ApiClient) -> None:
+    apps = client.AppsV1Api(api)
+    base = shop(platform)
+    apps.patch_namespaced_deployment_scale("catalog", "shop", {"spec": {"replicas": 0}})
+    try:
+        wait_until(
+            lambda: ProbeResult(httpx.get(f"{base}/api/products").status_code == 502),
+            what="catalog to fail without replicas",
+            timeout=30,
+        )
+        answer = httpx.get(f"{base}/api/products").json()
+        assert answer == {"error": "catalog failed: no ready replicas", "service": "gateway"}
+    finally:
+        apps.patch_namespaced_deployment_scale("catalog", "shop", {"spec": {"replicas": 2}})
+    wait_until(
+        lambda: ProbeResult(httpx.get(f"{base}/api/products").status_code == 200),
+        what="catalog to serve again",
+        timeout=30,
+    )
+    events = client.CoreV1Api(api).list_namespaced_event("shop", field_selector="involvedObject.name=catalog")
+    reasons = {e.reason for e in events.items}
+    assert {"ServiceUnavailable", "ServiceRecovered"} <= reasons
+
+
+def test_a_fault_is_applied_and_reverted(platform: Platform, api: client.ApiClient) -> None:
+    custom = client.CustomObjectsApi(api)
+    args = ("opslab.dev", "v1alpha1", "shop", "faults")
+    body = {
+        "apiVersion": "opslab.dev/v1alpha1",
+        "kind": "Fault",
+        "metadata": {"name": "it-latency"},
+        "spec": {"type": "latency", "target": "catalog", "latencyMs": 300},
+    }
+    custom.create_namespaced_custom_object(*args, body)
+    base = shop(platform)
+    try:
+        wait_until(
+            lambda: ProbeResult(
+                (custom.get_namespaced_custom_object(*args, "it-latency").get("status") or {}).get("phase") == "Active"
+            ),
+            what="the Fault to become Active",
+            timeout=30,
+        )
+        began = time.monotonic()
+        assert httpx.get(f"{base}/api/products", timeout=5).status_code == 200
+        assert time.monotonic() - began >= 0.3
+    finally:
+        custom.delete_namespaced_custom_object(*args, "it-latency")
+
+    def gone() -> ProbeResult:
+        try:
+            custom.get_namespaced_custom_object(*args, "it-latency")
+        except ApiException as exc:
+            return ProbeResult(exc.status == 404)
+        return ProbeResult(False, "still there (finalizer)")
+
+    wait_until(gone, what="the Fault to be reverted and removed", timeout=30)
+    began = time.monotonic()
+    httpx.get(f"{base}/api/products", timeout=5)
+    assert time.monotonic() - began < 0.3
+
+
+def test_the_crd_rejects_an_invalid_fault(api: client.ApiClient) -> None:
+    custom = client.CustomObjectsApi(api)
+    body = {
+        "apiVersion": "opslab.dev/v1alpha1",
+        "kind": "Fault",
+        "metadata": {"name": "it-invalid"},
+        "spec": {"type": "latency", "target": "database"},
+    }
+    with pytest.raises(ApiException) as refused:
+        custom.create_namespaced_custom_object("opslab.dev", "v1alpha1", "shop", "faults", body)
+    assert refused.value.status == 422
+    assert "spec.target" in refused.value.body
+
+
+def test_each_service_writes_json_logs(platform: Platform) -> None:
+    httpx.get(f"{shop(platform)}/api/products")
+    lines = (platform.paths.logs / "shop" / "catalog.log").read_text().strip().splitlines()
+    record = json.loads(lines[-1])
+    assert record["service"] == "catalog" and record["route"] in {"list-products", "get-product"}
+    assert {"ts", "level", "msg", "status", "duration_ms"} <= set(record)

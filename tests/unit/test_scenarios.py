@@ -1,0 +1,77 @@
+"""Scenario files: the catalog validates, and a wrong field is named with its file."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from opslab.scenarios.model import SHAPES, ScenarioInvalid, catalog, find, load_scenario
+from opslab.shop.faults import FaultType
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ROOT / "scenarios"
+
+
+def test_the_catalog_has_twelve_distinct_failures_and_a_control() -> None:
+    scenarios = catalog(SCENARIOS)
+    controls = [s for s in scenarios if s.control]
+    faults = [s for s in scenarios if not s.control]
+    assert len(controls) == 1
+    assert len(faults) >= 12
+    kinds = {(s.fault["type"], s.fault.get("target") or s.fault.get("node")) for s in faults}  # type: ignore[index]
+    assert len(kinds) == len(faults), "each scenario is a distinct failure"
+    assert all(s.expectation and s.expectation.alert for s in faults)
+    assert {s.load.shape for s in scenarios} <= set(SHAPES)
+
+
+def test_every_fault_type_is_exercised_by_a_scenario() -> None:
+    used = {s.fault["type"] for s in catalog(SCENARIOS) if s.fault}
+    assert {t.value for t in FaultType} <= used
+
+
+def test_expected_alerts_exist_in_the_rules() -> None:
+    rules = {
+        rule["alert"]
+        for path in (ROOT / "platform" / "prometheus" / "rules").glob("*.yml")
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    for scenario in catalog(SCENARIOS):
+        if scenario.expectation:
+            assert scenario.expectation.alert in rules, f"{scenario.name} expects an alert no rule defines"
+
+
+def mutate(tmp_path: Path, name: str, change) -> Path:  # type: ignore[no-untyped-def]
+    experiment = yaml.safe_load((SCENARIOS / f"{name}.yaml").read_text())
+    change(experiment)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda e: e["extensions"][0]["load"].update(shape="spiky"), r"load.shape 'spiky' is not one of steady"),
+        (lambda e: e["extensions"][0].update(recovery=60), r"extensions\[opslab\] has unknown field 'recovery'"),
+        (lambda e: e["extensions"][0].update(answer=""), r"answer .* is missing"),
+        (
+            lambda e: e["method"][0]["provider"]["arguments"].update(target="db"),
+            r"spec.target 'db' is not a shop service",
+        ),
+        (lambda e: e.update(rollbacks=[]), "rollbacks are missing"),
+        (lambda e: e["method"].pop(1), "no wait_for_alert probe"),
+        (lambda e: e.pop("title"), "title"),
+    ],
+)
+def test_a_wrong_field_is_named_with_its_file(tmp_path: Path, change, message: str) -> None:  # type: ignore[no-untyped-def]
+    path = mutate(tmp_path, "payments-latency", change)
+    with pytest.raises(ScenarioInvalid, match=message) as error:
+        load_scenario(path)
+    assert str(path) in str(error.value)
+
+
+def test_an_unknown_scenario_names_the_known_ones() -> None:
+    with pytest.raises(ScenarioInvalid, match="unknown scenario 'meteor'; known scenarios: cart-memory-leak"):
+        find(SCENARIOS, "meteor")
