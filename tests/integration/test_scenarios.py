@@ -26,7 +26,9 @@ def test_scenario(
 ) -> None:
     summary = run_scenario(scenario, platform.settings, runs_root=tmp_path_factory.mktemp("runs"))
     report = Path(summary.report)
-    assert report.is_file() and (report.parent / "timeline.csv").is_file() and (report.parent / "journal.json").is_file()
+    assert (
+        report.is_file() and (report.parent / "timeline.csv").is_file() and (report.parent / "journal.json").is_file()
+    )
     if scenario.control:
         assert summary.false_positives == [], f"the control scenario fired {summary.false_positives}"
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 
@@ -136,3 +137,29 @@ def test_each_service_writes_json_logs(platform: Platform) -> None:
     record = json.loads(lines[-1])
     assert record["service"] == "catalog" and record["route"] in {"list-products", "get-product"}
     assert {"ts", "level", "msg", "status", "duration_ms"} <= set(record)
+
+
+def test_dashboard_queries_return_data_from_the_live_prometheus(platform: Platform) -> None:
+    dashboard = json.loads((platform.paths.platform / "kind" / "grafana" / "shop-slo.json").read_text())
+    prometheus = f"http://127.0.0.1:{platform.settings.ports.prometheus}"
+    empty = []
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$service", ".*")
+            answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
+            assert answer["status"] == "success", f"{panel['title']}: {answer}"
+            if not answer["data"]["result"]:
+                empty.append(panel["title"])
+    assert len(empty) <= 2, f"panels without data on a running shop: {empty}"
+
+
+def test_kind_profile_manifests_pass_a_server_side_dry_run(platform: Platform) -> None:
+    kubectl = platform.ctx.toolchain.require("kubectl")
+    result = subprocess.run(
+        [str(kubectl), "--kubeconfig", str(platform.paths.kubeconfig), "apply", "--dry-run=server", "-k",
+         str(platform.paths.platform / "kind")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "deployment.apps/shop-simulator created (server dry run)" in result.stdout
+    assert "configmap/opslab-shop-dashboard created (server dry run)" in result.stdout

@@ -1,0 +1,95 @@
+"""Prometheus rules, Alertmanager routing and the Grafana dashboard, checked with the real tools."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from opslab import settings
+from opslab.runtime.components.alertmanager import BRIDGE_PLACEHOLDER
+from opslab.settings import find_root
+from opslab.toolchain.resolve import Toolchain
+from opslab.toolchain.versions import load_versions
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS = ROOT / "platform" / "prometheus"
+DASHBOARD = ROOT / "platform" / "kind" / "grafana" / "shop-slo.json"
+
+
+@pytest.fixture(scope="module")
+def toolchain() -> Toolchain:
+    loaded = settings.load(root=find_root(ROOT))
+    return Toolchain(load_versions(ROOT / "platform" / "versions.toml"), loaded.paths.cache)
+
+
+def run(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_every_rule_file_passes_promtool_check(toolchain: Toolchain) -> None:
+    files = sorted((PROMETHEUS / "rules").glob("*.yml"))
+    assert len(files) >= 3
+    result = run(toolchain.require("promtool"), "check", "rules", *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_rule_file_has_unit_tests_that_pass(toolchain: Toolchain) -> None:
+    tests = sorted((PROMETHEUS / "tests").glob("*_test.yml"))
+    covered = {Path(rule_file).name for test in tests for rule_file in yaml.safe_load(test.read_text())["rule_files"]}
+    assert covered == {f.name for f in (PROMETHEUS / "rules").glob("*.yml")}, "a rule file has no promtool tests"
+    result = run(toolchain.require("promtool"), "test", "rules", *tests)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_wrong_expectation_makes_promtool_fail(toolchain: Toolchain, tmp_path: Path) -> None:
+    """The rule tests can fail: change one expected annotation and promtool reports it."""
+    original = (PROMETHEUS / "tests" / "shop_test.yml").read_text()
+    broken = original.replace("restarted 6 times", "restarted 7 times").replace(
+        "../rules/shop.yml", str(PROMETHEUS / "rules" / "shop.yml")
+    )
+    assert broken != original
+    path = tmp_path / "broken_test.yml"
+    path.write_text(broken)
+    result = run(toolchain.require("promtool"), "test", "rules", path)
+    assert result.returncode != 0 and "restarted 6 times" in result.stdout + result.stderr
+
+
+def test_alertmanager_configuration_is_valid(toolchain: Toolchain, tmp_path: Path) -> None:
+    rendered = (ROOT / "platform" / "alertmanager" / "alertmanager.yml").read_text()
+    assert BRIDGE_PLACEHOLDER in rendered
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(rendered.replace(BRIDGE_PLACEHOLDER, "http://127.0.0.1:18088/alerts"))
+    result = run(toolchain.require("amtool"), "check-config", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_grafana_dashboard_is_well_formed_and_its_queries_parse(toolchain: Toolchain, tmp_path: Path) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "opslab-shop" and dashboard["schemaVersion"] >= 36
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels), "panel ids are unique"
+    expressions = []
+    for panel in panels:
+        assert panel["datasource"]["uid"] == "${datasource}", f"panel {panel['title']} pins a datasource"
+        assert panel["targets"], f"panel {panel['title']} has no query"
+        expressions += [t["expr"] for t in panel["targets"]]
+    # promtool parses PromQL inside a rules file: each query becomes a recording rule.
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query{i}", "expr": e.replace("$service", ".*")}
+                    for i, e in enumerate(expressions)
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump(rules))
+    result = run(toolchain.require("promtool"), "check", "rules", path)
+    assert result.returncode == 0, result.stdout + result.stderr
