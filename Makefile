@@ -31,6 +31,15 @@ logs: $(STAMP) ## Print a component's log: make logs C=kube-apiserver
 setup: $(STAMP) ## Build or fetch the toolchain into ~/.cache/opslab (idempotent)
 	$(OPSLAB) setup
 
+##@ Labs
+
+.PHONY: labs
+labs: $(STAMP) ## List the labs with your status and best score
+	$(OPSLAB) lab list
+
+lab-%: $(STAMP) ## Grade lab N (e.g. make lab-1; PATH_=dir grades another directory)
+	$(OPSLAB) lab check $* $(if $(PATH_),--path $(PATH_))
+
 ##@ Development
 
 .PHONY: test

@@ -15,7 +15,7 @@ from opslab.primitives.errors import PortInUse
 from opslab.primitives.ports import listener
 from opslab.primitives.readiness import ProbeResult, wait_until
 from opslab.runtime.lifecycle import Platform
-from tests.integration.conftest import make_platform, shifted_settings
+from tests.conftest import make_platform, shifted_settings
 
 pytestmark = pytest.mark.platform
 

@@ -8,6 +8,7 @@ import sys
 import click
 
 from opslab import __version__
+from opslab.cli.lab_commands import grade_command, lab
 from opslab.cli.platform_commands import down, logs, status, up
 from opslab.cli.scenario_commands import scenario
 from opslab.cli.setup_command import setup
@@ -29,6 +30,8 @@ cli.add_command(down)
 cli.add_command(status)
 cli.add_command(logs)
 cli.add_command(scenario)
+cli.add_command(lab)
+cli.add_command(grade_command)
 
 
 def main() -> None:

@@ -1,0 +1,121 @@
+"""Instructor mode: grade many learner checkouts with the instructor's graders, into a gradebook.
+
+The graders always come from the instructor's copy; a submission whose grader files differ from
+the instructor's (by sha256) is reported as tampered, and graded anyway with the real grader.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jinja2 import Environment, select_autoescape
+
+from opslab.grading.labs import Lab
+from opslab.grading.rubric import Grade
+from opslab.grading.runner import grade
+from opslab.settings import Settings
+
+TEMPLATE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>opslab gradebook</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:.3em .6em}.pass{background:#e6f4e6}.fail{background:#fbe9e9}</style></head><body>
+<h1>Gradebook</h1><p>Graded {{ when }} with the instructor's graders.</p>
+{% if tampered %}<h2>Tampered grader files</h2><ul>{% for t in tampered %}<li>{{ t }}</li>{% endfor %}</ul>{% endif %}
+<table><tr><th>submission</th>{% for lab in labs %}<th>{{ lab.name }}</th>{% endfor %}</tr>
+{% for name, row in rows %}<tr><td>{{ name }}</td>{% for lab in labs %}{% set g = row.get(lab.name) %}
+<td class="{{ 'pass' if g and g.passed else 'fail' }}">{% if g %}{{ g.earned }}/{{ g.total }}{% if g.problem %} ({{ g.problem }}){% endif %}{% else %}-{% endif %}</td>
+{% endfor %}</tr>{% endfor %}</table>
+<h2>Per check</h2>
+{% for name, row in rows %}{% for lab in labs %}{% set g = row.get(lab.name) %}{% if g %}
+<h3>{{ name }}: {{ lab.name }}</h3><table><tr><th>check</th><th>points</th><th>reason</th></tr>
+{% for c in g.checks %}<tr class="{{ 'pass' if c.passed else 'fail' }}"><td>{{ c.title }}</td><td>{{ c.earned }}/{{ c.points }}</td><td>{{ c.reason }}</td></tr>{% endfor %}
+</table>{% endif %}{% endfor %}{% endfor %}</body></html>"""
+
+
+@dataclass
+class Gradebook:
+    csv: Path
+    html: Path
+    grades: dict[str, dict[str, Grade]] = field(default_factory=dict)
+    tampered: list[str] = field(default_factory=list)
+
+
+def digests(directory: Path) -> dict[str, str]:
+    """sha256 of every file under ``directory`` (caches excluded), by relative path."""
+    if not directory.is_dir():
+        return {}
+    return {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def tampering(submission: Path, lab: Lab) -> str | None:
+    theirs = digests(submission / "labs" / lab.name / "grader")
+    ours = digests(lab.grader)
+    if not theirs:
+        return None
+    changed = sorted(name for name in set(ours) | set(theirs) if ours.get(name) != theirs.get(name))
+    if changed:
+        return f"{submission.name}: {lab.name}/grader differs from the instructor's copy ({', '.join(changed)})"
+    return None
+
+
+def grade_submissions(
+    settings: Settings,
+    submissions: Path,
+    labs: list[Lab],
+    *,
+    out: Path | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Gradebook:
+    out = out or settings.paths.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-gradebook"
+    out.mkdir(parents=True, exist_ok=True)
+    book = Gradebook(csv=out / "gradebook.csv", html=out / "gradebook.html")
+    for submission in sorted(p for p in submissions.iterdir() if p.is_dir()):
+        row: dict[str, Grade] = {}
+        for lab in labs:
+            warning = tampering(submission, lab)
+            if warning:
+                book.tampered.append(warning)
+            work = submission / "labs" / lab.name / "starter"
+            if not work.is_dir():
+                row[lab.name] = Grade(
+                    lab=lab.name, path=str(work), pass_mark=lab.pass_mark, problem="no work submitted"
+                )
+                continue
+            progress(f"{submission.name}: {lab.name}")
+            result, _ = grade(lab, settings, path=work, runs_root=out / "runs" / submission.name, record=False)
+            row[lab.name] = result
+        book.grades[submission.name] = row
+    with book.csv.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["submission", "lab", "check", "section", "points", "earned", "status", "reason"])
+        for name, row in book.grades.items():
+            for lab_name, result in row.items():
+                writer.writerow(
+                    [
+                        name,
+                        lab_name,
+                        "TOTAL",
+                        "",
+                        result.total,
+                        result.earned,
+                        "passed" if result.passed else "failed",
+                        result.problem,
+                    ]
+                )
+                for c in result.checks:
+                    writer.writerow([name, lab_name, c.id, c.section, c.points, c.earned, c.status, c.reason])
+    environment = Environment(autoescape=select_autoescape(default=True))
+    book.html.write_text(
+        environment.from_string(TEMPLATE).render(
+            when=time.strftime("%Y-%m-%d %H:%M"), labs=labs, rows=list(book.grades.items()), tampered=book.tampered
+        )
+    )
+    return book

@@ -1,0 +1,100 @@
+"""The rubric pytest plugin: records each check's points, outcome, reason and hint.
+
+Loaded by the grading runner with ``-p opslab.grading.plugin --rubric-json FILE``. A test without
+the ``check`` mark is a collection error in a grader: every test must be worth something.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opslab.grading.rubric import CheckResult, Grade
+
+_ASSERT_DETAIL = re.compile(r"\n(assert |where |\+  where ).*", re.DOTALL)
+_EXCEPTION_PREFIX = re.compile(r"^(?:[\w.]*\.)?(?:AssertionError|LearnerError|Failed): ")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rubric", "opslab rubric")
+    group.addoption("--rubric-json", default=None, help="write the grade as JSON here")
+    group.addoption("--rubric-lab", default="", help="the lab's name")
+    group.addoption("--rubric-path", default="", help="the learner's directory being graded")
+    group.addoption("--rubric-pass-mark", type=float, default=0.8, help="share of points needed to pass")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "check(points, hint, timeout, section): a graded rubric check")
+    if config.getoption("--rubric-json"):
+        config.pluginmanager.register(RubricRecorder(config), "opslab-rubric-recorder")
+
+
+def reason_of(report: pytest.TestReport) -> str:
+    """The learner-facing reason of a failed check: the assertion's message, one or two lines."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = crash.message if crash is not None else str(report.longrepr)
+    message = _ASSERT_DETAIL.sub("", message)
+    message = _EXCEPTION_PREFIX.sub("", message, count=1)
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return " ".join(lines[:3])[:600] or "the check failed"
+
+
+class RubricRecorder:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.grade = Grade(
+            lab=config.getoption("--rubric-lab"),
+            path=config.getoption("--rubric-path"),
+            pass_mark=config.getoption("--rubric-pass-mark"),
+            started=time.time(),
+        )
+        self.results: dict[str, CheckResult] = {}
+        self.durations: dict[str, float] = {}
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            if item.get_closest_marker("check") is None:
+                raise pytest.UsageError(
+                    f"{item.nodeid} has no @check(points=..., hint=...): every grader test needs one"
+                )
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+        outcome = yield
+        report: pytest.TestReport = outcome.get_result()
+        mark = item.get_closest_marker("check")
+        assert mark is not None
+        self.durations[item.nodeid] = self.durations.get(item.nodeid, 0.0) + report.duration
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            title = (getattr(item, "function", None).__doc__ or "").strip().splitlines()
+            status, reason = "passed", ""
+            if report.failed:
+                reason = reason_of(report)
+                if "Timeout" in reason and ">" in reason:
+                    status = "timeout"
+                    reason = f"the check took longer than its {mark.kwargs['timeout']:.0f} s limit"
+                else:
+                    status = "error" if report.when == "setup" else "failed"
+            elif report.skipped:
+                status, reason = "failed", reason_of(report)
+            points = int(mark.kwargs["points"])
+            self.results[item.nodeid] = CheckResult(
+                id=item.name,
+                title=title[0] if title else item.name.removeprefix("test_").replace("_", " "),
+                section=str(mark.kwargs.get("section", "Checks")),
+                points=points,
+                earned=points if status == "passed" else 0,
+                status=status,
+                reason=reason,
+                hint=str(mark.kwargs["hint"]),
+                seconds=round(self.durations[item.nodeid], 2),
+            )
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.grade.checks = list(self.results.values())
+        self.grade.seconds = round(time.time() - self.grade.started, 2)
+        Path(self.config.getoption("--rubric-json")).write_text(self.grade.to_json())
