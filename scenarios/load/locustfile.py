@@ -5,6 +5,8 @@ The scenario runner starts locust headless with this file and sets:
   OPSLAB_LOAD_RPS       requests per second at the base level (each user makes about one per second)
   OPSLAB_LOAD_DURATION  seconds; the shape stops the test after it (every run is bounded)
   OPSLAB_LOAD_MIX       browse (default: the shop's usual route mix) | checkout (mostly checkouts)
+  OPSLAB_LOAD_USER_RPS  requests per second of one simulated user (default 1; the benchmark uses 10
+                        so that locust needs fewer users for the same load)
 Run by hand:  OPSLAB_LOAD_SHAPE=spike locust -f scenarios/load/locustfile.py --headless --host http://127.0.0.1:18080
 """
 
@@ -19,14 +21,15 @@ SHAPE = os.environ.get("OPSLAB_LOAD_SHAPE", "steady")
 BASE_RPS = float(os.environ.get("OPSLAB_LOAD_RPS", "20"))
 DURATION = float(os.environ.get("OPSLAB_LOAD_DURATION", "120"))
 MIX = os.environ.get("OPSLAB_LOAD_MIX", "browse")
+USER_RPS = float(os.environ.get("OPSLAB_LOAD_USER_RPS", "1"))
 PRODUCTS = [f"sku-{i:03d}" for i in range(1, 41)]
 WEIGHTS = {"browse": (40, 25, 15, 12, 8), "checkout": (5, 5, 5, 15, 70)}[MIX]
 
 
 class Shopper(FastHttpUser):
-    """One shopper, about one request per second, over the gateway's public routes."""
+    """One shopper, about USER_RPS requests per second, over the gateway's public routes."""
 
-    wait_time = constant_throughput(1)
+    wait_time = constant_throughput(USER_RPS)
 
     def on_start(self) -> None:
         self.user_id = f"load-{random.randint(1, 10_000)}"
@@ -72,5 +75,5 @@ class OpslabShape(LoadTestShape):
         t = self.get_run_time()
         if t >= DURATION:
             return None
-        users = max(int(round(self.users_at(t))), 1)
+        users = max(round(self.users_at(t) / USER_RPS), 1)
         return users, max(users, 10)

@@ -63,7 +63,8 @@ def one_run(shop_url: str, root: Path, rps: float, seconds: float, platform_rss_
     with tempfile.TemporaryDirectory(prefix="opslab-bench-shop-") as tmp:
         run_dir = Path(tmp)
         before = overhead_buckets(shop_url)
-        load = LoadRun(root / "scenarios" / "load" / "locustfile.py", Load("steady", rps, seconds), shop_url, run_dir)
+        locustfile = root / "scenarios" / "load" / "locustfile.py"
+        load = LoadRun(locustfile, Load("steady", rps, seconds), shop_url, run_dir, user_rps=10)
         load.start()
         time.sleep(seconds * 0.75)
         rss = platform_rss_of()  # type: ignore[operator]

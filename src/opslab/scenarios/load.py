@@ -15,8 +15,9 @@ from opslab.scenarios.model import Load
 class LoadRun:
     """A locust process: started with a shape, stopped (or finished) cleanly, stats in the run dir."""
 
-    def __init__(self, locustfile: Path, load: Load, host: str, run_dir: Path) -> None:
+    def __init__(self, locustfile: Path, load: Load, host: str, run_dir: Path, *, user_rps: float = 1.0) -> None:
         self.locustfile = locustfile
+        self.user_rps = user_rps
         self.load = load
         self.host = host
         self.run_dir = run_dir
@@ -29,6 +30,7 @@ class LoadRun:
             "OPSLAB_LOAD_RPS": str(self.load.rps),
             "OPSLAB_LOAD_DURATION": str(self.load.duration),
             "OPSLAB_LOAD_MIX": self.load.mix,
+            "OPSLAB_LOAD_USER_RPS": str(self.user_rps),
         }
         args = [
             sys.executable, "-m", "locust", "-f", str(self.locustfile), "--headless", "--host", self.host,

@@ -25,6 +25,7 @@ from opslab.shop.topology import NAMESPACE, SERVICE_LABEL
 
 log = logging.getLogger("opslab.shop")
 BAD_TAG_SUFFIX = "-bad"
+NO_CAPACITY = Capacity(ready=0)
 
 
 @dataclass(frozen=True)
@@ -87,25 +88,40 @@ class ClusterView:
         self._stop = threading.Event()
         self.synced = threading.Event()
         self._listeners: list[Callable[[], None]] = []
+        self._capacity: dict[str, Capacity] = {}
+        self._faults_tuple: tuple[Fault, ...] = ()
+        self.version = 0
+        """Increases on every change of pods or faults (callers cache derived values by it)."""
 
     # ------------------------------------------------------------------ reading
 
     def capacity(self, service: str) -> Capacity:
-        with self._lock:
-            pods = [p for p in self._pods.values() if p.service == service and p.ready]
-        if not pods:
-            return Capacity(ready=0)
-        cpu = sum(p.cpu_limit for p in pods) / len(pods)
-        bad = sum(1 for p in pods if p.image.endswith(BAD_TAG_SUFFIX))
-        return Capacity(ready=len(pods), cpu_limit=cpu, bad_ready=bad)
+        """The service's capacity now (precomputed on every change: a dict lookup on the request path)."""
+        return self._capacity.get(service, NO_CAPACITY)
+
+    def _recompute(self) -> None:
+        """Recompute capacities and the parsed faults; called with the lock held after a change."""
+        by_service: dict[str, list[PodInfo]] = {}
+        for pod in self._pods.values():
+            if pod.ready:
+                by_service.setdefault(pod.service, []).append(pod)
+        self._capacity = {
+            service: Capacity(
+                ready=len(pods),
+                cpu_limit=sum(p.cpu_limit for p in pods) / len(pods),
+                bad_ready=sum(1 for p in pods if p.image.endswith(BAD_TAG_SUFFIX)),
+            )
+            for service, pods in by_service.items()
+        }
+        self._faults_tuple = tuple(self._faults.values())
+        self.version += 1
 
     def pods(self, service: str | None = None) -> list[PodInfo]:
         with self._lock:
             return [p for p in self._pods.values() if service is None or p.service == service]
 
-    def faults(self) -> list[Fault]:
-        with self._lock:
-            return list(self._faults.values())
+    def faults(self) -> tuple[Fault, ...]:
+        return self._faults_tuple
 
     def fault_objects(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -152,6 +168,7 @@ class ClusterView:
                 info = pod_info(item)
                 if info:
                     self._pods[info.name] = info
+            self._recompute()
         self.synced.set()
         self._changed()
         version = data["metadata"]["resourceVersion"]
@@ -172,6 +189,7 @@ class ClusterView:
                     self._pods.pop(name, None)
                 else:
                     self._pods[name] = info
+                self._recompute()
             self._changed()
 
     def _watch_faults(self) -> None:
@@ -187,6 +205,7 @@ class ClusterView:
         with self._lock:
             self._fault_objects = {o["metadata"]["name"]: o for o in listing["items"]}
             self._faults = self._parse_all()
+            self._recompute()
         self._changed()
         stream = watch.Watch().stream(
             custom.list_namespaced_custom_object,
@@ -205,6 +224,7 @@ class ClusterView:
                 else:
                     self._fault_objects[name] = obj
                 self._faults = self._parse_all()
+                self._recompute()
             self._changed()
 
     def _parse_all(self) -> dict[str, Fault]:

@@ -20,7 +20,7 @@ from kubernetes.client.rest import ApiException
 from opslab.shop import model
 from opslab.shop.cluster import ClusterView, PodInfo
 from opslab.shop.faults import FaultType
-from opslab.shop.telemetry import Metrics
+from opslab.shop.telemetry import Metrics, ServiceLogs
 from opslab.shop.topology import NAMESPACE, SERVICES
 
 MEMORY_LIMIT = 512 * 2**20
@@ -37,7 +37,9 @@ class Monitor:
         metrics: Metrics,
         arrival_rate: Callable[[str], float],
         api: client.ApiClient | None,
+        *,
         namespace: str = NAMESPACE,
+        logs: ServiceLogs | None = None,
     ) -> None:
         self.view = view
         self.metrics = metrics
@@ -47,6 +49,7 @@ class Monitor:
         self.state: dict[str, str] = {}
         self.faults_seen: set[str] = set()
         self.leak_started: dict[str, float] = {}
+        self.logs = logs
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -63,6 +66,8 @@ class Monitor:
                 log.warning("Monitor tick failed: %s", exc)
 
     def tick(self, now: float) -> None:
+        if self.logs is not None:
+            self.logs.flush()
         for name, spec in SERVICES.items():
             capacity = self.view.capacity(name)
             rho = model.utilisation(spec, capacity, self.arrival_rate(name))

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -184,7 +184,7 @@ class OrdersWorker:
         self.metrics.consumer_lag.set(max(lag, 0))
 
 
-def slow_consumer_cap(faults: list[Any]) -> float | None:
+def slow_consumer_cap(faults: Iterable[Any]) -> float | None:
     """The throughput cap a slow-consumer fault sets, if one is active."""
     caps = [f.messages_per_second for f in faults if f.type is FaultType.SLOW_CONSUMER]
     return min(caps) if caps else None

@@ -73,8 +73,18 @@ class Shop:
         self.rng = random.Random(seed)
         self.clock = clock
         self.meters = {name: model.RateMeter() for name in SERVICES}
+        self._effects: dict[str, model.Effects] = {}
+        self._effects_version = -1
+        self.stats = metrics.stats
 
     # ------------------------------------------------------------------ the model
+
+    def effects(self, service: str) -> model.Effects:
+        """The faults' effect on ``service``, cached until the cluster view changes."""
+        if self._effects_version != self.view.version:
+            self._effects = {name: faults_module.effects_on(name, self.view.faults()) for name in SERVICES}
+            self._effects_version = self.view.version
+        return self._effects[service]
 
     def arrival_rate(self, service: str) -> float:
         return self.meters[service].current(self.clock())
@@ -83,18 +93,12 @@ class Shop:
         """One hop: modelled latency and failure for ``service``, then ``body`` (its downstream work)."""
         began = self.clock()
         rate = self.meters[service].observe(began)
-        outcome = model.hop(
-            SERVICES[service],
-            self.view.capacity(service),
-            rate,
-            faults_module.effects_on(service, self.view.faults()),
-            self.rng,
-        )
+        outcome = model.hop(SERVICES[service], self.view.capacity(service), rate, self.effects(service), self.rng)
         modelled = _MODELLED.get(None)
         if modelled is not None:
             modelled[0] += outcome.latency
-        inflight = self.metrics.inflight.labels(service)
-        inflight.inc()
+        inflight = self.stats.inflight
+        inflight[service] += 1
         status, reason, result = outcome.status, outcome.reason, None
         try:
             await asyncio.sleep(outcome.latency)
@@ -106,14 +110,16 @@ class Shop:
                 except (ConnectionError, OSError, TimeoutError, RedisError) as exc:
                     status, reason = 503, f"backing service unavailable: {type(exc).__name__}"
         finally:
-            inflight.dec()
+            inflight[service] -= 1
         elapsed = self.clock() - began
-        self.metrics.requests.labels(service, route, str(status)).inc()
-        self.metrics.duration.labels(service, route).observe(elapsed)
+        self.stats.record(service, route, status, elapsed)
         if status >= 500:
             self.logs.write(service, "error", reason, route=route, status=status, duration_ms=round(elapsed * 1000, 1))
             raise HopFailed(service, status, reason)
-        self.logs.write(service, "info", "handled", route=route, status=status, duration_ms=round(elapsed * 1000, 1))
+        if self.logs.sample(service):
+            self.logs.write(
+                service, "info", "handled", route=route, status=status, duration_ms=round(elapsed * 1000, 1)
+            )
         return result
 
     # ------------------------------------------------------------------ routes
@@ -234,7 +240,7 @@ class Shop:
             response = Response(failed.status, {"error": failed.reason, "service": failed.service})
         finally:
             _MODELLED.reset(token)
-        self.metrics.overhead.observe(max(self.clock() - began - modelled[0], 0.0))
+        self.stats.overhead.observe(max(self.clock() - began - modelled[0], 0.0))
         await _send(send, response.status, json.dumps(response.body).encode(), b"application/json")
 
 
