@@ -1,0 +1,83 @@
+"""Lab 2 grader: installs the learner's CRD and runs their kopf operator against a fresh namespace."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from support import CRD_NAME, Operator
+
+from opslab.grading.fixtures import LearnerError, learner_file, learner_yaml, python
+from opslab.primitives.processes import kill_group
+
+pytest_plugins = ["opslab.grading.fixtures"]
+
+
+@pytest.fixture(scope="session")
+def crd(kube_api: client.ApiClient, lab_path: Path) -> dict[str, Any]:
+    """The learner's CRD, applied (server-side) and Established."""
+    documents = learner_yaml(lab_path, "crd.yaml")
+    definition = next((d for d in documents if d.get("kind") == "CustomResourceDefinition"), None)
+    if definition is None:
+        raise LearnerError("crd.yaml has no CustomResourceDefinition")
+    if definition.get("metadata", {}).get("name") != CRD_NAME:
+        raise LearnerError(f"the CRD must be named {CRD_NAME}")
+    extensions = client.ApiextensionsV1Api(kube_api)
+    try:
+        existing = extensions.read_custom_resource_definition(CRD_NAME)
+        definition["metadata"]["resourceVersion"] = existing.metadata.resource_version
+        extensions.replace_custom_resource_definition(CRD_NAME, definition)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise LearnerError(f"the API server refused crd.yaml: {str(exc.body)[:300]}") from None
+        try:
+            extensions.create_custom_resource_definition(definition)
+        except ApiException as error:
+            raise LearnerError(f"the API server refused crd.yaml: {str(error.body)[:300]}") from None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = extensions.read_custom_resource_definition(CRD_NAME).status
+        if any(c.type == "Established" and c.status == "True" for c in (status.conditions or [])):
+            time.sleep(1)
+            return definition
+        time.sleep(0.5)
+    raise LearnerError("the CRD did not become Established within 30 s")
+
+
+@pytest.fixture(scope="session")
+def operator(
+    crd: dict[str, Any], lab_path: Path, lab_namespace: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    """kopf run operator.py --standalone --namespace <grading namespace>."""
+    script = learner_file(lab_path, "operator.py")
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [python(), "-m", "kopf", "run", str(script), "--standalone", "--namespace", lab_namespace],
+            cwd=lab_path,
+            env={**os.environ, "KUBECONFIG": os.environ.get("OPSLAB_KUBECONFIG", "")},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    running = Operator(proc, log)
+    time.sleep(4)
+    yield running
+    kill_group(proc.pid, 15)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid)
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def custom(kube_api: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(kube_api)
