@@ -21,7 +21,11 @@ def mutants(lab: Lab) -> list[dict[str, Any]]:
 
 
 def grade_copy(lab: Lab, platform: Platform, source: Path, work: Path, mutant: dict[str, Any] | None = None) -> Grade:
-    """Grade a copy of ``source`` (with ``mutant`` applied) against the lab's grader."""
+    """Grade a copy of ``source`` (with ``mutant`` applied) against the lab's grader.
+
+    A mutant is graded with only the check meant to catch it (plus any it depends on through
+    fixtures), which proves that check can fail without re-running the whole lab.
+    """
     target = work / "submission"
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("mutants.yaml", "__pycache__"))
     if mutant:
@@ -31,7 +35,8 @@ def grade_copy(lab: Lab, platform: Platform, source: Path, work: Path, mutant: d
             f"mutant {mutant['name']}: {mutant['find']!r} is not in {mutant['file']}"
         )
         path.write_text(text.replace(mutant["find"], mutant["replace"]))
-    result, _ = grade(lab, platform.settings, path=target, runs_root=work / "runs", record=False)
+    only = [mutant["caught_by"]] if mutant else None
+    result, _ = grade(lab, platform.settings, path=target, runs_root=work / "runs", record=False, only=only)
     return result
 
 

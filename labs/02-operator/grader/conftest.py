@@ -55,8 +55,8 @@ def crd(kube_api: client.ApiClient, lab_path: Path) -> dict[str, Any]:
 def operator(
     crd: dict[str, Any], lab_path: Path, lab_namespace: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Operator]:
-    """kopf run operator.py --standalone --namespace <grading namespace>."""
-    script = learner_file(lab_path, "operator.py")
+    """kopf run shop_operator.py --standalone --namespace <grading namespace>."""
+    script = learner_file(lab_path, "shop_operator.py")
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

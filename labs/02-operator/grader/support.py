@@ -30,7 +30,7 @@ class Operator:
 
     def assert_alive(self) -> None:
         if not self.alive():
-            raise LearnerError(f"operator.py exited with status {self.proc.returncode}: {self.tail()}")
+            raise LearnerError(f"shop_operator.py exited with status {self.proc.returncode}: {self.tail()}")
 
 
 def app(name: str, image: str = "opslab/web:1.0.0", replicas: int = 3, **extra: Any) -> dict[str, Any]:

@@ -33,9 +33,16 @@ def ready(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[st
 
 
 @pytest.fixture(scope="module")
-def web(operator: Operator, custom: client.CustomObjectsApi, lab_namespace: str) -> dict[str, Any]:
-    """The app `web` (3 replicas), created once for the checks that follow."""
-    return create(custom, lab_namespace, app("web", replicas=3))
+def web(
+    operator: Operator, custom: client.CustomObjectsApi, kube_api: client.ApiClient, lab_namespace: str
+) -> dict[str, Any]:
+    """The app `web` (3 replicas), created once; the checks that use it need its Deployment."""
+    created = create(custom, lab_namespace, app("web", replicas=3))
+    apps = client.AppsV1Api(kube_api)
+    if not eventually(lambda: apps.read_namespaced_deployment("web", lab_namespace), 30):
+        operator.assert_alive()
+        raise LearnerError("no Deployment named web appeared within 30 s of creating the app web (task 2)")
+    return created
 
 
 @check(
@@ -120,6 +127,7 @@ def test_status_reports_ready_with_the_observed_generation(
 @check(
     points=2,
     section="Reconcile",
+    timeout=120,
     hint="React to spec updates: change the Deployment, and report the new generation once it is rolled out.",
 )
 def test_a_spec_change_is_rolled_out(

@@ -61,8 +61,12 @@ def grade(
     runs_root: Path | None = None,
     record: bool = True,
     timeout: float = GRADER_TIMEOUT,
+    only: list[str] | None = None,
 ) -> tuple[Grade, Path]:
-    """Grade ``path`` (default: the lab's starter) against the lab's grader; return the grade and run dir."""
+    """Grade ``path`` (default: the lab's starter) against the lab's grader; return the grade and run dir.
+
+    ``only`` restricts the run to the named checks (used to prove one check catches one mutant).
+    """
     target = resolve_path(lab, path)
     run_dir = (runs_root or settings.paths.runs) / f"{time.strftime('%Y%m%d-%H%M%S')}-lab{lab.number:02d}"
     run_dir.mkdir(parents=True, exist_ok=False)
@@ -74,6 +78,8 @@ def grade(
         "--rubric-json", str(grade_file), "--rubric-lab", lab.name, "--rubric-path", str(target),
         "--rubric-pass-mark", str(lab.pass_mark), "--junitxml", str(junit), "-q", "--no-header", "-rN",
     ]  # fmt: skip
+    if only:
+        args += ["-k", " or ".join(only)]
     env = {
         **os.environ,
         **platform_environment(settings),

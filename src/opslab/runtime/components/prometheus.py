@@ -31,6 +31,16 @@ class Prometheus(Component):
     def config_path(self) -> Path:
         return self.ctx.config_file("prometheus.yml")
 
+    @property
+    def lab_rules(self) -> Path:
+        """Rule files of labs (loaded with the platform's own; a reload picks up changes)."""
+        return self.ctx.config_file("lab-rules")
+
+    @property
+    def lab_targets(self) -> Path:
+        """file_sd target files of labs (job "labs")."""
+        return self.ctx.config_file("lab-targets")
+
     def scrape_configs(self) -> list[dict[str, Any]]:
         """One job per platform target; the job name is what alerts and dashboards select on."""
         p = self.ctx.ports
@@ -64,6 +74,11 @@ class Prometheus(Component):
             job("shop", p.shop),
             job("alert-bridge", p.alert_bridge),
             job("drift-detector", p.drift_detector),
+            # Lab graders (and learners) add targets by dropping a file_sd JSON file here.
+            {
+                "job_name": "labs",
+                "file_sd_configs": [{"files": [str(self.lab_targets / "*.json")], "refresh_interval": "5s"}],
+            },
         ]
 
     def render(self) -> str:
@@ -74,7 +89,7 @@ class Prometheus(Component):
                 "evaluation_interval": SCRAPE_INTERVAL,
                 "external_labels": {"cluster": "opslab"},
             },
-            "rule_files": [str(rules / "*.yml")],
+            "rule_files": [str(rules / "*.yml"), str(self.lab_rules / "*.yml")],
             "alerting": {
                 "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{self.ctx.ports.alertmanager}"]}]}]
             },
@@ -86,6 +101,8 @@ class Prometheus(Component):
 
     def prepare(self) -> None:
         self.ctx.data_dir("prometheus").mkdir(parents=True, exist_ok=True)
+        self.lab_rules.mkdir(parents=True, exist_ok=True)
+        self.lab_targets.mkdir(parents=True, exist_ok=True)
         write_atomic(self.config_path, self.render())
 
     def web_assets(self) -> list[str]:

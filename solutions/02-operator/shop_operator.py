@@ -6,7 +6,7 @@ observed generation; it registers the app in the ConfigMap `selfhealingapp-regis
 there when the app is deleted (a finalizer). Reconciling is idempotent: nothing is written when
 nothing differs, so a hand edit (drift) is the only thing that triggers a write.
 
-Run:  kopf run operator.py --standalone --namespace <ns>
+Run:  kopf run shop_operator.py --standalone --namespace <ns>
 """
 
 from __future__ import annotations
