@@ -1,0 +1,182 @@
+"""The grading framework on a small lab of its own: points, reasons, hints, time limits, crashes,
+reports, hints and the instructor's gradebook. No platform is needed."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from opslab import settings as settings_module
+from opslab.grading import hints
+from opslab.grading.gradebook import grade_submissions, tampering
+from opslab.grading.labs import find_lab
+from opslab.grading.runner import grade, history
+from opslab.primitives.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+
+GRADER = '''
+import subprocess, sys, time
+from pathlib import Path
+
+from opslab.grading.fixtures import LearnerError, learner_file, python, run_learner
+from opslab.grading.rubric import check
+
+pytest_plugins = ["opslab.grading.fixtures"]
+
+
+@check(points=2, section="Basics", hint="Write hello.txt containing hello.")
+def test_hello_file(lab_path):
+    """hello.txt says hello"""
+    assert learner_file(lab_path, "hello.txt").read_text().strip() == "hello", "hello.txt does not say hello"
+
+
+@check(points=3, section="Programs", hint="answer.py must print 42.", timeout=10)
+def test_answer_prints_42(lab_path):
+    """answer.py prints 42"""
+    result = run_learner([python(), "answer.py"], cwd=lab_path, timeout=3, what="answer.py")
+    assert result.returncode == 0, f"answer.py exited {result.returncode}: {result.tail()}"
+    assert result.stdout.strip() == "42", f"answer.py printed {result.stdout.strip()[:40]!r}, not 42"
+
+
+@check(points=1, section="Programs", hint="Never sleep in a check.", timeout=2)
+def test_a_slow_check_is_stopped(lab_path):
+    """a check that overruns its limit fails, and grading goes on"""
+    if (lab_path / "slow").exists():
+        time.sleep(30)
+'''
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> tuple[settings_module.Settings, Path]:
+    """A copy of the repository layout with one tiny lab (99-tiny) and a state directory."""
+    root = tmp_path / "repo"
+    (root / "platform").mkdir(parents=True)
+    shutil.copy(ROOT / "platform" / "versions.toml", root / "platform" / "versions.toml")
+    (root / "labs").mkdir()
+    shutil.copy(ROOT / "labs" / "pytest.ini", root / "labs" / "pytest.ini")
+    lab = root / "labs" / "99-tiny"
+    (lab / "grader").mkdir(parents=True)
+    (lab / "starter").mkdir()
+    (lab / "lab.toml").write_text('title = "Tiny"\nminutes = 5\npass_mark = 0.8\n')
+    (lab / "README.md").write_text("# Tiny\n")
+    (lab / "hints.md").write_text("# Hints\n\n## Hint 1: first\nA.\n\n## Hint 2: second\nB.\n")
+    (lab / "grader" / "test_tiny.py").write_text(GRADER)
+    (lab / "starter" / "hello.txt").write_text("TODO\n")
+    (lab / "starter" / "answer.py").write_text("print('TODO')\n")
+    base = settings_module.load(root=root, environ={})
+    settings = dataclasses.replace(base, paths=dataclasses.replace(base.paths, state=tmp_path / "state"))
+    return settings, root
+
+
+def solved(root: Path, answer: str = "print(42)\n") -> Path:
+    work = root / "solved"
+    work.mkdir()
+    (work / "hello.txt").write_text("hello\n")
+    (work / "answer.py").write_text(answer)
+    return work
+
+
+def test_a_right_answer_scores_full_marks_with_reports(tiny: tuple[settings_module.Settings, Path]) -> None:
+    settings, root = tiny
+    lab = find_lab(root, 99)
+    result, run_dir = grade(lab, settings, path=solved(root))
+    assert (result.earned, result.total, result.passed) == (6, 6, True), result
+    assert [c.section for c in result.checks] == ["Basics", "Programs", "Programs"]
+    suite = ET.parse(run_dir / "junit.xml").getroot()
+    assert "tests" in suite.attrib or suite.find("testsuite") is not None
+    assert (run_dir / "grade.json").is_file()
+    assert history(settings, lab)[-1].passed
+
+
+def test_the_starter_fails_each_check_with_its_reason_and_hint(tiny: tuple[settings_module.Settings, Path]) -> None:
+    settings, root = tiny
+    result, _ = grade(find_lab(root, 99), settings)
+    failed = {c.id: c for c in result.checks if not c.passed}
+    assert set(failed) == {"test_hello_file", "test_answer_prints_42"}
+    assert failed["test_hello_file"].reason == "hello.txt does not say hello"
+    assert failed["test_hello_file"].hint == "Write hello.txt containing hello."
+    assert failed["test_answer_prints_42"].reason == "answer.py printed 'TODO', not 42"
+    assert not result.passed and result.earned == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("import time\ntime.sleep(60)\n", "answer.py did not finish within 3 s and was stopped"),
+        ("raise SystemExit(3)\n", "answer.py exited 3"),
+        ("print('4' * 100000)\n", "answer.py printed '4444"),
+        ("def broken(:\n", "answer.py exited 1"),
+    ],
+)
+def test_a_learner_program_that_hangs_crashes_or_rambles_only_fails_its_check(
+    tiny: tuple[settings_module.Settings, Path], answer: str, reason: str
+) -> None:
+    settings, root = tiny
+    result, _ = grade(find_lab(root, 99), settings, path=solved(root, answer))
+    check = next(c for c in result.checks if c.id == "test_answer_prints_42")
+    assert not check.passed and check.reason.startswith(reason), check.reason
+    assert "Traceback" not in check.reason
+    assert next(c for c in result.checks if c.id == "test_hello_file").passed, "the other checks still ran"
+
+
+def test_a_check_over_its_time_limit_is_failed_and_grading_continues(
+    tiny: tuple[settings_module.Settings, Path],
+) -> None:
+    settings, root = tiny
+    work = solved(root)
+    (work / "slow").write_text("")
+    result, _ = grade(find_lab(root, 99), settings, path=work)
+    slow = next(c for c in result.checks if c.id == "test_a_slow_check_is_stopped")
+    assert slow.status == "timeout" and slow.reason == "the check took longer than its 2 s limit"
+    assert result.earned == 5
+
+
+def test_bad_input_is_refused_or_scored_zero(tiny: tuple[settings_module.Settings, Path], tmp_path: Path) -> None:
+    settings, root = tiny
+    lab = find_lab(root, 99)
+    with pytest.raises(ConfigError, match="there is no lab '7'; choose one of: 99 \\(Tiny\\)"):
+        find_lab(root, "7")
+    with pytest.raises(ConfigError, match=r"--path .* does not exist"):
+        grade(lab, settings, path=tmp_path / "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result, _ = grade(lab, settings, path=empty)
+    assert result.earned == 0 and all("is empty" in c.reason for c in result.checks)
+
+
+def test_hints_are_revealed_one_at_a_time(tiny: tuple[settings_module.Settings, Path]) -> None:
+    settings, root = tiny
+    lab = find_lab(root, 99)
+    state = settings.paths.state
+    assert hints.reveal(state, lab) == (["## Hint 1: first\nA."], 2)
+    assert hints.reveal(state, lab) == (["## Hint 2: second\nB."], 2)
+    assert hints.reveal(state, lab)[0][0].startswith("All 2 hints are revealed")
+    assert len(hints.reveal(state, lab, show_all=True)[0]) == 2
+
+
+def test_the_gradebook_uses_the_instructors_grader_and_flags_tampering(
+    tiny: tuple[settings_module.Settings, Path], tmp_path: Path
+) -> None:
+    settings, root = tiny
+    lab = find_lab(root, 99)
+    submissions = tmp_path / "class"
+    for learner, answer in (("ada", "print(42)\n"), ("bob", "print(41)\n")):
+        work = submissions / learner / "labs" / lab.name
+        shutil.copytree(lab.directory, work)
+        (work / "starter" / "hello.txt").write_text("hello\n")
+        (work / "starter" / "answer.py").write_text(answer)
+    cheat = submissions / "bob" / "labs" / lab.name / "grader" / "test_tiny.py"
+    cheat.write_text(cheat.read_text().replace('== "42"', '!= "nothing"'))
+    assert tampering(submissions / "bob", lab) is not None and tampering(submissions / "ada", lab) is None
+    book = grade_submissions(settings, submissions, [lab], out=tmp_path / "book")
+    assert book.grades["ada"][lab.name].passed
+    assert not book.grades["bob"][lab.name].passed, "bob's edited grader was not used"
+    assert any("bob" in t for t in book.tampered)
+    rows = book.csv.read_text().splitlines()
+    assert any(r.startswith("bob,99-tiny,test_answer_prints_42") for r in rows)
+    assert "tampered" in book.html.read_text().lower()
