@@ -58,7 +58,7 @@ lint: $(STAMP) ## ruff, import-linter (layering), mypy
 	$(VENV)/bin/mypy src
 
 .PHONY: bench
-bench: bench-platform bench-shop bench-setup ## Run every benchmark
+bench: bench-platform bench-shop bench-labs bench-setup ## Run every benchmark
 
 .PHONY: bench-platform
 bench-platform: setup ## Measure setup, up/down, idle memory and 1,000 pods; record in docs/performance.md
@@ -67,6 +67,10 @@ bench-platform: setup ## Measure setup, up/down, idle memory and 1,000 pods; rec
 .PHONY: bench-shop
 bench-shop: setup ## Measure the shop simulator's throughput and added latency under locust
 	$(VENV)/bin/python -m opslab.bench.shop $(if $(RUNS),--runs $(RUNS))
+
+.PHONY: bench-labs
+bench-labs: setup ## Measure each lab's grading time with the platform up
+	$(VENV)/bin/python -m opslab.bench.labs $(if $(RUNS),--runs $(RUNS))
 
 .PHONY: bench-setup
 bench-setup: $(STAMP) ## Measure a cold setup per component (empty caches; takes ~30 min on 2 cores)

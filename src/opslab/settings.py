@@ -2,9 +2,10 @@
 
 defaults  <  opslab.toml in the repository root  <  OPSLAB_* environment variables  <  CLI flags
 
-Every field has an environment variable: ``OPSLAB_NODES``, ``OPSLAB_PORT_<NAME>`` (for example
-``OPSLAB_PORT_REDIS``), ``OPSLAB_STATE_DIR``, ``OPSLAB_CACHE_DIR``. A bad value stops the command
-before anything starts, with a message naming the value, where it came from and what is allowed.
+What a user sets: the node count (``[cluster] nodes``, ``OPSLAB_NODES``, ``--nodes``), each port
+(``[ports] <name>``, ``OPSLAB_PORT_<NAME>``, for example ``OPSLAB_PORT_REDIS``), and the state and
+cache directories (``OPSLAB_STATE_DIR``, ``OPSLAB_CACHE_DIR``). A bad value stops the command before
+anything starts, with a message naming the value, where it came from and what is allowed.
 """
 
 from __future__ import annotations
@@ -193,12 +194,22 @@ def load(
     root = root or find_root()
     filed = _read_file(root / "opslab.toml")
 
-    known_sections = {"ports", "cluster", "paths"}
-    for section in filed:
+    known_sections = {"ports": {name for name, _ in Ports().items()}, "cluster": {"nodes"}}
+    for section, entries in filed.items():
         if section not in known_sections:
             raise ConfigError(
                 f"{root / 'opslab.toml'}: unknown section [{section}]",
                 fix=f"use one of {', '.join(sorted(known_sections))}",
+            )
+        if not isinstance(entries, dict):
+            raise ConfigError(
+                f"{root / 'opslab.toml'}: {section} must be a [{section}] table", fix="see docs/reference.md"
+            )
+        unknown = set(entries) - known_sections[section]
+        if unknown:
+            raise ConfigError(
+                f"{root / 'opslab.toml'}: unknown key {sorted(unknown)[0]!r} in [{section}]",
+                fix=f"use {', '.join(sorted(known_sections[section]))}",
             )
 
     ports: dict[str, int] = {}

@@ -49,7 +49,13 @@ def test_unknown_file_entries_are_refused(tmp_path: Path) -> None:
     (tmp_path / "platform").mkdir()
     (tmp_path / "platform" / "versions.toml").write_text("")
     (tmp_path / "opslab.toml").write_text("[ports]\nredsi = 1\n")
-    with pytest.raises(ConfigError, match="unknown port 'redsi'"):
+    with pytest.raises(ConfigError, match="unknown key 'redsi' in \\[ports\\]"):
+        load(environ={}, root=tmp_path)
+    (tmp_path / "opslab.toml").write_text("[cluster]\nnodess = 4\n")
+    with pytest.raises(ConfigError, match="unknown key 'nodess' in \\[cluster\\]; use nodes"):
+        load(environ={}, root=tmp_path)
+    (tmp_path / "opslab.toml").write_text("ports = 5\n")
+    with pytest.raises(ConfigError, match="ports must be a \\[ports\\] table"):
         load(environ={}, root=tmp_path)
     (tmp_path / "opslab.toml").write_text("[cluster\n")
     with pytest.raises(ConfigError, match="not valid TOML"):

@@ -173,6 +173,7 @@ def test_drain_cordons_and_evicts_within_the_budget(
     lab_namespace: str,
     settled: list[client.V1Pod],
     nodes: dict[str, client.V1Node],
+    uncordon_all: None,
 ) -> None:
     """draining a zone's node cordons it, evicts its pods, and checkout never drops below its budget"""
     core = client.CoreV1Api(kube_api)
@@ -203,7 +204,11 @@ def test_drain_cordons_and_evicts_within_the_budget(
 @check(points=4, section="Drain tool", timeout=120, hint="When an eviction answers 429 (the budget says no), retry "
        "until --timeout, then report the pod under refused, exit non-zero, and leave it running.")  # fmt: skip
 def test_drain_reports_a_refused_eviction_and_gives_up(
-    lab_path: Path, kube_api: client.ApiClient, lab_namespace: str, nodes: dict[str, client.V1Node], uncordon_all: None
+    lab_path: Path,
+    kube_api: client.ApiClient,
+    lab_namespace: str,
+    nodes: dict[str, client.V1Node],
+    budget_exhausted: None,
 ) -> None:
     """a drain the budget refuses is reported, times out, and leaves checkout within its budget"""
     core = client.CoreV1Api(kube_api)

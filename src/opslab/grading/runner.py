@@ -7,17 +7,22 @@ and junit.xml, and a copy in .opslab/labs/<lab>/grades/ feeds `opslab lab list`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from opslab.grading.labs import Lab
 from opslab.grading.rubric import Grade
 from opslab.primitives.errors import ConfigError
-from opslab.primitives.processes import kill_group
+from opslab.primitives.files import new_run_dir
+from opslab.primitives.processes import kill_group, terminate
 from opslab.settings import Settings
 
 GRADER_TIMEOUT = 900.0
@@ -68,8 +73,7 @@ def grade(
     ``only`` restricts the run to the named checks (used to prove one check catches one mutant).
     """
     target = resolve_path(lab, path)
-    run_dir = (runs_root or settings.paths.runs) / f"{time.strftime('%Y%m%d-%H%M%S')}-lab{lab.number:02d}"
-    run_dir.mkdir(parents=True, exist_ok=False)
+    run_dir = new_run_dir(runs_root or settings.paths.runs, f"lab{lab.number:02d}")
     grade_file, junit = run_dir / "grade.json", run_dir / "junit.xml"
     args = [
         sys.executable, "-m", "pytest", str(lab.grader),
@@ -92,15 +96,19 @@ def grade(
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            kill_group(proc.pid)
-            proc.wait()
+            stop_grader(proc)
         except KeyboardInterrupt:
-            kill_group(proc.pid)
-            proc.wait()
+            stop_grader(proc)
             raise
+    result = None
     if grade_file.is_file():
-        result = Grade.load(grade_file)
-    else:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            result = Grade.load(grade_file)
+    if result is not None and not result.checks and not result.problem:
+        tail = (run_dir / "grader.log").read_text(errors="replace").strip().splitlines()[-3:]
+        result.problem = f"the grader ran no check (see {run_dir / 'grader.log'}): {' | '.join(tail)}"
+        grade_file.write_text(result.to_json())
+    if result is None:
         tail = (run_dir / "grader.log").read_text(errors="replace").strip().splitlines()[-3:]
         problem = f"the grader did not finish (see {run_dir / 'grader.log'}): {' | '.join(tail)}"
         if time.monotonic() - began >= timeout:
@@ -112,6 +120,22 @@ def grade(
         history.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(grade_file, history / f"{run_dir.name}.json")
     return result, run_dir
+
+
+def stop_grader(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+    """Interrupt a grader so its fixtures clean up (namespaces, nodes, learner processes), then
+    make sure nothing it started survives, including learner programs in their own sessions."""
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    kill_group(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid)
+        proc.wait()
+    terminate([d for d in descendants if d.is_running()], grace=5)
 
 
 def history(settings: Settings, lab: Lab) -> list[Grade]:

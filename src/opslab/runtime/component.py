@@ -101,6 +101,10 @@ class Component(ABC):
     def environment(self) -> dict[str, str]:
         return {}
 
+    def config_files(self) -> list[Path]:
+        """Files the process reads at start; when one changes, `up` restarts it."""
+        return []
+
     @abstractmethod
     def probe(self) -> ProbeResult:
         """One readiness observation."""

@@ -11,7 +11,9 @@ status reports each component's supervisor state and readiness probe.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import shutil
 import threading
 import time
@@ -22,6 +24,8 @@ from typing import Protocol
 
 import httpx
 import psutil
+from confluent_kafka import KafkaException
+from kubernetes.client.rest import ApiException
 
 from opslab.primitives.clock import SYSTEM_CLOCK, Clock
 from opslab.primitives.errors import ComponentFailed, OpslabError, PortInUse
@@ -42,6 +46,7 @@ INDEPENDENT = ("etcd", "kafka", "redis", "alertmanager")
 CONTROL_PLANE = ("kube-controller-manager", "kube-scheduler", "kwok", "prometheus")
 APPLICATIONS = ("alert-bridge", "shop", "drift-detector")
 STATE_SUBDIRS = ("data", "config", "pki", "supervisor")
+log = logging.getLogger("opslab.runtime")
 STOP_ORDER = (
     ("shop", "alert-bridge", "drift-detector"),
     ("prometheus", "alertmanager", "kafka", "redis", "kwok", "kube-controller-manager", "kube-scheduler"),
@@ -112,6 +117,14 @@ class Platform:
     def pid_record(self) -> Path:
         return self.paths.state / "supervisor" / "pids.json"
 
+    def _runs_in_state_dir(self, proc: psutil.Process) -> bool:
+        """The supervisor starts every program in the state directory; an editor or a `tail -f`
+        that merely names a file there is not one of ours."""
+        try:
+            return Path(proc.cwd()).is_relative_to(self.paths.state)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
+            return False
+
     def record_pids(self) -> None:
         """Remember each component's pid and start time, to find them if supervisord is killed."""
         record = {}
@@ -129,7 +142,8 @@ class Platform:
         found: dict[int, psutil.Process] = {}
         for marker in self.markers():
             for proc in processes_mentioning(marker):
-                found[proc.pid] = proc
+                if self._runs_in_state_dir(proc):
+                    found[proc.pid] = proc
         try:
             recorded = json.loads(self.pid_record.read_text())
         except (OSError, ValueError):
@@ -148,7 +162,7 @@ class Platform:
                 command=c.command(),
                 log=c.log,
                 directory=self.paths.state,
-                environment=c.environment(),
+                environment={**c.environment(), "OPSLAB_CONFIG_DIGEST": config_digest(c.config_files())},
                 stop_seconds=c.stop_seconds,
             )
             for c in self.registry
@@ -275,6 +289,16 @@ class Platform:
             self._roll_back(started, stop_daemon=not daemon_was_alive)
             if isinstance(failure, WaitTimeout):
                 raise ComponentFailed(str(failure), fix=f"see the logs in {self.paths.logs}") from None
+            if isinstance(failure, ApiException):
+                raise ComponentFailed(
+                    f"the API server refused a request during start-up: {failure.status} {failure.reason}",
+                    fix=f"see {self.paths.logs / 'kube-apiserver.log'}",
+                ) from None
+            if isinstance(failure, KafkaException | httpx.HTTPError):
+                raise ComponentFailed(
+                    f"a platform service did not answer during start-up: {failure}".splitlines()[0],
+                    fix=f"see the logs in {self.paths.logs}",
+                ) from None
             raise
 
         self.write_env_file()
@@ -286,15 +310,22 @@ class Platform:
         return report
 
     def _roll_back(self, started: list[str], *, stop_daemon: bool) -> None:
-        """Stop what a failed `up` started, so it leaves no half-started platform behind."""
-        if stop_daemon:
-            self._stop_all()
-            leftovers = self.own_processes()
-            if leftovers:
-                terminate(leftovers, grace=5)
-            return
-        for name in reversed(started):
-            self.supervisor.stop(name)
+        """Stop what a failed `up` started, so it leaves no half-started platform behind.
+
+        Never raises: the error that made `up` fail is the one the user must see.
+        """
+        try:
+            if stop_daemon:
+                if self.supervisor.alive():
+                    self._stop_all()
+                leftovers = self.own_processes()
+                if leftovers:
+                    terminate(leftovers, grace=5)
+                return
+            for name in reversed(started):
+                self.supervisor.stop(name)
+        except Exception as exc:  # keep the original failure visible
+            log.warning("Rolling back the failed start was incomplete: %s", exc)
 
     def _wait(self, names: list[str], observer: UpObserver) -> None:
         """Wait for several components concurrently; report each as it becomes ready."""
@@ -431,7 +462,7 @@ class Platform:
         """
         daemon = self.supervisor.daemon_pid()
         for wave in STOP_ORDER:
-            threads = [threading.Thread(target=self.supervisor.stop, args=(name,)) for name in wave]
+            threads = [threading.Thread(target=self._stop_quietly, args=(name,)) for name in wave]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -441,6 +472,12 @@ class Platform:
         if daemon is not None:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
                 psutil.Process(daemon).wait(60)
+
+    def _stop_quietly(self, name: str) -> None:
+        try:
+            self.supervisor.stop(name)
+        except Exception as exc:
+            log.warning("Stopping %s failed: %s", name, exc)
 
     def down(self, *, purge: bool = False) -> DownReport:
         began = time.monotonic()
@@ -466,6 +503,15 @@ class Platform:
                 fix="run `opslab down` again",
             )
         return DownReport(time.monotonic() - began, stopped, swept, leftover, purge)
+
+
+def config_digest(files: list[Path]) -> str:
+    """A short digest of a component's configuration files: part of its supervisor program, so a
+    changed file makes the supervisor restart it on the next `up`."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    return digest.hexdigest()[:16]
 
 
 def _held_by_us(port: int, markers: list[str]) -> bool:

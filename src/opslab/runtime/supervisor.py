@@ -191,14 +191,17 @@ class Supervisor:
                 raise ComponentFailed(f"supervisord could not start {name}: {fault.faultString}") from None
 
     def stop(self, name: str) -> None:
+        """Stop a program; one that is not running, not configured, or a daemon that is gone is fine."""
         try:
             self._call("stopProcess", name, True)
         except xmlrpc.client.Fault as fault:
             if "NOT_RUNNING" not in fault.faultString and "BAD_NAME" not in fault.faultString:
                 raise
+        except (OSError, xmlrpc.client.ProtocolError):
+            pass
 
     def stop_all(self) -> None:
-        with contextlib.suppress(xmlrpc.client.Fault):
+        with contextlib.suppress(xmlrpc.client.Fault, OSError, xmlrpc.client.ProtocolError):
             self._call("stopAllProcesses", True)
 
     def state(self, name: str) -> ProgramState:

@@ -161,3 +161,23 @@ def remove_run_faults(run_id: str) -> list[str]:
     for name in names:
         remove_fault(name)
     return names
+
+
+def shop_replicas() -> dict[str, int]:
+    """The replicas each shop Deployment asks for (taken before a run, to undo any scaling)."""
+    apps = client.AppsV1Api(kube.api_client(Path(_env("OPSLAB_KUBECONFIG"))))
+    deployments: Any = apps.list_namespaced_deployment(NAMESPACE)
+    return {str(d.metadata.name): int(d.spec.replicas or 0) for d in deployments.items}
+
+
+def restore_replicas(wanted: dict[str, int]) -> list[str]:
+    """Scale back every shop Deployment whose replicas differ from ``wanted``; the names restored."""
+    apps = client.AppsV1Api(kube.api_client(Path(_env("OPSLAB_KUBECONFIG"))))
+    restored = []
+    deployments: Any = apps.list_namespaced_deployment(NAMESPACE)
+    for deployment in deployments.items:
+        name = str(deployment.metadata.name)
+        if name in wanted and int(deployment.spec.replicas or 0) != wanted[name]:
+            apps.patch_namespaced_deployment_scale(name, NAMESPACE, {"spec": {"replicas": wanted[name]}})
+            restored.append(f"{name} scaled back to {wanted[name]}")
+    return restored

@@ -37,8 +37,8 @@ class LoadRun:
             "--csv", str(self.run_dir / "locust"), "--only-summary", "--loglevel", "WARNING",
             "--stop-timeout", "2", "--exit-code-on-error", "0",
         ]  # fmt: skip
-        log = (self.run_dir / "locust.log").open("wb")
-        self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with (self.run_dir / "locust.log").open("wb") as log:  # the child keeps its own handle
+            self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
     def stop(self, timeout: float = 15) -> int | None:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import httpx
 
 from opslab.primitives.errors import PlatformNotRunning
+from opslab.primitives.files import new_run_dir
 from opslab.scenarios import activities
 from opslab.scenarios.load import LoadRun
 from opslab.scenarios.model import Scenario
@@ -184,9 +185,8 @@ def run_scenario(
 ) -> Summary:
     observer = observer or _Quiet()
     ensure_platform(settings)
-    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario.name}"
-    run_dir = (runs_root or settings.paths.runs) / run_id
-    run_dir.mkdir(parents=True)
+    run_dir = new_run_dir(runs_root or settings.paths.runs, scenario.name)
+    run_id = run_dir.name
     shutil.copyfile(scenario.path, run_dir / "experiment.yaml")
     saved_env = {k: os.environ.get(k) for k in _platform_env(settings, run_id)}
     os.environ.update(_platform_env(settings, run_id))
@@ -199,6 +199,7 @@ def run_scenario(
         f"http://127.0.0.1:{p.shop}",
         run_dir,
     )
+    replicas = activities.shop_replicas()
     journal: dict[str, Any] = {}
     window = [time.time(), time.time()]
     recovery: float | None = None
@@ -217,6 +218,7 @@ def run_scenario(
         window[1] = max(window[1], window[0])
         try:
             leftovers = activities.remove_run_faults(run_id)
+            leftovers += activities.restore_replicas(replicas)
         except Exception as exc:  # report, but never leave the run without its files
             leftovers = [f"(could not check: {exc})"]
         load.stop()

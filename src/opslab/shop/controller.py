@@ -102,8 +102,8 @@ class FaultController:
                 self._set_finalizer(obj, present=False)
                 log.info("[%s/%s] Reverted %s.", self.namespace, name, fault.summary)
             return
-        if FINALIZER not in (meta.get("finalizers") or []):
-            self._set_finalizer(obj, present=True)
+        if FINALIZER not in (meta.get("finalizers") or []) and not self._set_finalizer(obj, present=True):
+            return  # not confirmed (a conflict): applying now could leave an effect nobody reverts
         if fault.type in PROCESS and self.processes is None:
             self._status(
                 name, "Invalid", f"{fault.type.value} needs the embedded profile (it stops a platform process)"
@@ -195,7 +195,8 @@ class FaultController:
         obj["metadata"].setdefault("annotations", {})[ORIGINAL] = original
         self._patch_fault(obj["metadata"]["name"], {"metadata": {"annotations": {ORIGINAL: original}}})
 
-    def _set_finalizer(self, obj: dict[str, Any], *, present: bool) -> None:
+    def _set_finalizer(self, obj: dict[str, Any], *, present: bool) -> bool:
+        """Add or remove the finalizer; False if the object changed or vanished meanwhile."""
         finalizers = [f for f in obj["metadata"].get("finalizers") or [] if f != FINALIZER]
         if present:
             finalizers.append(FINALIZER)
@@ -208,6 +209,8 @@ class FaultController:
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise
+            return False
+        return True
 
     def _status(self, name: str, phase: str, message: str) -> None:
         body = {

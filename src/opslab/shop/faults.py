@@ -100,6 +100,9 @@ def parse(name: str, spec: Mapping[str, Any]) -> Fault:
         )
     if kind is FaultType.SLOW_CONSUMER and target != "orders-worker":
         raise InvalidFault(f"Fault {name}: slow-consumer applies to orders-worker only (spec.target)")
+    image_tag = str(spec.get("imageTag", "2.0.0-bad"))
+    if kind is FaultType.BAD_ROLLOUT and not image_tag.endswith("-bad"):
+        raise InvalidFault(f"Fault {name}: spec.imageTag {image_tag!r} must end in -bad (those pods fail)")
     node = str(spec.get("node", ""))
     if kind is FaultType.NODE_NOT_READY and not node:
         raise InvalidFault(f"Fault {name}: node-not-ready needs spec.node (a node name)")
@@ -122,7 +125,7 @@ def parse(name: str, spec: Mapping[str, Any]) -> Fault:
         latency_ms=number("latencyMs", 0, 60_000, 250 if kind is FaultType.LATENCY else 0),
         error_rate=number("errorRate", 0, 1, 0.5 if kind is FaultType.ERROR_RATE else 0),
         messages_per_second=number("messagesPerSecond", 0, 10_000, 2 if kind is FaultType.SLOW_CONSUMER else 0),
-        image_tag=str(spec.get("imageTag", "2.0.0-bad")),
+        image_tag=image_tag,
     )
 
 

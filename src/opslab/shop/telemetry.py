@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import bisect
-import contextlib
 import io
 import json
 import math
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -178,6 +178,7 @@ class ServiceLogs:
         self._second: dict[str, int] = dict.fromkeys(SERVICES, 0)
         self._count: dict[str, int] = dict.fromkeys(SERVICES, 0)
         self.files: dict[str, io.TextIOWrapper] = {}
+        self._lock = threading.Lock()  # the event loop, orders-worker and the monitor share the files
         self.written: dict[str, int] = {}
         for service in SERVICES:
             self._open(service)
@@ -201,14 +202,15 @@ class ServiceLogs:
     def write(self, service: str, level: str, message: str, **fields: object) -> None:
         record = {"ts": round(time.time(), 3), "service": service, "level": level, "msg": message, **fields}
         line = json.dumps(record, separators=(",", ":")) + "\n"
-        self.files[service].write(line)
-        self.written[service] += len(line)
-        if self.written[service] > self.max_bytes:
-            self.files[service].close()
-            self._path(service).replace(self._path(service).with_suffix(".log.1"))
-            self._open(service)
+        with self._lock:
+            self.files[service].write(line)
+            self.written[service] += len(line)
+            if self.written[service] > self.max_bytes:
+                self.files[service].close()
+                self._path(service).replace(self._path(service).with_suffix(".log.1"))
+                self._open(service)
 
     def flush(self) -> None:
-        for handle in list(self.files.values()):
-            with contextlib.suppress(ValueError):  # closed by a rotation in between
+        with self._lock:
+            for handle in self.files.values():
                 handle.flush()

@@ -8,9 +8,11 @@ underlying tools goes to ``ctx.log``; progress goes to ``ctx.progress`` as short
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,6 +26,12 @@ from opslab.toolchain.catalog import Component, Source
 from opslab.toolchain.versions import Versions, parse_version
 
 Progress = Callable[[str], None]
+
+_MACHINE = platform.machine()
+GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(_MACHINE, _MACHINE)
+"""This machine's architecture as Go and Terraform name it (the provider mirror's linux_<arch>)."""
+DEBIAN_MULTIARCH = {"aarch64": "aarch64-linux-gnu", "arm64": "aarch64-linux-gnu"}.get(_MACHINE, "x86_64-linux-gnu")
+"""Where Debian puts this architecture's shared libraries (/usr/lib/<triplet>)."""
 
 
 @dataclass
@@ -68,21 +76,25 @@ def stream(
             )
         except FileNotFoundError:
             raise PrerequisiteMissing(f"program {args[0]!r} was not found") from None
-        deadline = time.monotonic() + ctx.timeout
         assert proc.stdout is not None
+        # A silent hang (a stalled download) prints nothing: a timer, not the output, enforces the limit.
+        watchdog = threading.Timer(ctx.timeout, kill_group, args=(proc.pid,))
+        watchdog.start()
+        began = time.monotonic()
         try:
             for line in proc.stdout:
                 log.write(line)
                 if on_line:
                     on_line(line.rstrip("\n"))
-                if time.monotonic() > deadline:
-                    kill_group(proc.pid)
-                    raise ToolchainError(f"{what} took longer than {ctx.timeout:.0f}s", fix=f"see {ctx.log}")
             code = proc.wait()
         except BaseException:
             kill_group(proc.pid)
             proc.wait()
             raise
+        finally:
+            watchdog.cancel()
+        if time.monotonic() - began >= ctx.timeout:
+            raise ToolchainError(f"{what} took longer than {ctx.timeout:.0f}s and was stopped", fix=f"see {ctx.log}")
     if code != 0:
         tail = _tail(ctx.log)
         raise ToolchainError(f"{what} failed (exit {code}): {tail}", fix=f"see {ctx.log}")
@@ -127,8 +139,8 @@ def check_apt() -> None:
     for program in ("apt-get", "apt-cache", "dpkg-deb"):
         if shutil.which(program) is None:
             raise PrerequisiteMissing(
-                f"{program} is not available: Prometheus, Alertmanager and Redis come from Debian packages",
-                fix="run on Debian/Ubuntu, or put prometheus, alertmanager and redis-server of the "
+                f"{program} is not available: Prometheus and Redis come from Debian packages",
+                fix="run on Debian/Ubuntu, or put prometheus and redis-server of the "
                 "pinned versions on PATH (or point OPSLAB_BIN_<TOOL> at them)",
             )
 
@@ -145,7 +157,9 @@ def ensure_go_module(component: Component, ctx: BuildContext) -> Path:
     module_dir = ctx.root / "platform" / "go" / component.name
     gomod_file = module_dir / "go.mod"
     want = f"v{component.version}"
-    if gomod_file.is_file() and gomod.required_version(gomod_file.read_text(), component.go_module) == want:
+    sums = module_dir / "go.sum"
+    current = gomod.required_version(gomod_file.read_text(), component.go_module) if gomod_file.is_file() else None
+    if current == want and sums.is_file():
         return module_dir
     ctx.progress("generating go.mod")
     info = run(["go", "mod", "download", "-json", f"{component.go_module}@{want}"], timeout=600, env=go_env(ctx))
@@ -289,12 +303,13 @@ def build_debian(component: Component, ctx: BuildContext) -> None:
     shutil.rmtree(downloads)
     bindir = ctx.stage / "bin"
     bindir.mkdir()
-    libdir = root / "usr" / "lib" / "x86_64-linux-gnu"
+    libdir = root / "usr" / "lib" / DEBIAN_MULTIARCH
     for tool, rel in component.binaries.items():
         target = root / rel
         if not target.exists():
             raise ToolchainError(f"package for {component.name} has no {rel}")
-        env_line = 'export LD_LIBRARY_PATH="$here/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"\n'
+        libraries = f"$here/root/usr/lib/{DEBIAN_MULTIARCH}"
+        env_line = f'export LD_LIBRARY_PATH="{libraries}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"\n'
         script = (
             "#!/bin/sh\n"
             f"# {tool} from the Debian package unpacked next to this script.\n"
@@ -354,7 +369,7 @@ def build_providers(component: Component, ctx: BuildContext) -> None:
         stream(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), "."], ctx, cwd=src, env=env,
                what=f"go build of the {pin.name} provider")  # fmt: skip
         for host in MIRROR_HOSTS:
-            target = ctx.stage / "mirror" / host / "hashicorp" / pin.name / pin.version / "linux_amd64"
+            target = ctx.stage / "mirror" / host / "hashicorp" / pin.name / pin.version / f"linux_{GO_ARCH}"
             target.mkdir(parents=True)
             # The unpacked mirror layout needs real files (tofu does not follow a symlinked directory).
             (target / f"terraform-provider-{pin.name}_v{pin.version}").hardlink_to(binary)

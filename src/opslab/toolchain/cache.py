@@ -97,6 +97,10 @@ class CacheEntry:
         except (OSError, ValueError, KeyError):
             return None
 
+    def discard_partial(self) -> None:
+        if self.partial.exists():
+            shutil.rmtree(self.partial)
+
     def remove(self) -> None:
         for path in (self.path, self.partial):
             if path.exists():

@@ -126,7 +126,7 @@ def _ensure(
         BUILDERS[component.source](component, ctx)
         entry.commit(time.monotonic() - start)
     except BaseException:
-        entry.remove()
+        entry.discard_partial()  # a failed rebuild leaves the previous entry in place
         raise
     if _found(toolchain, component) is None:
         raise ToolchainError(f"{component.name} was built but its tools are not usable", fix=f"see {log}")

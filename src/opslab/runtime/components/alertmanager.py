@@ -38,6 +38,9 @@ class Alertmanager(Component):
         self.ctx.data_dir("alertmanager").mkdir(parents=True, exist_ok=True)
         write_atomic(self.config_path, self.render())
 
+    def config_files(self) -> list[Path]:
+        return [self.config_path]
+
     def command(self) -> list[str]:
         return [
             str(self.ctx.toolchain.require("alertmanager")),

@@ -118,6 +118,9 @@ class Kafka(Component):
     def _log_env(self) -> dict[str, str]:
         return {"KAFKA_LOG4J_OPTS": ""}
 
+    def config_files(self) -> list[Path]:
+        return [self.properties, self.ctx.config_file("kafka-log4j2.properties")]
+
     def command(self) -> list[str]:
         return [
             java_binary(),

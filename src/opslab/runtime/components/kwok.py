@@ -6,6 +6,8 @@ and drives node and pod status through the Stage files in platform/kwok/stages/.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from opslab.primitives.files import write_atomic
 from opslab.primitives.readiness import ProbeResult
 from opslab.runtime.component import Component, http_probe
@@ -27,6 +29,9 @@ class Kwok(Component):
         stages = sorted((self.ctx.paths.platform / "kwok" / "stages").glob("*.yaml"))
         documents = [f"# from {s.relative_to(self.ctx.paths.root)}\n{s.read_text().strip()}\n" for s in stages]
         write_atomic(self.ctx.config_file("kwok-stages.yaml"), "---\n".join(documents))
+
+    def config_files(self) -> list[Path]:
+        return [self.ctx.config_file("kwok-stages.yaml")]
 
     def command(self) -> list[str]:
         return [

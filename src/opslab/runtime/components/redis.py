@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import redis as redis_client
 
 from opslab.primitives.files import write_atomic
@@ -40,6 +42,9 @@ class Redis(Component):
             ]
         )
         write_atomic(self.ctx.config_file("redis.conf"), conf)
+
+    def config_files(self) -> list[Path]:
+        return [self.ctx.config_file("redis.conf")]
 
     def command(self) -> list[str]:
         return [str(self.ctx.toolchain.require("redis-server")), str(self.ctx.config_file("redis.conf"))]
