@@ -12,10 +12,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from kubernetes import client
 
 from opslab import settings as settings_module
+from opslab.primitives.processes import processes_mentioning, terminate
 from opslab.runtime import kube
 from opslab.runtime.lifecycle import Platform
 from opslab.settings import Ports, Settings
@@ -36,8 +38,24 @@ def make_platform(settings: Settings) -> Platform:
     return Platform(settings, Toolchain(versions, settings.paths.cache))
 
 
+def stop_stale_test_platforms(pytest_root: Path) -> None:
+    """Stop platforms an earlier, killed test session left running (they hold the shifted ports).
+
+    They run from state directories under pytest's temporary root, which nothing else uses.
+    """
+    stale = []
+    for proc in processes_mentioning(str(pytest_root)):
+        try:
+            if Path(proc.cwd()).is_relative_to(pytest_root):
+                stale.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
+            continue
+    terminate(stale, grace=10)
+
+
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    stop_stale_test_platforms(tmp_path_factory.getbasetemp().parent)
     state = tmp_path_factory.mktemp("opslab-state")
     instance = make_platform(shifted_settings(state, PORT_OFFSET))
     try:

@@ -24,7 +24,7 @@ def lab() -> None:
     """Graded labs: check your work, get hints, start over."""
 
 
-def lab_status(grades: list[Grade], pass_mark: float) -> tuple[str, str]:
+def lab_status(grades: list[Grade]) -> tuple[str, str]:
     if not grades:
         return "not started", "-"
     best = max(grades, key=lambda g: g.score)
@@ -40,7 +40,7 @@ def list_() -> None:
     for column in ("lab", "title", "time", "status", "best score"):
         table.add_column(column)
     for item in all_labs(settings.paths.root):
-        state, best = lab_status(history(settings, item), item.pass_mark)
+        state, best = lab_status(history(settings, item))
         colour = {"passed": "green", "in progress": "yellow"}.get(state, "white")
         table.add_row(str(item.number), item.title, f"{item.minutes} min", f"[{colour}]{state}[/]", best)
     console.print(table)

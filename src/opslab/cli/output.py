@@ -9,7 +9,6 @@ import time
 from rich.console import Console
 
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
-errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fmt_seconds(seconds: float) -> str:

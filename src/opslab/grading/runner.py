@@ -23,27 +23,11 @@ from opslab.grading.rubric import Grade
 from opslab.primitives.errors import ConfigError
 from opslab.primitives.files import new_run_dir
 from opslab.primitives.processes import kill_group, terminate
+from opslab.runtime.endpoints import endpoint_environment
 from opslab.settings import Settings
 
 GRADER_TIMEOUT = 900.0
 """No grader run may take longer than this, whatever its checks' own limits."""
-
-
-def platform_environment(settings: Settings) -> dict[str, str]:
-    """The environment that points a grader (and learner programs) at this platform."""
-    env = {
-        "OPSLAB_ROOT": str(settings.paths.root),
-        "OPSLAB_STATE_DIR": str(settings.paths.state),
-        "OPSLAB_CACHE_DIR": str(settings.paths.cache),
-        "OPSLAB_KUBECONFIG": str(settings.paths.kubeconfig),
-        "KUBECONFIG": str(settings.paths.kubeconfig),
-        "OPSLAB_PROMETHEUS_URL": f"http://127.0.0.1:{settings.ports.prometheus}",
-        "OPSLAB_ALERTMANAGER_URL": f"http://127.0.0.1:{settings.ports.alertmanager}",
-        "OPSLAB_KAFKA_BOOTSTRAP": f"127.0.0.1:{settings.ports.kafka}",
-        "OPSLAB_REDIS_URL": f"redis://127.0.0.1:{settings.ports.redis}/0",
-    }
-    env.update({f"OPSLAB_PORT_{name.upper()}": str(port) for name, port in settings.ports.items()})
-    return env
 
 
 def resolve_path(lab: Lab, path: Path | None) -> Path:
@@ -86,7 +70,7 @@ def grade(
         args += ["-k", " or ".join(only)]
     env = {
         **os.environ,
-        **platform_environment(settings),
+        **endpoint_environment(settings),
         "OPSLAB_LAB_PATH": str(target),
         "PYTHONDONTWRITEBYTECODE": "1",
     }

@@ -58,21 +58,3 @@ def can_bind(port: int, host: str = LOOPBACK) -> bool:
                 return False
             raise
     return True
-
-
-def listening_ports(pids: set[int]) -> dict[int, int]:
-    """Map each TCP port listened on by one of ``pids`` to that pid."""
-    found: dict[int, int] = {}
-    for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.pid in pids and conn.laddr:
-            found[conn.laddr.port] = conn.pid
-    return found
-
-
-def is_open(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
-    """Whether something accepts TCP connections on ``host:port``."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False

@@ -5,8 +5,9 @@
 3. Load starts (locust, the scenario's shape) and a sampler records SLIs and alerts.
 4. Chaos Toolkit runs the experiment: steady-state hypothesis, then the method (inject, wait for
    the expected alert), then the rollbacks, which run even if the run is interrupted.
-5. opslab waits for the SLIs to recover, removes anything the run left injected, stops the load,
-   and writes journal.json, timeline.csv, alerts.json, summary.json and report.html.
+5. opslab waits for the SLIs to recover, deletes any Fault the run left and scales back any shop
+   Deployment it resized, stops the load, and writes journal.json, timeline.csv, alerts.json,
+   summary.json and report.html.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import httpx
 
 from opslab.primitives.errors import PlatformNotRunning
 from opslab.primitives.files import new_run_dir
+from opslab.runtime.endpoints import endpoint_environment
 from opslab.scenarios import activities
 from opslab.scenarios.load import LoadRun
 from opslab.scenarios.model import Scenario
@@ -87,14 +89,7 @@ class Summary:
 
 
 def _platform_env(settings: Settings, run_id: str) -> dict[str, str]:
-    p = settings.ports
-    return {
-        "OPSLAB_KUBECONFIG": str(settings.paths.kubeconfig),
-        "KUBECONFIG": str(settings.paths.kubeconfig),
-        "OPSLAB_PROMETHEUS_URL": f"http://127.0.0.1:{p.prometheus}",
-        "OPSLAB_ALERTMANAGER_URL": f"http://127.0.0.1:{p.alertmanager}",
-        "OPSLAB_RUN_ID": run_id,
-    }
+    return {**endpoint_environment(settings), "OPSLAB_RUN_ID": run_id}
 
 
 def ensure_platform(settings: Settings) -> None:

@@ -199,10 +199,6 @@ def components(versions: Versions) -> tuple[Component, ...]:
     )
 
 
-def by_name(versions: Versions) -> dict[str, Component]:
-    return {c.name: c for c in components(versions)}
-
-
 def tool_index(versions: Versions) -> dict[str, Component]:
     """Map each tool name to the component that provides it."""
     index: dict[str, Component] = {}

@@ -107,16 +107,12 @@ class Kafka(Component):
             [java_binary(), "-Xmx256m", "-cp", self._classpath(), "kafka.tools.StorageTool", "format",
              "-t", cluster_id, "-c", str(self.properties), "--ignore-formatted"],
             timeout=120,
-            env=self._log_env(),
         )  # fmt: skip
         if not out.ok:
             raise ComponentFailed(f"formatting Kafka's storage failed: {out.tail()}", fix=f"remove {data} and retry")
 
     def _classpath(self) -> str:
         return str(self.ctx.toolchain.kafka_home() / "libs" / "*")
-
-    def _log_env(self) -> dict[str, str]:
-        return {"KAFKA_LOG4J_OPTS": ""}
 
     def config_files(self) -> list[Path]:
         return [self.properties, self.ctx.config_file("kafka-log4j2.properties")]

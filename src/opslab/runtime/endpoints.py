@@ -1,0 +1,29 @@
+"""How everything else finds the platform: one set of environment variables.
+
+The same variables go into .opslab/env (for a learner's shell), into graders and learner programs,
+and into scenario runs, so a program that works in one works in the others.
+"""
+
+from __future__ import annotations
+
+from opslab.settings import Settings
+
+
+def endpoint_environment(settings: Settings) -> dict[str, str]:
+    """KUBECONFIG and the OPSLAB_* variables that point at this platform."""
+    p, paths = settings.ports, settings.paths
+    env = {
+        "KUBECONFIG": str(paths.kubeconfig),
+        "OPSLAB_KUBECONFIG": str(paths.kubeconfig),
+        "OPSLAB_PROMETHEUS_URL": f"http://127.0.0.1:{p.prometheus}",
+        "OPSLAB_ALERTMANAGER_URL": f"http://127.0.0.1:{p.alertmanager}",
+        "OPSLAB_KAFKA_BOOTSTRAP": f"127.0.0.1:{p.kafka}",
+        "OPSLAB_REDIS_URL": f"redis://127.0.0.1:{p.redis}/0",
+        "OPSLAB_ETCD_URL": f"http://127.0.0.1:{p.etcd}",
+        "OPSLAB_SHOP_URL": f"http://127.0.0.1:{p.shop}",
+        "OPSLAB_ROOT": str(paths.root),
+        "OPSLAB_STATE_DIR": str(paths.state),
+        "OPSLAB_CACHE_DIR": str(paths.cache),
+    }
+    env.update({f"OPSLAB_PORT_{name.upper()}": str(port) for name, port in p.items()})
+    return env
