@@ -38,15 +38,17 @@ def make_platform(settings: Settings) -> Platform:
     return Platform(settings, Toolchain(versions, settings.paths.cache))
 
 
-def stop_stale_test_platforms(pytest_root: Path) -> None:
+def stop_stale_test_platforms(current: Path) -> None:
     """Stop platforms an earlier, killed test session left running (they hold the shifted ports).
 
-    They run from state directories under pytest's temporary root, which nothing else uses.
+    They run from state directories under pytest's temporary root, outside this session's own.
     """
+    pytest_root = current.parent
     stale = []
     for proc in processes_mentioning(str(pytest_root)):
         try:
-            if Path(proc.cwd()).is_relative_to(pytest_root):
+            cwd = Path(proc.cwd())
+            if cwd.is_relative_to(pytest_root) and not cwd.is_relative_to(current):
                 stale.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
             continue
@@ -55,7 +57,7 @@ def stop_stale_test_platforms(pytest_root: Path) -> None:
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    stop_stale_test_platforms(tmp_path_factory.getbasetemp().parent)
+    stop_stale_test_platforms(tmp_path_factory.getbasetemp())
     state = tmp_path_factory.mktemp("opslab-state")
     instance = make_platform(shifted_settings(state, PORT_OFFSET))
     try:
