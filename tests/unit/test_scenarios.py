@@ -1,11 +1,16 @@
 """Scenario files: the catalog validates, and a wrong field is named with its file."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
+from opslab import settings as settings_module
+from opslab.primitives.errors import PlatformNotRunning
 from opslab.scenarios.model import SHAPES, ScenarioInvalid, catalog, find, load_scenario
+from opslab.scenarios.runner import run_scenario
+from opslab.settings import Ports
 from opslab.shop.faults import FaultType
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,3 +80,12 @@ def test_a_wrong_field_is_named_with_its_file(tmp_path: Path, change, message: s
 def test_an_unknown_scenario_names_the_known_ones() -> None:
     with pytest.raises(ScenarioInvalid, match="unknown scenario 'meteor'; known scenarios: cart-memory-leak"):
         find(SCENARIOS, "meteor")
+
+
+def test_a_run_against_a_stopped_platform_says_to_start_it(tmp_path: Path) -> None:
+    base = settings_module.load(environ={}, root=ROOT)
+    unused = Ports(**{name: 64000 + i for i, (name, _) in enumerate(base.ports.items())})
+    settings = dataclasses.replace(base, ports=unused)
+    with pytest.raises(PlatformNotRunning, match=r"does not answer .* start it with `make up`"):
+        run_scenario(find(SCENARIOS, "payments-latency"), settings, runs_root=tmp_path)
+    assert not list(tmp_path.iterdir()), "nothing is written when the platform is down"

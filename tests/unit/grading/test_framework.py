@@ -4,7 +4,10 @@ reports, hints and the instructor's gradebook. No platform is needed."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -180,3 +183,22 @@ def test_the_gradebook_uses_the_instructors_grader_and_flags_tampering(
     rows = book.csv.read_text().splitlines()
     assert any(r.startswith("bob,99-tiny,test_answer_prints_42") for r in rows)
     assert "tampered" in book.html.read_text().lower()
+
+
+def test_reset_restores_the_starter_from_git(tiny: tuple[settings_module.Settings, Path]) -> None:
+    settings, root = tiny
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "starter"], check=True)
+    starter = root / "labs" / "99-tiny" / "starter"
+    (starter / "hello.txt").write_text("my work\n")
+    (starter / "extra.py").write_text("x = 1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "opslab", "lab", "reset", "99", "--yes"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "OPSLAB_ROOT": str(root), "OPSLAB_STATE_DIR": str(settings.paths.state)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (starter / "hello.txt").read_text() == "TODO\n"
+    assert not (starter / "extra.py").exists()
