@@ -19,6 +19,14 @@ def running(core: client.CoreV1Api, namespace: str) -> list[client.V1Pod]:
     ]
 
 
+def unschedulable(pod: client.V1Pod) -> bool:
+    """The scheduler tried this pod and found no node for it."""
+    return any(
+        c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable"
+        for c in pod.status.conditions or []
+    )
+
+
 def wait_for(predicate: Any, timeout: float, interval: float = 0.5) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -10,7 +10,7 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from support import running, wait_for
+from support import running, unschedulable, wait_for
 
 from opslab.grading.fixtures import LearnerError, find_object, learner_file, python, run_learner
 from opslab.grading.rubric import check
@@ -72,13 +72,22 @@ def test_a_fourth_replica_cannot_share_a_node(
     kube_api: client.ApiClient, lab_namespace: str, settled: list[client.V1Pod]
 ) -> None:
     """scaled to four, no two replicas share a node (required anti-affinity)"""
+    assert len(settled) == 3, f"needs three Running replicas before scaling up; {len(settled)} run"
     apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
     apps.patch_namespaced_deployment_scale("checkout", lab_namespace, {"spec": {"replicas": 4}})
     try:
-        time.sleep(6)
-        pods = [
-            p for p in core.list_namespaced_pod(lab_namespace, label_selector="app=checkout").items if p.spec.node_name
-        ]
+        # Wait for the scheduler's verdict on every replica: bound to a node, or marked Unschedulable.
+        def decided() -> list[client.V1Pod] | None:
+            pods = [
+                p
+                for p in core.list_namespaced_pod(lab_namespace, label_selector="app=checkout").items
+                if p.metadata.deletion_timestamp is None
+            ]
+            verdicts = [p.spec.node_name or unschedulable(p) for p in pods]
+            return pods if len(pods) >= 4 and all(verdicts) else None
+
+        assert wait_for(decided, 60), "the scheduler gave no verdict on the fourth checkout replica within 60 s"
+        pods = [p for p in decided() or [] if p.spec.node_name]
         per_node: dict[str, int] = {}
         for pod in pods:
             per_node[pod.spec.node_name] = per_node.get(pod.spec.node_name, 0) + 1

@@ -207,6 +207,12 @@ HIDDEN_CASES = [
         "4m",
         False,
     ),
+    (
+        "a brief blip does not page (the long window)",
+        [(0, "orders-worker", "0x60 300x3")],
+        "5m20s",
+        False,
+    ),
     ("a small lag never pages", [(0, "orders-worker", "60x120")], "9m", False),
     ("another consumer group does not count", [(0, "analytics", "900x120")], "9m", False),
 ]

@@ -394,7 +394,7 @@ class Platform:
     def _bootstrap(self) -> None:
         """RBAC of the platform's own components, and the CRDs (cluster-wide, before anything uses them)."""
         self._apply(self.paths.platform / "k8s" / "bootstrap")
-        self._apply(self.paths.platform / "k8s" / "crds")
+        self._apply(self.paths.platform / "k8s" / "crds", kustomize=True)
 
     def targets_probe(self) -> ProbeResult:
         """Ready when Prometheus reports every active target with health "up"."""
