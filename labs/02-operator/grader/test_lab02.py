@@ -193,14 +193,22 @@ def test_reconcile_writes_nothing_when_nothing_changed(
 @check(
     points=3,
     section="Reconcile",
+    timeout=90,
     hint="Watch for drift: a timer (or a watch on the owned Deployments) that re-applies the spec fixes hand edits.",
 )
 def test_a_hand_edit_is_reverted(
-    operator: Operator, web: dict[str, Any], kube_api: client.ApiClient, lab_namespace: str
+    operator: Operator,
+    web: dict[str, Any],
+    custom: client.CustomObjectsApi,
+    kube_api: client.ApiClient,
+    lab_namespace: str,
 ) -> None:
     """a hand edit of the Deployment is reverted"""
     apps = client.AppsV1Api(kube_api)
     wanted = eventually(lambda: apps.read_namespaced_deployment("web", lab_namespace).spec.replicas, 10)
+    # Edit only once the app has settled: while its first reconcile is still retrying (waiting for
+    # the rollout), that retry would undo the edit and hide a missing drift correction.
+    eventually(lambda: ready(custom, lab_namespace, "web"), 20)
     apps.patch_namespaced_deployment("web", lab_namespace, {"spec": {"replicas": 1}})
     reverted = eventually(lambda: apps.read_namespaced_deployment("web", lab_namespace).spec.replicas == wanted, 30)
     operator.assert_alive()
