@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from opslab import settings as settings_module
+from opslab.primitives.processes import kill_running_commands
 from opslab.runtime.component import RuntimeContext
 from opslab.runtime.terraform import Terraform
 from opslab.toolchain.resolve import Toolchain
@@ -49,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     module = "platform"
     start_http_server(args.port, addr="127.0.0.1", registry=registry)
     stop = threading.Event()
+
+    def stopped(signum: int, _frame: object) -> None:
+        # A plan in progress runs in its own session: stop it (and its provider plugins) with us.
+        kill_running_commands()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stopped)
+    signal.signal(signal.SIGINT, stopped)
     while not stop.is_set():
         began = time.monotonic()
         try:

@@ -62,6 +62,7 @@ def run(
         )
     except FileNotFoundError as exc:
         raise PrerequisiteMissing(f"program {argv[0]!r} was not found") from exc
+    _RUNNING.add(proc.pid)
     try:
         out, err = proc.communicate(input_text, timeout=timeout)
         return Completed(tuple(argv), proc.returncode, out, err)
@@ -69,6 +70,23 @@ def run(
         kill_group(proc.pid)
         out, err = proc.communicate()
         return Completed(tuple(argv), 124, out, err + f"\ntimed out after {timeout:.0f}s")
+    finally:
+        _RUNNING.discard(proc.pid)
+
+
+_RUNNING: set[int] = set()
+"""Process groups of commands `run` is waiting for (each runs in a session of its own)."""
+
+
+def kill_running_commands() -> None:
+    """Kill every command `run` is waiting for, with its whole process group.
+
+    A long-running program that is stopped while a command runs calls this from its signal
+    handler: the command's own session keeps it out of the stop signal's reach otherwise, and it
+    (and, say, the plugins Terraform started) would outlive the program.
+    """
+    for pid in list(_RUNNING):
+        kill_group(pid)
 
 
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
