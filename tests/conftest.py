@@ -44,6 +44,8 @@ def stop_stale_test_platforms(current: Path) -> None:
     They run from state directories under pytest's temporary root, outside this session's own.
     """
     pytest_root = current.parent
+    if not pytest_root.name.startswith("pytest-of-"):
+        return  # a --basetemp of the caller's choosing: its siblings are not ours to stop
     stale = []
     for proc in processes_mentioning(str(pytest_root)):
         try:
