@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                     scores[lab.name] = f"{result.earned}/{result.total}"
                     took = times[lab.name][-1]
                     print(f"  run {run + 1}: {lab.name:<20} {took:6.1f} s  ({scores[lab.name]})", flush=True)
+                    for failed in (c for c in result.checks if not c.passed):
+                        print(f"      {failed.status}: {failed.id}: {failed.reason}", flush=True)
     finally:
         platform.down(purge=True)
     rows = [
