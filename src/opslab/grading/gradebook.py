@@ -66,6 +66,26 @@ def tampering(submission: Path, lab: Lab) -> str | None:
     return None
 
 
+def worked_tracks(submission: Path, lab: Lab) -> list[Path]:
+    """The directories of ``lab`` to grade in ``submission``: its starter, or the tracks worked on.
+
+    A lab may offer tracks as subdirectories of its starter (lab 2's Go track is starter/go). A
+    track whose files differ from the instructor's starter is one the learner worked on; the
+    starter's own files count as the default track. With no change anywhere, the default track is
+    graded (and fails as the untouched starter does).
+    """
+    work = submission / "labs" / lab.name / "starter"
+    tracks = sorted(p.name for p in lab.starter.iterdir() if p.is_dir()) if lab.starter.is_dir() else []
+
+    def own_files(directory: Path) -> dict[str, str]:
+        return {k: v for k, v in digests(directory).items() if k.split("/")[0] not in tracks}
+
+    worked = [work / t for t in tracks if (work / t).is_dir() and digests(work / t) != digests(lab.starter / t)]
+    if own_files(work) != own_files(lab.starter) or not worked:
+        worked.insert(0, work)
+    return worked
+
+
 def grade_submissions(
     settings: Settings,
     submissions: Path,
@@ -89,9 +109,12 @@ def grade_submissions(
                     lab=lab.name, path=str(work), pass_mark=lab.pass_mark, problem="no work submitted"
                 )
                 continue
-            progress(f"{submission.name}: {lab.name}")
-            result, _ = grade(lab, settings, path=work, runs_root=out / "runs" / submission.name, record=False)
-            row[lab.name] = result
+            results = []
+            for track in worked_tracks(submission, lab):
+                progress(f"{submission.name}: {lab.name} ({track.relative_to(work.parent)})")
+                result, _ = grade(lab, settings, path=track, runs_root=out / "runs" / submission.name, record=False)
+                results.append(result)
+            row[lab.name] = max(results, key=lambda r: r.earned)  # the learner's best track counts
         book.grades[submission.name] = row
     with book.csv.open("w", newline="") as handle:
         writer = csv.writer(handle)

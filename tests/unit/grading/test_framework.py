@@ -15,7 +15,7 @@ import pytest
 
 from opslab import settings as settings_module
 from opslab.grading import hints
-from opslab.grading.gradebook import grade_submissions, tampering
+from opslab.grading.gradebook import grade_submissions, tampering, worked_tracks
 from opslab.grading.labs import find_lab
 from opslab.grading.runner import grade, history
 from opslab.primitives.errors import ConfigError
@@ -183,6 +183,31 @@ def test_the_gradebook_uses_the_instructors_grader_and_flags_tampering(
     rows = book.csv.read_text().splitlines()
     assert any(r.startswith("bob,99-tiny,test_answer_prints_42") for r in rows)
     assert "tampered" in book.html.read_text().lower()
+
+
+def test_the_gradebook_grades_the_track_a_learner_worked_on(
+    tiny: tuple[settings_module.Settings, Path], tmp_path: Path
+) -> None:
+    settings, root = tiny
+    lab = find_lab(root, 99)
+    (lab.starter / "alt").mkdir()
+    (lab.starter / "alt" / "hello.txt").write_text("TODO\n")
+    (lab.starter / "alt" / "answer.py").write_text("print('TODO')\n")
+    submissions = tmp_path / "class"
+    for learner in ("ada", "cy", "dee"):
+        shutil.copytree(lab.directory, submissions / learner / "labs" / lab.name)
+    ada = submissions / "ada" / "labs" / lab.name / "starter"
+    (ada / "alt" / "hello.txt").write_text("hello\n")  # ada works on the alt track only
+    (ada / "alt" / "answer.py").write_text("print(42)\n")
+    cy = submissions / "cy" / "labs" / lab.name / "starter"
+    (cy / "hello.txt").write_text("hello\n")  # cy works on the default track only
+    assert worked_tracks(submissions / "ada", lab) == [ada / "alt"]
+    assert worked_tracks(submissions / "cy", lab) == [cy]
+    assert worked_tracks(submissions / "dee", lab) == [submissions / "dee" / "labs" / lab.name / "starter"]
+    book = grade_submissions(settings, submissions, [lab], out=tmp_path / "book")
+    assert book.grades["ada"][lab.name].earned == 6, "ada's alt track was not the one graded"
+    assert book.grades["cy"][lab.name].earned == 3  # hello.txt and the slow check
+    assert book.grades["dee"][lab.name].earned == 1  # the untouched starter: only the slow check
 
 
 def test_reset_restores_the_starter_from_git(tiny: tuple[settings_module.Settings, Path]) -> None:
