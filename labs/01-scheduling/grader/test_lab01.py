@@ -129,6 +129,7 @@ def test_the_budget_allows_one_disruption(
 ) -> None:
     """the PodDisruptionBudget allows exactly one disruption when all replicas are healthy"""
     policy = client.PolicyV1Api(kube_api)
+    assert "PodDisruptionBudget" in deployed, "no PodDisruptionBudget in your manifests"
     name = deployed["PodDisruptionBudget"]["metadata"]["name"]
     status: dict[str, Any] = {}
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -255,7 +256,11 @@ def summarise(
     wait_status, wait_output = _activity_output(journal, "wait_for_alert")
     alert_seconds = float(wait_output["seconds"]) if wait_status == "succeeded" and wait_output else None
     first = observation.first_alert_after(window[0])
-    first_seconds = max(first.first_seen - window[0], 0.0) if first else None
+    first_name, first_seconds = (first.alertname, max(first.first_seen - window[0], 0.0)) if first else (None, None)
+    if alert_seconds is not None and (first_seconds is None or alert_seconds <= first_seconds):
+        # The probe saw the expected alert in Prometheus before the sampler saw any alert in
+        # Alertmanager (which holds alerts for its group_wait): it was the first.
+        first_name, first_seconds = expected, alert_seconds
     # A false positive is an alert that started during the run; one still firing from an earlier
     # disruption (slow-burn windows are long) was already there at the first sample.
     false_positives = (
@@ -283,7 +288,9 @@ def summarise(
             if alert_seconds is not None
             else f"{expected} did not fire in time; "
         ) + ("the SLIs recovered after the rollback" if recovered else "the SLIs did not recover in time")
-    window_end = window[1] if window[1] > window[0] else time.time()
+    # The SLIs are rates over a window, so they lag the fault: the impact is read from the
+    # injection until the end of the observation (after the recovery wait), not only the fault window.
+    impact_end = math.inf
     return Summary(
         scenario=scenario.name,
         run_id=run_id,
@@ -293,13 +300,13 @@ def summarise(
         injected=injected,
         expected_alert=expected,
         alert_seconds=alert_seconds,
-        first_alert=first.alertname if first else None,
+        first_alert=first_name,
         first_alert_seconds=first_seconds,
         recovered=recovered,
         recovery_seconds=recovery,
-        peak_error_ratio=observation.peak("gateway", "error_ratio", window[0], window_end),
-        peak_slow_ratio=observation.peak("gateway", "slow_ratio", window[0], window_end),
-        peak_availability_burn=observation.peak("gateway", "availability_burn", window[0], window_end),
+        peak_error_ratio=observation.peak("gateway", "error_ratio", window[0], impact_end),
+        peak_slow_ratio=observation.peak("gateway", "slow_ratio", window[0], impact_end),
+        peak_availability_burn=observation.peak("gateway", "availability_burn", window[0], impact_end),
         false_positives=false_positives,
         leftovers_removed=leftovers,
     )
