@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,18 +78,3 @@ def app(name: str, image: str = "opslab/web:1.0.0", replicas: int = 3, **extra: 
 
 def conditions(obj: dict[str, Any]) -> dict[str, str]:
     return {c.get("type", ""): c.get("status", "") for c in (obj.get("status") or {}).get("conditions") or []}
-
-
-def eventually(predicate: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    """The first truthy value of ``predicate`` within ``timeout`` seconds, else its last value."""
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception:  # the object may not exist yet
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    return value

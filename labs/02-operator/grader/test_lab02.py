@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from support import GROUP, PLURAL, VERSION, Operator, app, conditions, eventually
+from support import GROUP, PLURAL, VERSION, Operator, app, conditions
 
-from opslab.grading.fixtures import LearnerError
+from opslab.grading.fixtures import LearnerError, eventually
 from opslab.grading.rubric import check
 
 REGISTRY = "selfhealingapp-registry"

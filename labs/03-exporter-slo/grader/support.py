@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,20 +91,6 @@ def scrape(url: str) -> dict[str, Family]:
 def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
     answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
     return list(answer.get("data", {}).get("result", []))
-
-
-def eventually(predicate: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception:
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    return value
 
 
 def bootstrap() -> str:

@@ -17,9 +17,9 @@ import httpx
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from support import Exporter, bootstrap, eventually, query, scrape, start_exporter
+from support import Exporter, bootstrap, query, scrape, start_exporter
 
-from opslab.grading.fixtures import LearnerError, learner_file, python, run_learner
+from opslab.grading.fixtures import LearnerError, eventually, learner_file, python, run_learner
 from opslab.grading.rubric import check
 from opslab.settings import load as load_settings
 from opslab.toolchain.resolve import Toolchain

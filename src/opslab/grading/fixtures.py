@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,22 @@ def run_learner(
         proc.communicate()
         raise LearnerError(f"{what} did not finish within {timeout:.0f} s and was stopped") from None
     return LearnerRun(tuple(args), proc.returncode, out[-100_000:], err[-100_000:], time.monotonic() - began)
+
+
+def eventually(predicate: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
+    """A check's bounded wait: the first truthy value of ``predicate`` within ``timeout`` seconds,
+    else its last value. An exception counts as "not yet" (the object may not exist yet)."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception:
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    return value
 
 
 def python() -> str:

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from opslab import settings as settings_module
 from opslab.grading import hints
+from opslab.grading.fixtures import eventually
 from opslab.grading.gradebook import grade_submissions, tampering, worked_tracks
 from opslab.grading.labs import find_lab
 from opslab.grading.runner import grade, history
@@ -227,3 +229,18 @@ def test_reset_restores_the_starter_from_git(tiny: tuple[settings_module.Setting
     assert result.returncode == 0, result.stderr
     assert (starter / "hello.txt").read_text() == "TODO\n"
     assert not (starter / "extra.py").exists()
+
+
+def test_eventually_waits_for_a_truthy_value_and_is_bounded() -> None:
+    calls = iter([None, ValueError("not yet"), 0, "ready"])
+
+    def predicate() -> object:
+        value = next(calls)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    assert eventually(predicate, 5, interval=0.01) == "ready"
+    began = time.monotonic()
+    assert eventually(lambda: [], 0.2, interval=0.05) == []
+    assert time.monotonic() - began < 1.0
