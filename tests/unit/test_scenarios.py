@@ -9,7 +9,8 @@ import yaml
 from opslab import settings as settings_module
 from opslab.primitives.errors import PlatformNotRunning
 from opslab.scenarios.model import SHAPES, ScenarioInvalid, catalog, find, load_scenario
-from opslab.scenarios.runner import run_scenario
+from opslab.scenarios.observe import Observation, Sample, SeenAlert
+from opslab.scenarios.runner import run_scenario, summarise
 from opslab.settings import Ports
 from opslab.shop.faults import FaultType
 
@@ -89,3 +90,28 @@ def test_a_run_against_a_stopped_platform_says_to_start_it(tmp_path: Path) -> No
     with pytest.raises(PlatformNotRunning, match=r"does not answer .* start it with `make up`"):
         run_scenario(find(SCENARIOS, "payments-latency"), settings, runs_root=tmp_path)
     assert not list(tmp_path.iterdir()), "nothing is written when the platform is down"
+
+
+def test_the_summary_reads_the_lagging_impact_and_the_probe_sees_the_first_alert() -> None:
+    """The SLIs are windowed rates: their peak comes after the fault window, before recovery."""
+    scenario = find(SCENARIOS, "payments-latency")
+    t0 = 1000.0
+    observation = Observation(started=t0 - 10, first_sample=t0 - 10)
+    observation.samples += [
+        Sample(t0 + 5, "gateway", {"slow_ratio": 0.05}),
+        Sample(t0 + 30, "gateway", {"slow_ratio": 0.39}),  # after the rollback at t0 + 20
+        Sample(t0 + 60, "gateway", {"slow_ratio": 0.0}),
+    ]
+    alert = SeenAlert("ShopLatencyBudgetBurnSlow", {}, first_seen=t0 + 13, last_seen=t0 + 40)
+    observation.alerts[alert.key] = alert
+    journal = {
+        "status": "completed",
+        "run": [{"activity": {"provider": {"func": "wait_for_alert"}}, "status": "succeeded",
+                 "output": {"seconds": 10.0}}],
+    }  # fmt: skip
+    summary = summarise(
+        scenario, run_id="r", journal=journal, observation=observation, window=[t0, t0 + 20], recovery=25.0,
+        leftovers=[],
+    )  # fmt: skip
+    assert summary.peak_slow_ratio == 0.39
+    assert (summary.first_alert, summary.first_alert_seconds) == ("ShopLatencyBudgetBurnFast", 10.0)
