@@ -52,8 +52,8 @@ test-unit: $(STAMP) ## Run only the unit tests (seconds, no platform)
 
 .PHONY: lint
 lint: $(STAMP) ## ruff, import-linter (layering), mypy
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests labs solutions
+	$(VENV)/bin/ruff format --check src tests labs solutions
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy src
 

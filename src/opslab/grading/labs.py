@@ -20,6 +20,13 @@ class Lab:
     minutes: int
     pass_mark: float
     directory: Path
+    time_limit: float
+    """The overall limit of one grading run (seconds): at least the sum of the checks' own limits
+    plus ``setup_limit``; a run cut by it never passes."""
+    setup_limit: float = 0.0
+    """Time the grader may spend before its first check (lab 2's Go build), within ``time_limit``."""
+    graders: Path | None = None
+    """An instructor's directory of graders (laid out like labs/) used instead of this lab's own."""
 
     @property
     def name(self) -> str:
@@ -31,7 +38,13 @@ class Lab:
 
     @property
     def grader(self) -> Path:
+        if self.graders is not None:
+            return self.graders / self.name / "grader"
         return self.directory / "grader"
+
+    @property
+    def debrief(self) -> Path:
+        return self.directory / "debrief.md"
 
     @property
     def readme(self) -> Path:
@@ -48,18 +61,27 @@ def load_lab(directory: Path) -> Lab:
     match = _LAB_DIR.match(directory.name)
     if not match:
         raise ConfigError(f"{directory} is not a lab directory (NN-topic)")
+    where = directory / "lab.toml"
     try:
-        meta = tomllib.loads((directory / "lab.toml").read_text())
+        meta = tomllib.loads(where.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{directory / 'lab.toml'} cannot be read: {exc}") from None
-    return Lab(
-        number=int(match.group(1)),
-        slug=directory.name[3:],
-        title=str(meta["title"]),
-        minutes=int(meta.get("minutes", 60)),
-        pass_mark=float(meta.get("pass_mark", 0.8)),
-        directory=directory,
-    )
+        raise ConfigError(f"{where} cannot be read: {exc}") from None
+    for key in ("title", "time_limit"):
+        if key not in meta:
+            raise ConfigError(f"{where} has no {key}", fix=f"add `{key} = ...` (see docs/instructor.md)")
+    try:
+        return Lab(
+            number=int(match.group(1)),
+            slug=directory.name[3:],
+            title=str(meta["title"]),
+            minutes=int(meta.get("minutes", 60)),
+            pass_mark=float(meta.get("pass_mark", 0.8)),
+            directory=directory,
+            time_limit=float(meta["time_limit"]),
+            setup_limit=float(meta.get("setup_limit", 0)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where} has a value of the wrong type: {exc}") from None
 
 
 def all_labs(root: Path) -> list[Lab]:

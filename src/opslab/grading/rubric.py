@@ -45,14 +45,24 @@ class CheckResult:
     section: str
     points: int
     earned: int
-    status: str  # passed | failed | error | timeout
+    status: str
+    """passed | failed (the check's assertion) | error (a fixture failed) | timeout | not-run."""
     reason: str
     hint: str
     seconds: float
+    phase: str = ""
+    """Where a failure happened: "setup" (a fixture), "call" (the check itself) or "" (not run)."""
+    timeout: float = 0.0
+    """The check's own time limit, in seconds."""
 
     @property
     def passed(self) -> bool:
         return self.status == "passed"
+
+    @property
+    def failed_in_call(self) -> bool:
+        """The check itself ran and failed (not a fixture, not a check that never ran)."""
+        return self.status in {"failed", "timeout"} and self.phase == "call"
 
 
 @dataclass
@@ -67,7 +77,9 @@ class Grade:
     started: float = 0.0
     seconds: float = 0.0
     problem: str = ""
-    """A problem that kept the grader from running at all (then every check scores zero)."""
+    """A problem that kept the grading from finishing: the grade never passes, whatever it scored."""
+    time_limit: float = 0.0
+    """The lab's overall limit (lab.toml), in seconds."""
 
     @property
     def earned(self) -> int:
@@ -82,8 +94,15 @@ class Grade:
         return self.earned / self.total if self.total else 0.0
 
     @property
+    def not_run(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.status == "not-run"]
+
+    @property
     def passed(self) -> bool:
-        return not self.problem and self.total > 0 and self.score >= self.pass_mark - 1e-9
+        """At the pass mark, with every check run and no problem (a cut run never passes)."""
+        if self.problem or self.total == 0 or self.not_run:
+            return False
+        return self.score >= self.pass_mark - 1e-9
 
     def to_json(self) -> str:
         data = asdict(self)

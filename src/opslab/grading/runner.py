@@ -1,33 +1,47 @@
 """Running a lab's grader: a pytest subprocess with the rubric plugin, bounded in time.
 
 The grader runs in its own process, so a learner's program that hangs, crashes or floods the
-output can only fail checks, never the grading. Results land in the run directory as grade.json
-and junit.xml, and a copy in .opslab/labs/<lab>/grades/ feeds `opslab lab list`.
+output can only fail checks, never the grading. Each run has an id (OPSLAB_GRADING_RUN) that names
+and labels everything it creates. The run is bounded by the lab's time_limit (lab.toml); checks it
+did not reach score zero and a cut run never passes. Results land in the run directory as
+grade.json and junit.xml, and a copy in .opslab/labs/<lab>/grades/ feeds `opslab lab list`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
+from kubernetes.client import ApiClient, VersionApi
 
+from opslab.grading import isolation
 from opslab.grading.labs import Lab
-from opslab.grading.rubric import Grade
+from opslab.grading.rubric import CheckResult, Grade
 from opslab.primitives.errors import ConfigError
 from opslab.primitives.files import new_run_dir
 from opslab.primitives.processes import kill_group, terminate
+from opslab.runtime import kube
 from opslab.runtime.endpoints import endpoint_environment
 from opslab.settings import Settings
 
-GRADER_TIMEOUT = 900.0
-"""No grader run may take longer than this, whatever its checks' own limits."""
+STOP_GRACE = 30.0
+"""Seconds a grader stopped at its limit (or by Ctrl-C) has to clean up before it is killed."""
+
+
+def new_run_id() -> str:
+    """A grading run's id: short, lower case, DNS-safe (it names namespaces, nodes and topics)."""
+    return "g" + uuid.uuid4().hex[:7]
 
 
 def resolve_path(lab: Lab, path: Path | None) -> Path:
@@ -42,6 +56,32 @@ def resolve_path(lab: Lab, path: Path | None) -> Path:
     return resolved
 
 
+def pytest_command(lab: Lab, settings: Settings, *options: str) -> list[str]:
+    """The pytest command line that runs ``lab``'s grader with the rubric plugin."""
+    if not lab.grader.is_dir():
+        raise ConfigError(
+            f"the grader of {lab.name} is missing ({lab.grader})", fix="is --graders the right directory?"
+        )
+    return [
+        sys.executable, "-m", "pytest", str(lab.grader),
+        "-c", str(settings.paths.root / "labs" / "pytest.ini"), "--rootdir", str(lab.grader),
+        "-p", "opslab.grading.plugin", "-p", "no:cacheprovider", "-q", "--no-header", "-rN", *options,
+    ]  # fmt: skip
+
+
+def list_checks(lab: Lab, settings: Settings) -> list[CheckResult]:
+    """The lab's checks (id, title, section, points, hint, time limit), collected without running any."""
+    with tempfile.TemporaryDirectory(prefix="opslab-checks-") as tmp:
+        listing = Path(tmp) / "checks.json"
+        command = pytest_command(lab, settings, "--rubric-list", str(listing))
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, check=False)
+        if not listing.is_file():
+            tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-3:])
+            raise ConfigError(f"the grader of {lab.name} cannot be collected: {tail}")
+        return [CheckResult(**item) for item in json.loads(listing.read_text())]
+
+
 def grade(
     lab: Lab,
     settings: Settings,
@@ -49,56 +89,68 @@ def grade(
     path: Path | None = None,
     runs_root: Path | None = None,
     record: bool = True,
-    timeout: float = GRADER_TIMEOUT,
+    timeout: float | None = None,
     only: list[str] | None = None,
+    after: Callable[[str], object] | None = None,
 ) -> tuple[Grade, Path]:
     """Grade ``path`` (default: the lab's starter) against the lab's grader; return the grade and run dir.
 
-    ``only`` restricts the run to the named checks (used to prove one check catches one mutant).
+    The grading stops at ``timeout`` (default: the lab's time limit); checks that did not finish
+    score zero, and a grading cut short never passes. ``only`` restricts the run to the named
+    checks (used to prove one check catches one mutant). ``after(run_id)`` runs once the grader
+    has exited, however it ended (it removes what the run left behind).
     """
     target = resolve_path(lab, path)
+    limit = lab.time_limit if timeout is None else timeout
+    run_id = new_run_id()
     run_dir = new_run_dir(runs_root or settings.paths.runs, f"lab{lab.number:02d}")
     grade_file, junit = run_dir / "grade.json", run_dir / "junit.xml"
-    args = [
-        sys.executable, "-m", "pytest", str(lab.grader),
-        "-c", str(settings.paths.root / "labs" / "pytest.ini"), "--rootdir", str(lab.grader),
-        "-p", "opslab.grading.plugin", "-p", "no:cacheprovider",
+    args = pytest_command(
+        lab, settings,
         "--rubric-json", str(grade_file), "--rubric-lab", lab.name, "--rubric-path", str(target),
-        "--rubric-pass-mark", str(lab.pass_mark), "--junitxml", str(junit), "-q", "--no-header", "-rN",
-    ]  # fmt: skip
+        "--rubric-pass-mark", str(lab.pass_mark), "--rubric-time-limit", str(limit), "--junitxml", str(junit),
+    )  # fmt: skip
     if only:
         args += ["-k", " or ".join(only)]
     env = {
         **os.environ,
         **endpoint_environment(settings),
         "OPSLAB_LAB_PATH": str(target),
+        "OPSLAB_GRADING_RUN": run_id,
+        "OPSLAB_RUN_DIR": str(run_dir),
+        "OPSLAB_LAB_SETUP_LIMIT": str(lab.setup_limit),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
+    sweep_stale_runs(settings)
     began = time.monotonic()
-    with (run_dir / "grader.log").open("wb") as log:
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            stop_grader(proc)
-        except KeyboardInterrupt:
-            stop_grader(proc)
-            raise
-    result = None
-    if grade_file.is_file():
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            result = Grade.load(grade_file)
-    if result is not None and not result.checks and not result.problem:
-        tail = (run_dir / "grader.log").read_text(errors="replace").strip().splitlines()[-3:]
-        result.problem = f"the grader ran no check (see {run_dir / 'grader.log'}): {' | '.join(tail)}"
-        grade_file.write_text(result.to_json())
-    if result is None:
-        tail = (run_dir / "grader.log").read_text(errors="replace").strip().splitlines()[-3:]
-        problem = f"the grader did not finish (see {run_dir / 'grader.log'}): {' | '.join(tail)}"
-        if time.monotonic() - began >= timeout:
-            problem = f"the grader took longer than {timeout:.0f} s and was stopped"
-        result = Grade(lab=lab.name, path=str(target), pass_mark=lab.pass_mark, problem=problem)
-        grade_file.write_text(result.to_json())
+    cut = False
+    after = after or (lambda run: sweep_run(settings, run))
+    try:
+        with (run_dir / "grader.log").open("wb") as log:
+            proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                proc.wait(limit)
+            except subprocess.TimeoutExpired:
+                cut = True
+                stop_grader(proc)
+            except KeyboardInterrupt:
+                stop_grader(proc)
+                raise
+    finally:
+        if after is not None:
+            after(run_id)
+    result = read_grade(grade_file, lab, target, run_dir, limit)
+    if cut:
+        missing = ", ".join(c.id for c in result.not_run) or "none"
+        result.problem = (
+            f"the grading was stopped at its overall limit of {limit:.0f} s "
+            f"(lab.toml time_limit); checks that did not run: {missing}"
+        )
+    elif time.monotonic() - began >= limit and not result.problem:
+        result.problem = f"the grading took longer than its overall limit of {limit:.0f} s"
+    if result.not_run and not result.problem:
+        result.problem = f"the grader stopped before these checks ran: {', '.join(c.id for c in result.not_run)}"
+    grade_file.write_text(result.to_json())
     if record:
         history = settings.paths.state / "labs" / lab.name / "grades"
         history.mkdir(parents=True, exist_ok=True)
@@ -106,7 +158,53 @@ def grade(
     return result, run_dir
 
 
-def stop_grader(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+def _admin(settings: Settings) -> ApiClient | None:
+    """An admin client if the platform answers, else None (then there is nothing to sweep)."""
+    if not settings.paths.kubeconfig.is_file():
+        return None
+    try:
+        api = kube.api_client(settings.paths.kubeconfig, timeout=5)
+        VersionApi(api).get_code()
+    except Exception:
+        return None
+    return api
+
+
+def sweep_run(settings: Settings, run_id: str) -> list[str]:
+    """Remove what the run ``run_id`` left in the cluster and in Kafka (after it ended, however)."""
+    api = _admin(settings)
+    if api is None:
+        return []
+    return isolation.sweep(api, {run_id}, kafka=f"127.0.0.1:{settings.ports.kafka}")
+
+
+def sweep_stale_runs(settings: Settings) -> list[str]:
+    """Remove what runs whose grader is gone left behind (a grader killed with SIGKILL)."""
+    api = _admin(settings)
+    if api is None:
+        return []
+    return isolation.sweep_stale(api, kafka=f"127.0.0.1:{settings.ports.kafka}")
+
+
+def read_grade(grade_file: Path, lab: Lab, target: Path, run_dir: Path, limit: float) -> Grade:
+    """The grade the plugin wrote, or a failing one that says why there is none."""
+    result = None
+    if grade_file.is_file():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            result = Grade.load(grade_file)
+    log = run_dir / "grader.log"
+    tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:]) if log.is_file() else ""
+    if result is None:
+        return Grade(
+            lab=lab.name, path=str(target), pass_mark=lab.pass_mark, time_limit=limit,
+            problem=f"the grader did not start its checks (see {log}): {tail}",
+        )  # fmt: skip
+    if not result.checks and not result.problem:
+        result.problem = f"the grader ran no check (see {log}): {tail}"
+    return result
+
+
+def stop_grader(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
     """Interrupt a grader so its fixtures clean up (namespaces, nodes, learner processes), then
     make sure nothing it started survives, including learner programs in their own sessions."""
     try:
