@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from opslab.grading import isolation
+from opslab.grading.sandbox import Sandbox, bwrap_works, find_bwrap
 from opslab.primitives.processes import kill_group
 from opslab.runtime import kube
 
@@ -44,24 +47,50 @@ class LearnerRun:
         return " | ".join(line.strip() for line in text[-lines:])[:400] or "(no output)"
 
 
-def run_learner(
-    args: Sequence[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None, what: str = "your program"
-) -> LearnerRun:
-    """Run a learner's program with a time limit; a hang is killed and reported, never waited out."""
-    began = time.monotonic()
+def _spawn(
+    args: Sequence[str],
+    cwd: Path,
+    env: dict[str, str] | None,
+    *,
+    sandbox: Sandbox | None,
+    stdout: int | IO[bytes],
+    what: str,
+    readable: Sequence[Path] = (),
+    text: bool = False,
+) -> subprocess.Popen[Any]:
+    """Start a learner program: in ``sandbox`` with its scrubbed environment, or (for the grader's
+    own tools, sandbox None) with the grader's environment plus ``env``."""
+    if sandbox is None:
+        command, environment = list(args), {**os.environ, **(env or {})}
+    else:
+        command, environment = sandbox.command(args, cwd, readable=readable), sandbox.env(env)
     try:
-        proc = subprocess.Popen(
-            list(args),
-            cwd=cwd,
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
+        return subprocess.Popen(
+            command, cwd=cwd, env=environment, stdout=stdout,
+            stderr=subprocess.PIPE if stdout == subprocess.PIPE else subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, text=text, start_new_session=True,
+        )  # fmt: skip
     except OSError as exc:
         raise LearnerError(f"{what} could not start: {exc.strerror}") from None
+
+
+def run_learner(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    what: str = "your program",
+    sandbox: Sandbox | None = None,
+    readable: Sequence[Path] = (),
+) -> LearnerRun:
+    """Run a program with a time limit; a hang is killed and reported, never waited out.
+
+    Learner programs run in the run's ``sandbox``; the grader's own tools (promtool, go build)
+    pass None and run with the grader's environment.
+    """
+    began = time.monotonic()
+    proc = _spawn(args, cwd, env, sandbox=sandbox, stdout=subprocess.PIPE, what=what, readable=readable, text=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -69,6 +98,34 @@ def run_learner(
         proc.communicate()
         raise LearnerError(f"{what} did not finish within {timeout:.0f} s and was stopped") from None
     return LearnerRun(tuple(args), proc.returncode, out[-100_000:], err[-100_000:], time.monotonic() - began)
+
+
+def start_learner(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    log: Path,
+    sandbox: Sandbox,
+    env: dict[str, str] | None = None,
+    what: str = "your program",
+    readable: Sequence[Path] = (),
+) -> subprocess.Popen[bytes]:
+    """Start a long-running learner program (an operator, an exporter) in the sandbox, output to ``log``.
+
+    It runs in a session of its own; stop it with ``stop_learner``.
+    """
+    with log.open("wb") as out:
+        return _spawn(args, cwd, env, sandbox=sandbox, stdout=out, what=what, readable=readable)
+
+
+def stop_learner(proc: subprocess.Popen[Any], grace: float = 10) -> None:
+    """SIGTERM the program's process group, then SIGKILL what is left after ``grace`` seconds."""
+    kill_group(proc.pid, 15)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid)
+        proc.wait()
 
 
 def eventually(predicate: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
@@ -147,13 +204,67 @@ def kube_api() -> client.ApiClient:
 
 
 @pytest.fixture(scope="session")
-def lab_namespace(kube_api: client.ApiClient) -> Iterator[str]:
-    """A fresh namespace for this grading run, deleted afterwards."""
-    core = client.CoreV1Api(kube_api)
-    name = f"grade-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(
-        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"opslab.dev/grading": "true"}))
-    )
+def run_id() -> str:
+    """The grading run's id (from the runner; a fresh one when pytest runs a grader by hand)."""
+    given = os.environ.get("OPSLAB_GRADING_RUN", "")
+    return given if isolation.valid_run_id(given) else "g" + os.urandom(4).hex()[:7]
+
+
+@pytest.fixture(scope="session")
+def lab_namespace(kube_api: client.ApiClient, run_id: str) -> Iterator[str]:
+    """The run's own namespace (labelled with the run id, owned by this grader), deleted afterwards."""
+    name = isolation.create_namespace(kube_api, run_id)
     yield name
     with contextlib.suppress(ApiException):
-        core.delete_namespace(name)
+        client.CoreV1Api(kube_api).delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def scratch() -> Iterator[Path]:
+    """The run's writable directory for learner programs (their HOME and TMPDIR)."""
+    base = os.environ.get("OPSLAB_RUN_DIR")
+    path = Path(base) / "scratch" if base else Path(tempfile.mkdtemp(prefix="opslab-scratch-"))
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def make_sandbox(scratch: Path, environment: dict[str, str] | None = None) -> Sandbox:
+    """The sandbox of this run: the platform's state and the home directory hidden, the repository,
+    Python and the toolchain shown read-only, only ``scratch`` writable."""
+    state = Path(os.environ.get("OPSLAB_STATE_DIR", "")).resolve() if os.environ.get("OPSLAB_STATE_DIR") else None
+    root = Path(os.environ["OPSLAB_ROOT"]).resolve() if os.environ.get("OPSLAB_ROOT") else None
+    cache = Path(os.environ["OPSLAB_CACHE_DIR"]).resolve() if os.environ.get("OPSLAB_CACHE_DIR") else None
+    hidden = tuple(p for p in (Path.home().resolve(), state) if p is not None and p != Path("/"))
+    python_home = Path(sys.base_prefix).resolve()
+    visible = tuple(p for p in (root, python_home, Path(sys.prefix).resolve(), cache) if p is not None)
+    bwrap = find_bwrap(cache)
+    reason = bwrap_works(bwrap) if bwrap else "bwrap not found: run `opslab setup`"
+    return Sandbox(
+        scratch=scratch, hidden=hidden, visible=visible, bwrap=None if reason else bwrap,
+        environment=environment or {}, reason=reason,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def sandbox(scratch: Path) -> Sandbox:
+    """How this run starts learner programs (see opslab.grading.sandbox)."""
+    return make_sandbox(scratch)
+
+
+@pytest.fixture(scope="session")
+def learner_access() -> isolation.Grant:
+    """The RBAC a lab's learner programs get; a lab's conftest overrides it (default: none)."""
+    return isolation.Grant()
+
+
+@pytest.fixture(scope="session")
+def learner_kubeconfig(
+    kube_api: client.ApiClient, run_id: str, lab_namespace: str, learner_access: isolation.Grant, scratch: Path
+) -> Path:
+    """A kubeconfig (mode 0600) for the run's least-privilege ServiceAccount, never the admin's."""
+    admin = Path(os.environ.get("OPSLAB_KUBECONFIG", ""))
+    return isolation.grant(
+        kube_api, run_id, lab_namespace, learner_access, kubeconfig=scratch / "kubeconfig", admin_kubeconfig=admin
+    )

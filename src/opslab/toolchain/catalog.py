@@ -121,6 +121,15 @@ def components(versions: Versions) -> tuple[Component, ...]:
             libraries=("libjemalloc2", "liblzf1"),
         ),
         Component(
+            name="bubblewrap",
+            version=versions.bubblewrap,
+            source=Source.DEBIAN,
+            tools=(Tool("bwrap"),),
+            summary="bubblewrap, the sandbox graders run learner programs in (Debian package)",
+            packages=("bubblewrap",),
+            binaries={"bwrap": "usr/bin/bwrap"},
+        ),
+        Component(
             name="kafka",
             version=versions.kafka,
             source=Source.MAVEN,

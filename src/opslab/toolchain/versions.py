@@ -50,6 +50,7 @@ class Versions:
     prometheus: str
     alertmanager: str
     redis: str
+    bubblewrap: str
     providers: tuple[ProviderPin, ...] = field(default=())
     patch_texts: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     """The text of each patch, so that editing a patch changes the digest and rebuilds."""
@@ -99,6 +100,7 @@ def load_versions(path: Path) -> Versions:
         prometheus=get("prometheus"),
         alertmanager=get("alertmanager"),
         redis=get("redis"),
+        bubblewrap=get("bubblewrap"),
     )
 
     providers = []

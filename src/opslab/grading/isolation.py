@@ -1,0 +1,359 @@
+"""Isolation of grading runs: what a run creates is its own, labelled with its id, and removed.
+
+Every grading run has an id (OPSLAB_GRADING_RUN, made by the runner). Everything the run creates
+in the cluster carries the label ``opslab.dev/grading-run=<id>``: its namespace (the run's
+anchor, annotated with the grader process that owns it), simulated nodes, cluster roles and
+run-scoped CRDs; its Kafka topics and consumer groups are named ``grading-<id>-...``.
+
+Two sweeps remove them:
+- ``sweep(run_id)`` after a run has ended, however it ended (the runner calls it);
+- ``sweep_stale()`` before a run starts: it removes what runs whose grader process is gone left
+  behind (a grader killed with SIGKILL, a machine that lost power).
+
+Learner programs never use the admin kubeconfig: ``grant`` makes a ServiceAccount of the run,
+binds it to the RBAC rules the lab needs, and writes a kubeconfig with a short-lived token from
+the TokenRequest API (mode 0600).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from opslab.primitives.files import write_private
+
+RUN_LABEL = "opslab.dev/grading-run"
+OWNER_ANNOTATION = "opslab.dev/grading-owner"
+TOPIC_PREFIX = "grading-"
+LEARNER = "learner"
+log = logging.getLogger("opslab.grading")
+_RUN_ID = re.compile(r"^g[0-9a-f]{7}$")
+
+
+def valid_run_id(value: str) -> bool:
+    return bool(_RUN_ID.match(value))
+
+
+def labels(run_id: str) -> dict[str, str]:
+    return {RUN_LABEL: run_id, "app.kubernetes.io/managed-by": "opslab-grader"}
+
+
+def owner_token(pid: int | None = None) -> str:
+    """Who owns a run: ``<host>.<pid>.<process start time>`` of the grader process."""
+    pid = pid or os.getpid()
+    started = int(psutil.Process(pid).create_time())
+    return f"{socket.gethostname()}.{pid}.{started}"
+
+
+def owner_alive(token: str | None) -> bool:
+    """Whether the grader process named by ``token`` still runs (on this host)."""
+    if not token:
+        return False
+    try:
+        host, pid, started = token.rsplit(".", 2)
+        if host != socket.gethostname():
+            return True  # not ours to judge
+        proc = psutil.Process(int(pid))
+        return abs(proc.create_time() - int(started)) < 2 and proc.status() != psutil.STATUS_ZOMBIE
+    except (ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def topic_prefix(run_id: str) -> str:
+    return f"{TOPIC_PREFIX}{run_id}-"
+
+
+# ---------------------------------------------------------------------- the run's namespace
+
+
+def create_namespace(api: client.ApiClient, run_id: str, *, suffix: str = "") -> str:
+    """A namespace of the run (its anchor when ``suffix`` is empty), labelled and owned."""
+    name = f"grade-{run_id}{'-' + suffix if suffix else ''}"
+    body = client.V1Namespace(
+        metadata=client.V1ObjectMeta(
+            name=name,
+            labels={**labels(run_id), "opslab.dev/grading": "true"},
+            annotations={OWNER_ANNOTATION: owner_token()},
+        )
+    )
+    client.CoreV1Api(api).create_namespace(body)
+    return name
+
+
+# ---------------------------------------------------------------------- learner access
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a learner program may do: namespaced rules (a Role in the run's namespace) and
+    cluster rules (a ClusterRole of the run). Each rule is a dict as in a Role's YAML."""
+
+    rules: tuple[dict[str, Any], ...] = ()
+    cluster_rules: tuple[dict[str, Any], ...] = ()
+
+
+def _policy_rules(rules: Iterable[dict[str, Any]]) -> list[client.V1PolicyRule]:
+    return [
+        client.V1PolicyRule(
+            api_groups=r.get("apiGroups", [""]),
+            resources=r["resources"],
+            verbs=r["verbs"],
+            resource_names=r.get("resourceNames"),
+        )
+        for r in rules
+    ]
+
+
+def grant(
+    api: client.ApiClient,
+    run_id: str,
+    namespace: str,
+    access: Grant,
+    *,
+    kubeconfig: Path,
+    admin_kubeconfig: Path,
+    seconds: int = 3600,
+) -> Path:
+    """A ServiceAccount of the run bound to ``access``, and a kubeconfig with its token (0600)."""
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    subject = client.RbacV1Subject(kind="ServiceAccount", name=LEARNER, namespace=namespace)
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=LEARNER, labels=labels(run_id)))
+    )
+    if access.rules:
+        rbac.create_namespaced_role(
+            namespace,
+            client.V1Role(
+                metadata=client.V1ObjectMeta(name=LEARNER, labels=labels(run_id)), rules=_policy_rules(access.rules)
+            ),
+        )
+        rbac.create_namespaced_role_binding(
+            namespace,
+            client.V1RoleBinding(
+                metadata=client.V1ObjectMeta(name=LEARNER, labels=labels(run_id)),
+                role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name=LEARNER),
+                subjects=[subject],
+            ),
+        )
+    if access.cluster_rules:
+        name = f"opslab-grading-{run_id}-{LEARNER}"
+        rbac.create_cluster_role(
+            client.V1ClusterRole(
+                metadata=client.V1ObjectMeta(name=name, labels=labels(run_id)),
+                rules=_policy_rules(access.cluster_rules),
+            )
+        )
+        rbac.create_cluster_role_binding(
+            client.V1ClusterRoleBinding(
+                metadata=client.V1ObjectMeta(name=name, labels=labels(run_id)),
+                role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=name),
+                subjects=[subject],
+            )
+        )
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=seconds)
+    )
+    status = core.create_namespaced_service_account_token(LEARNER, namespace, request).status
+    if status is None or not status.token:
+        raise RuntimeError(f"the API server issued no token for {namespace}/{LEARNER}")
+    token = status.token
+    admin = yaml.safe_load(admin_kubeconfig.read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "opslab",
+                "cluster": {
+                    "server": cluster["server"],
+                    "certificate-authority-data": cluster["certificate-authority-data"],
+                },
+            }
+        ],
+        "users": [{"name": f"{namespace}:{LEARNER}", "user": {"token": token}}],
+        "contexts": [{"name": "learner", "context": {"cluster": "opslab", "user": f"{namespace}:{LEARNER}",
+                                                      "namespace": namespace}}],
+        "current-context": "learner",
+    }  # fmt: skip
+    return write_private(kubeconfig, yaml.safe_dump(config, sort_keys=False))
+
+
+def token_subject(kubeconfig: Path) -> str:
+    """The user a kubeconfig authenticates as, for messages (``system:serviceaccount:ns:name``)."""
+    user = yaml.safe_load(kubeconfig.read_text())["users"][0]
+    if "token" not in user["user"]:
+        return user["name"]
+    payload = user["user"]["token"].split(".")[1]
+    claims = yaml.safe_load(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return str(claims.get("sub", user["name"]))
+
+
+# ---------------------------------------------------------------------- sweeping
+
+
+def _run_of(obj: Any) -> str:
+    return str(((obj.metadata.labels if obj.metadata else None) or {}).get(RUN_LABEL, ""))
+
+
+def live_runs(api: client.ApiClient) -> set[str]:
+    """Runs whose anchor namespace exists and whose grader process still runs."""
+    live = set()
+    for ns in client.CoreV1Api(api).list_namespace(label_selector=RUN_LABEL).items:
+        meta = ns.metadata
+        owner = (meta.annotations or {}).get(OWNER_ANNOTATION) if meta else None
+        if meta is not None and meta.deletion_timestamp is None and owner_alive(owner):
+            live.add(_run_of(ns))
+    return live
+
+
+def _release_custom_objects(api: client.ApiClient, namespace: str) -> None:
+    """Clear the finalizers of lab custom objects in ``namespace``: their operator is gone, and a
+    namespace whose objects keep finalizers stays Terminating forever."""
+    extensions, custom = client.ApiextensionsV1Api(api), client.CustomObjectsApi(api)
+    for crd in extensions.list_custom_resource_definition().items:
+        if not crd.spec.group.endswith("opslab.dev") or crd.spec.scope != "Namespaced":
+            continue
+        for version in crd.spec.versions:
+            if not version.served:
+                continue
+            args = (crd.spec.group, version.name, namespace, crd.spec.names.plural)
+            with contextlib.suppress(ApiException):
+                listing: dict[str, Any] = custom.list_namespaced_custom_object(*args)  # type: ignore[assignment]
+                for item in listing["items"]:
+                    if item["metadata"].get("finalizers"):
+                        custom.patch_namespaced_custom_object(
+                            *args, item["metadata"]["name"], {"metadata": {"finalizers": None}}
+                        )
+            break
+
+
+def sweep(api: client.ApiClient, runs: set[str] | None = None, *, kafka: str | None = None) -> list[str]:
+    """Delete what the given runs created (``None``: every grading run's); return what was deleted."""
+    selector = RUN_LABEL if runs is None else f"{RUN_LABEL} in ({','.join(sorted(runs))})"
+    if runs is not None and not runs:
+        return []
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    scheduling, extensions = client.SchedulingV1Api(api), client.ApiextensionsV1Api(api)
+    gone: list[str] = []
+    kinds: list[tuple[str, Any, Any]] = [
+        ("namespace", core.list_namespace, core.delete_namespace),
+        ("node", core.list_node, core.delete_node),
+        ("clusterrolebinding", rbac.list_cluster_role_binding, rbac.delete_cluster_role_binding),
+        ("clusterrole", rbac.list_cluster_role, rbac.delete_cluster_role),
+        ("priorityclass", scheduling.list_priority_class, scheduling.delete_priority_class),
+        ("customresourcedefinition", extensions.list_custom_resource_definition,
+         extensions.delete_custom_resource_definition),
+    ]  # fmt: skip
+    for kind, lister, deleter in kinds:
+        try:
+            items = lister(label_selector=selector).items
+        except ApiException as exc:
+            log.warning("cannot list %ss of grading runs: %s", kind, exc.reason)
+            continue
+        for obj in items:
+            name = obj.metadata.name
+            if kind == "namespace":
+                with contextlib.suppress(ApiException):
+                    _release_custom_objects(api, name)
+            if obj.metadata.deletion_timestamp is not None:
+                continue
+            try:
+                deleter(name)
+                gone.append(f"{kind}/{name}")
+            except ApiException as exc:
+                if exc.status != 404:
+                    log.warning("cannot delete %s/%s: %s", kind, name, exc.reason)
+    if kafka:
+        gone += sweep_kafka(kafka, runs)
+    return gone
+
+
+def sweep_kafka(bootstrap: str, runs: set[str] | None) -> list[str]:
+    """Delete the topics and consumer groups of the given runs (``None``: of every grading run)."""
+    from confluent_kafka import KafkaException  # noqa: PLC0415 (only sweeps need Kafka)
+    from confluent_kafka.admin import AdminClient  # noqa: PLC0415
+
+    def ours(name: str) -> bool:
+        if not name.startswith(TOPIC_PREFIX):
+            return False
+        run = name[len(TOPIC_PREFIX) :].split("-", 1)[0]
+        return runs is None or run in runs
+
+    quiet = logging.getLogger("opslab.grading.kafka")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    settings: dict[str, Any] = {"bootstrap.servers": bootstrap, "socket.timeout.ms": 3000, "logger": quiet}
+    admin = AdminClient(settings)
+    gone: list[str] = []
+    try:
+        groups = [g.group_id for g in admin.list_consumer_groups().result(10).valid if ours(g.group_id)]
+        if groups:
+            for group, future in admin.delete_consumer_groups(groups, request_timeout=10).items():
+                with contextlib.suppress(KafkaException):
+                    future.result(15)
+                    gone.append(f"consumer-group/{group}")
+        topics = [t for t in admin.list_topics(timeout=10).topics if ours(t)]
+        if topics:
+            for topic, future in admin.delete_topics(topics, operation_timeout=15).items():
+                with contextlib.suppress(KafkaException):
+                    future.result(20)
+                    gone.append(f"topic/{topic}")
+    except (KafkaException, TimeoutError) as exc:
+        log.warning("cannot sweep Kafka of grading runs: %s", exc)
+    return gone
+
+
+def sweep_stale(api: client.ApiClient, *, kafka: str | None = None) -> list[str]:
+    """Remove what grading runs whose grader is gone left behind; live runs are untouched."""
+    live = live_runs(api)
+    seen: set[str] = set()
+    core = client.CoreV1Api(api)
+    for lister in (core.list_namespace, core.list_node):
+        with contextlib.suppress(ApiException):
+            seen |= {_run_of(obj) for obj in lister(label_selector=RUN_LABEL).items}
+    stale = {run for run in seen - live if run}
+    gone = sweep(api, stale) if stale else []
+    if kafka:
+        gone += _sweep_stale_kafka(kafka, live)
+    return gone
+
+
+def _sweep_stale_kafka(bootstrap: str, live: set[str]) -> list[str]:
+    from confluent_kafka import KafkaException  # noqa: PLC0415
+    from confluent_kafka.admin import AdminClient  # noqa: PLC0415
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 3000})
+    try:
+        names = list(admin.list_topics(timeout=10).topics)
+        names += [g.group_id for g in admin.list_consumer_groups().result(10).valid]
+    except (KafkaException, TimeoutError):
+        return []
+    runs = {n[len(TOPIC_PREFIX) :].split("-", 1)[0] for n in names if n.startswith(TOPIC_PREFIX)}
+    stale = {r for r in runs - live if valid_run_id(r)}
+    return sweep_kafka(bootstrap, stale) if stale else []
+
+
+def wait_gone(api: client.ApiClient, run_id: str, timeout: float = 60) -> bool:
+    """Wait (bounded) until the run's namespaces are fully deleted."""
+    core = client.CoreV1Api(api)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not core.list_namespace(label_selector=f"{RUN_LABEL}={run_id}").items:
+            return True
+        time.sleep(0.5)
+    return False
