@@ -36,7 +36,9 @@ def drain(core: client.CoreV1Api, node: str, timeout: float, poll: float = 1.0) 
     deadline = began + timeout
     while pending and time.monotonic() < deadline:
         for key, pod in list(pending.items()):
-            body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace))
+            body = client.V1Eviction(
+                metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace)
+            )
             try:
                 core.create_namespaced_pod_eviction(pod.metadata.name, pod.metadata.namespace, body)
             except ApiException as exc:
@@ -57,7 +59,9 @@ def drain(core: client.CoreV1Api, node: str, timeout: float, poll: float = 1.0) 
         "node": node,
         "cordoned": True,
         "evicted": sorted(evicted),
-        "refused": [{"pod": key, "reason": refused.get(key, "not evicted before the timeout")} for key in sorted(pending)],
+        "refused": [
+            {"pod": key, "reason": refused.get(key, "not evicted before the timeout")} for key in sorted(pending)
+        ],
         "timed_out": bool(pending),
         "seconds": round(time.monotonic() - began, 1),
     }

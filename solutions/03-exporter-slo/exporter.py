@@ -10,6 +10,8 @@ consumer group's committed offsets through Kafka's admin API, and yields:
   kafka_exporter_scrapes_total, kafka_exporter_scrape_errors_total counters
   kafka_exporter_scrape_duration_seconds                         gauge
 
+It discovers every consumer group at each scrape (--group limits it to some, for a large cluster).
+
 usage: python exporter.py --bootstrap HOST:PORT [--port 9308] [--group GROUP ...]
 """
 
@@ -51,9 +53,13 @@ class KafkaLagCollector(Collector):
             self.errors += 1
             up = 0
         yield from families
-        yield GaugeMetricFamily("kafka_exporter_up", "Whether the last scrape could read Kafka (1) or not (0).", value=up)
+        yield GaugeMetricFamily(
+            "kafka_exporter_up", "Whether the last scrape could read Kafka (1) or not (0).", value=up
+        )
         yield CounterMetricFamily("kafka_exporter_scrapes", "Scrapes of this exporter.", value=self.scrapes)
-        yield CounterMetricFamily("kafka_exporter_scrape_errors", "Scrapes that could not read Kafka.", value=self.errors)
+        yield CounterMetricFamily(
+            "kafka_exporter_scrape_errors", "Scrapes that could not read Kafka.", value=self.errors
+        )
         yield GaugeMetricFamily(
             "kafka_exporter_scrape_duration_seconds", "How long the last scrape took.", value=time.monotonic() - began
         )
@@ -68,7 +74,9 @@ class KafkaLagCollector(Collector):
         ]
         ends: dict[tuple[str, int], int] = {}
         if partitions:
-            futures = self.admin.list_offsets({tp: OffsetSpec.latest() for tp in partitions}, request_timeout=self.timeout)
+            futures = self.admin.list_offsets(
+                {tp: OffsetSpec.latest() for tp in partitions}, request_timeout=self.timeout
+            )
             for tp, future in futures.items():
                 ends[(tp.topic, tp.partition)] = future.result().offset
         current = GaugeMetricFamily(
@@ -114,7 +122,7 @@ def main() -> int:
     try:
         start_http_server(args.port, addr="127.0.0.1")
     except OSError as exc:
-        print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", file=sys.stderr)
+        print(f"error: --port {args.port}: cannot listen on 127.0.0.1:{args.port} ({exc.strerror})", file=sys.stderr)
         return 2
     while True:
         time.sleep(3600)

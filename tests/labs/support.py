@@ -1,8 +1,15 @@
-"""Proving a lab's grader: the solution scores full marks, the starter fails, each mutant is caught."""
+"""Proving a lab's grader: the solution scores full marks, the starter fails, each mutant is caught.
+
+A mutant is a realistic mistake, written as a find/replace on a copy of the reference solution
+(solutions/NN-topic/mutants.yaml). It is caught only when the check named in ``caught_by`` ran
+and failed on its own assertion: a fixture error or a check that never ran proves nothing.
+"""
 
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,29 +23,82 @@ from opslab.runtime.lifecycle import Platform
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def mutants(lab: Lab) -> list[dict[str, Any]]:
-    return list(yaml.safe_load((ROOT / "solutions" / lab.name / "mutants.yaml").read_text()))
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    file: str
+    find: str
+    replace: str
+    caught_by: str
+
+    def apply(self, directory: Path) -> None:
+        """Apply the mutant to a copy; its ``find`` must occur exactly once (no silent no-op, no ambiguity)."""
+        path = directory / self.file
+        text = path.read_text()
+        count = text.count(self.find)
+        if count != 1:
+            raise AssertionError(f"mutant {self.name}: its find occurs {count} times in {self.file}, not once")
+        path.write_text(text.replace(self.find, self.replace))
 
 
-def grade_copy(lab: Lab, platform: Platform, source: Path, work: Path, mutant: dict[str, Any] | None = None) -> Grade:
+def load_mutants(path: Path) -> list[Mutant]:
+    items: list[dict[str, Any]] = list(yaml.safe_load(path.read_text()) or [])
+    names = [item["name"] for item in items]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    assert not duplicates, f"{path}: mutant names used twice: {duplicates}"
+    return [Mutant(**item) for item in items]
+
+
+def mutants(lab: Lab) -> list[Mutant]:
+    return load_mutants(ROOT / "solutions" / lab.name / "mutants.yaml")
+
+
+def copy_submission(source: Path, work: Path, mutant: Mutant | None = None) -> Path:
+    target = work / "submission"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("mutants.yaml", "__pycache__"))
+    if mutant:
+        mutant.apply(target)
+    return target
+
+
+def grade_copy(lab: Lab, platform: Platform, source: Path, work: Path, mutant: Mutant | None = None) -> Grade:
     """Grade a copy of ``source`` (with ``mutant`` applied) against the lab's grader.
 
     A mutant is graded with only the check meant to catch it (plus any it depends on through
     fixtures), which proves that check can fail without re-running the whole lab.
     """
-    target = work / "submission"
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("mutants.yaml", "__pycache__"))
-    if mutant:
-        path = target / mutant["file"]
-        text = path.read_text()
-        assert text.count(mutant["find"]) >= 1, (
-            f"mutant {mutant['name']}: {mutant['find']!r} is not in {mutant['file']}"
-        )
-        path.write_text(text.replace(mutant["find"], mutant["replace"]))
-    only = [mutant["caught_by"]] if mutant else None
+    target = copy_submission(source, work, mutant)
+    only = [mutant.caught_by] if mutant else None
     result, _ = grade(lab, platform.settings, path=target, runs_root=work / "runs", record=False, only=only)
     return result
 
 
 def failed(result: Grade) -> dict[str, str]:
-    return {c.id: c.reason for c in result.checks if not c.passed}
+    return {c.id: f"{c.status}: {c.reason}" for c in result.checks if not c.passed}
+
+
+def assert_caught(result: Grade, mutant: Mutant) -> None:
+    checks = {c.id: c for c in result.checks}
+    assert mutant.caught_by in checks, f"no check named {mutant.caught_by}"
+    check = checks[mutant.caught_by]
+    assert check.failed_in_call, (
+        f"mutant {mutant.name} was not caught by {mutant.caught_by} "
+        f"(status {check.status}, phase {check.phase or '-'}: {check.reason})"
+    )
+
+
+class Concurrent:
+    """Grades several copies at once on one platform (each run is isolated), results by key."""
+
+    def __init__(self, jobs: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="grade")
+        self.futures: dict[str, Future[Grade]] = {}
+
+    def submit(self, key: str, *args: Any) -> None:
+        self.futures[key] = self.pool.submit(grade_copy, *args)
+
+    def result(self, key: str) -> Grade:
+        return self.futures[key].result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)

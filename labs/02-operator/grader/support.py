@@ -2,19 +2,41 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from opslab.grading.fixtures import LearnerError, run_learner
+from opslab.grading.fixtures import LearnerError, run_learner, stop_learner
 
 GROUP, VERSION, PLURAL = "labs.opslab.dev", "v1alpha1", "selfhealingapps"
 CRD_NAME = f"{PLURAL}.{GROUP}"
 
-GO_BUILD_TIMEOUT = 600.0
-"""A cold build (controller-runtime and client-go from the module proxy) takes minutes on a laptop;
-the grader as a whole has 900 s (opslab.grading.runner.GRADER_TIMEOUT), and the checks need ~2 min."""
+GO_BUILD_TIMEOUT = float(os.environ.get("OPSLAB_LAB_SETUP_LIMIT") or 600)
+"""A cold build (controller-runtime and client-go from the module proxy) takes minutes on a laptop:
+lab.toml's setup_limit, part of the grading's time_limit, before the first check starts."""
+
+
+LEARNER_RULES = (
+    {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch", "patch", "update"]},
+    {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["get", "patch", "update"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"],
+     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["services", "configmaps"],
+     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"],
+     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+)  # fmt: skip
+"""What the learner's operator may do, in the grading namespace only: what an operator of this
+app needs (its apps, their status, the children, the registry ConfigMap, events), nothing else."""
+
+LEARNER_CLUSTER_RULES = (
+    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+)
+"""Read-only, cluster-wide: kopf watches CRDs and namespaces to know what it may serve."""
 
 
 class Operator:
@@ -35,6 +57,9 @@ class Operator:
     def assert_alive(self) -> None:
         if not self.alive():
             raise LearnerError(f"{self.name} exited with status {self.proc.returncode}: {self.tail()}")
+
+    def stop(self) -> None:
+        stop_learner(self.proc)
 
 
 def go_track(lab_path: Path) -> bool:
@@ -67,13 +92,8 @@ def build_go_operator(lab_path: Path, out: Path, timeout: float = GO_BUILD_TIMEO
     raise LearnerError(f"your Go operator does not build: {first}; {fix}")
 
 
-def app(name: str, image: str = "opslab/web:1.0.0", replicas: int = 3, **extra: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "SelfHealingApp",
-        "metadata": {"name": name},
-        "spec": {"image": image, "replicas": replicas, **extra},
-    }
+def app_body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SelfHealingApp", "metadata": {"name": name}, "spec": spec}
 
 
 def conditions(obj: dict[str, Any]) -> dict[str, str]:

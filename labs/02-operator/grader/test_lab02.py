@@ -1,30 +1,38 @@
-"""Lab 2 checks: the learner's kopf operator, run against the real API server."""
+"""Lab 2 checks: the learner's CRD on its own, then their operator against the real API server."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from support import GROUP, PLURAL, VERSION, Operator, app, conditions
+from support import GROUP, PLURAL, VERSION, Operator, app_body, conditions
 
 from opslab.grading.fixtures import LearnerError, eventually
 from opslab.grading.rubric import check
 
 REGISTRY = "selfhealingapp-registry"
+VALID = {"image": "opslab/web:1.0.0", "replicas": 3, "port": 8080, "slo": {"availability": 0.999},
+         "disruptionBudget": {"minAvailable": 1}}  # fmt: skip
 
 
 def get(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
     return custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
 
 
-def create(custom: client.CustomObjectsApi, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-    return custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+def create(custom: client.CustomObjectsApi, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+    return custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, app_body(name, spec))
+
+
+def patch_spec(custom: client.CustomObjectsApi, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, {"spec": spec})
 
 
 def ready(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any] | None:
+    """The app, if its status says Ready=True for its current generation."""
     obj = get(custom, namespace, name)
     status = obj.get("status") or {}
     if conditions(obj).get("Ready") == "True" and status.get("observedGeneration") == obj["metadata"]["generation"]:
@@ -32,209 +40,305 @@ def ready(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[st
     return None
 
 
+def settled(operator: Operator, custom: client.CustomObjectsApi, namespace: str, name: str, what: str) -> None:
+    if not eventually(lambda: ready(custom, namespace, name), 45):
+        operator.assert_alive()
+        raise LearnerError(f"{what}: {name} never reported Ready=True for its generation (status: "
+                           f"{get(custom, namespace, name).get('status')})")  # fmt: skip
+
+
+def children(kube_api: client.ApiClient, namespace: str, name: str) -> dict[str, Callable[[], Any]]:
+    apps, core, policy = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api), client.PolicyV1Api(kube_api)
+    return {
+        "Deployment": lambda: apps.read_namespaced_deployment(name, namespace),
+        "Service": lambda: core.read_namespaced_service(name, namespace),
+        "PodDisruptionBudget": lambda: policy.read_namespaced_pod_disruption_budget(name, namespace),
+    }
+
+
+def container_port(deployment: Any) -> int | None:
+    ports = deployment.spec.template.spec.containers[0].ports or []
+    return ports[0].container_port if ports else None
+
+
 @pytest.fixture(scope="module")
-def web(
-    operator: Operator, custom: client.CustomObjectsApi, kube_api: client.ApiClient, lab_namespace: str
-) -> dict[str, Any]:
+def web(operator: Operator, custom: client.CustomObjectsApi, kube_api: client.ApiClient, lab_namespace: str) -> str:
     """The app `web` (3 replicas), created once; the checks that use it need its Deployment."""
-    created = create(custom, lab_namespace, app("web", replicas=3))
+    create(custom, lab_namespace, "web", image="opslab/web:1.0.0", replicas=3)
     apps = client.AppsV1Api(kube_api)
     if not eventually(lambda: apps.read_namespaced_deployment("web", lab_namespace), 30):
         operator.assert_alive()
         raise LearnerError("no Deployment named web appeared within 30 s of creating the app web (task 2)")
-    return created
+    return "web"
 
 
-@check(
-    points=1,
-    section="The API",
-    hint="crd.yaml must define selfhealingapps.labs.opslab.dev (v1alpha1, namespaced, with a status subresource).",
-)
-def test_the_crd_is_accepted(crd: dict[str, Any]) -> None:
-    """the SelfHealingApp CRD is accepted and Established"""
-    versions = crd["spec"]["versions"]
-    assert any(v.get("subresources", {}).get("status") is not None for v in versions), (
-        "the CRD has no status subresource"
-    )
+# ---------------------------------------------------------------------- the API (your crd.yaml)
 
 
-@check(
-    points=2,
-    section="The API",
-    hint="Validate in the CRD's openAPIV3Schema (required image, replicas 1..20), or report a bad spec in a Degraded condition.",
-)
-def test_invalid_specs_are_rejected_or_reported(
-    operator: Operator, custom: client.CustomObjectsApi, lab_namespace: str
+@check(points=2, section="The API", timeout=60, hint="In openAPIV3Schema, describe spec with properties: replicas "
+       "(integer, default 2) and port (integer, default 8080); keep the status subresource.")  # fmt: skip
+def test_the_crd_fills_in_defaults(
+    learner_crd: dict[str, str], custom: client.CustomObjectsApi, lab_namespace: str
 ) -> None:
-    """a bad spec is refused by the schema or reported as Degraded"""
-    bad = [app("bad-replicas", replicas=-3), {**app("no-image"), "spec": {"replicas": 2}}]
-    for body in bad:
-        name = body["metadata"]["name"]
-        try:
-            create(custom, lab_namespace, body)
-        except ApiException as exc:
-            assert exc.status == 422, f"{name}: the API answered {exc.status}, not 422"
-            continue
-        degraded = eventually(lambda n=name: conditions(get(custom, lab_namespace, n)).get("Degraded") == "True", 20)
-        assert degraded, f"{name} was accepted and never reported Degraded=True"
+    """your CRD fills in the defaults (replicas 2, port 8080) and has a status subresource"""
+    args = (learner_crd["group"], VERSION, lab_namespace, PLURAL)
+    body = {**app_body("defaults", {"image": "opslab/web:1.0.0"}), "apiVersion": f"{learner_crd['group']}/{VERSION}"}
+    try:
+        stored = custom.create_namespaced_custom_object(*args, body)
+    except ApiException as exc:
+        raise AssertionError(
+            f"your CRD refused a spec with only an image ({exc.status}): {str(exc.body)[:200]}"
+        ) from None
+    spec = stored.get("spec") or {}
+    assert spec.get("replicas") == 2, f"an app created without replicas has replicas {spec.get('replicas')!r}, not 2"
+    assert spec.get("port") == 8080, f"an app created without a port has port {spec.get('port')!r}, not 8080"
+    try:
+        custom.patch_namespaced_custom_object_status(*args, "defaults", {"status": {"observedGeneration": 1}})
+    except ApiException as exc:
+        raise AssertionError(f"your CRD has no status subresource (status patch answered {exc.status})") from None
 
 
-@check(
-    points=3,
-    section="Reconcile",
-    hint="Create the Deployment, Service and PodDisruptionBudget with metadata.ownerReferences pointing at the app (controller: true).",
-)
-def test_an_app_gets_its_deployment_service_and_budget(
-    operator: Operator, web: dict[str, Any], kube_api: client.ApiClient, lab_namespace: str
+@check(points=2, section="The API", timeout=60, hint="Mark image required; give replicas minimum: 1 and maximum: "
+       "20; type every field, so the API server answers 422 before your operator ever sees a bad spec.")  # fmt: skip
+def test_invalid_specs_are_rejected(
+    learner_crd: dict[str, str], custom: client.CustomObjectsApi, lab_namespace: str
 ) -> None:
-    """an app gets a Deployment, a Service and a PodDisruptionBudget, all owned by it"""
-    apps, core, policy = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api), client.PolicyV1Api(kube_api)
-    uid = web["metadata"]["uid"]
-    readers = {
-        "Deployment": lambda: apps.read_namespaced_deployment("web", lab_namespace),
-        "Service": lambda: core.read_namespaced_service("web", lab_namespace),
-        "PodDisruptionBudget": lambda: policy.read_namespaced_pod_disruption_budget("web", lab_namespace),
+    """the API server refuses each bad spec (422) and accepts a good one"""
+    args = (learner_crd["group"], VERSION, lab_namespace, PLURAL)
+    api_version = f"{learner_crd['group']}/{VERSION}"
+    bad = {
+        "no image": {"replicas": 2},
+        "replicas 0": {"image": "opslab/web:1.0.0", "replicas": 0},
+        "replicas 21": {"image": "opslab/web:1.0.0", "replicas": 21},
+        'replicas "three"': {"image": "opslab/web:1.0.0", "replicas": "three"},
     }
-    for kind, read in readers.items():
+    accepted = []
+    for index, (what, spec) in enumerate(bad.items()):
+        try:
+            custom.create_namespaced_custom_object(*args, {**app_body(f"bad-{index}", spec), "apiVersion": api_version})
+            accepted.append(what)
+        except ApiException as exc:
+            assert exc.status == 422, f"a spec with {what}: the API answered {exc.status}, not 422"
+    assert not accepted, f"your CRD accepts a spec with {', '.join(accepted)}"
+    try:
+        custom.create_namespaced_custom_object(*args, {**app_body("good", VALID), "apiVersion": api_version})
+    except ApiException as exc:
+        raise AssertionError(f"your CRD refuses a valid spec {VALID}: {str(exc.body)[:200]}") from None
+
+
+# ---------------------------------------------------------------------- reconcile
+
+
+@check(points=3, section="Reconcile", timeout=90, hint="Create the Deployment (replicas, image, containerPort), "
+       "the Service (port, selecting the pods) and the PodDisruptionBudget (minAvailable: replicas - 1), each with "
+       "an ownerReference to the app (controller: true).")  # fmt: skip
+def test_an_app_gets_its_deployment_service_and_budget(
+    operator: Operator, web: str, custom: client.CustomObjectsApi, kube_api: client.ApiClient, lab_namespace: str
+) -> None:
+    """an app gets a Deployment, a Service and a PodDisruptionBudget that match its spec, all owned by it"""
+    uid = get(custom, lab_namespace, web)["metadata"]["uid"]
+    found = {}
+    for kind, read in children(kube_api, lab_namespace, web).items():
         obj = eventually(read, 30)
         if obj is None:
             operator.assert_alive()
             raise AssertionError(f"no {kind} named web appeared within 30 s")
         refs = [r for r in obj.metadata.owner_references or [] if r.uid == uid]
         assert refs and refs[0].controller, f"the {kind} has no controller ownerReference to the app"
-    deployment = readers["Deployment"]()
+        found[kind] = obj
+    deployment, service, budget = found["Deployment"], found["Service"], found["PodDisruptionBudget"]
     assert deployment.spec.replicas == 3, f"the Deployment has {deployment.spec.replicas} replicas, the app asks for 3"
-    assert deployment.spec.template.spec.containers[0].image == "opslab/web:1.0.0"
+    image = deployment.spec.template.spec.containers[0].image
+    assert image == "opslab/web:1.0.0", f"the Deployment runs {image}, the app asks for opslab/web:1.0.0"
+    assert container_port(deployment) == 8080, f"the container port is {container_port(deployment)}, not 8080"
+    pods = deployment.spec.template.metadata.labels or {}
+    assert [p.port for p in service.spec.ports or []] == [8080], "the Service does not serve port 8080"
+    selector = service.spec.selector or {}
+    assert selector and all(pods.get(k) == v for k, v in selector.items()), (
+        f"the Service selects {selector}, not the app's pods ({pods})"
+    )
+    assert budget.spec.min_available == 2, (
+        f"the budget's minAvailable is {budget.spec.min_available}, not 2 (replicas - 1)"
+    )
+    wanted = (budget.spec.selector.match_labels if budget.spec.selector else None) or {}
+    assert wanted and all(pods.get(k) == v for k, v in wanted.items()), (
+        f"the budget selects {wanted}, not the app's pods"
+    )
 
 
-@check(
-    points=3,
-    section="Status",
-    hint="Set status.conditions (Ready, Progressing, Degraded) and status.observedGeneration = metadata.generation.",
-)
+@check(points=3, section="Status", timeout=90, hint="Set status.conditions (Ready, Progressing, Degraded) and "
+       "status.observedGeneration = metadata.generation. Rolled out: Ready True, Progressing and Degraded False.")  # fmt: skip
 def test_status_reports_ready_with_the_observed_generation(
-    operator: Operator, web: dict[str, Any], custom: client.CustomObjectsApi, lab_namespace: str
+    operator: Operator, web: str, custom: client.CustomObjectsApi, lab_namespace: str
 ) -> None:
-    """status says Ready with the observed generation, and all three conditions"""
-    obj = eventually(lambda: ready(custom, lab_namespace, "web"), 45)
+    """once rolled out, the status says Ready for the current generation, and neither Progressing nor Degraded"""
+    obj = eventually(lambda: ready(custom, lab_namespace, web), 45)
     if not obj:
         operator.assert_alive()
-        last = get(custom, lab_namespace, "web").get("status")
+        last = get(custom, lab_namespace, web).get("status")
         raise AssertionError(f"web never reported Ready=True with observedGeneration = generation (status: {last})")
-    assert {"Ready", "Progressing", "Degraded"} <= set(conditions(obj)), f"conditions: {conditions(obj)}"
+    found = conditions(obj)
+    assert {"Ready", "Progressing", "Degraded"} <= set(found), f"conditions: {found}"
+    assert found["Progressing"] == "False", "the rollout is complete but Progressing is still True"
+    assert found["Degraded"] == "False", "nothing is wrong but Degraded is True"
 
 
-@check(
-    points=2,
-    section="Reconcile",
-    timeout=120,
-    hint="React to spec updates: change the Deployment, and report the new generation once it is rolled out.",
-)
-def test_a_spec_change_is_rolled_out(
-    operator: Operator,
-    web: dict[str, Any],
-    custom: client.CustomObjectsApi,
-    kube_api: client.ApiClient,
-    lab_namespace: str,
+@check(points=3, section="Status", timeout=150, hint="Ready means every replica of the current spec is available: "
+       "compare the Deployment's availableReplicas and updatedReplicas with spec.replicas, and its "
+       "status.observedGeneration with its metadata.generation.")  # fmt: skip
+def test_ready_is_not_claimed_before_the_rollout_completes(
+    operator: Operator, custom: client.CustomObjectsApi, kube_api: client.ApiClient, lab_namespace: str
 ) -> None:
-    """a spec change (image, replicas) reaches the Deployment and the status"""
-    eventually(lambda: ready(custom, lab_namespace, "web"), 30)
-    custom.patch_namespaced_custom_object(
-        GROUP, VERSION, lab_namespace, PLURAL, "web", {"spec": {"replicas": 4, "image": "opslab/web:1.1.0"}}
+    """while a quota holds the rollout back the app is not Ready (but Progressing); when it lifts, it is Ready"""
+    core = client.CoreV1Api(kube_api)
+    running = [p for p in core.list_namespaced_pod(lab_namespace).items if not p.metadata.deletion_timestamp]
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="grading-hold"),
+        spec=client.V1ResourceQuotaSpec(hard={"pods": str(len(running) + 1)}),
     )
-    apps = client.AppsV1Api(kube_api)
-
-    def rolled() -> bool:
-        d = apps.read_namespaced_deployment("web", lab_namespace)
-        return d.spec.replicas == 4 and d.spec.template.spec.containers[0].image == "opslab/web:1.1.0"
-
-    assert eventually(rolled, 30), "the Deployment did not follow the new spec within 30 s"
-    assert eventually(lambda: ready(custom, lab_namespace, "web"), 45), (
-        "the app did not report Ready for its new generation"
+    core.create_namespaced_resource_quota(lab_namespace, quota)
+    try:
+        eventually(lambda: core.read_namespaced_resource_quota("grading-hold", lab_namespace).status.hard, 15)
+        create(custom, lab_namespace, "held", image="opslab/web:1.0.0", replicas=3)
+        reported = eventually(
+            lambda: (get(custom, lab_namespace, "held").get("status") or {}).get("observedGeneration"), 30
+        )
+        if not reported:
+            operator.assert_alive()
+            raise AssertionError("the app held by a quota reported no status (observedGeneration) within 30 s")
+        claims, progressing = [], False
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            found = conditions(get(custom, lab_namespace, "held"))
+            if found.get("Ready") == "True":
+                claims.append(found)
+            progressing = found.get("Progressing") == "True"
+            time.sleep(0.5)
+        assert not claims, "with 1 of 3 replicas able to start (a quota), the app said Ready=True"
+        assert progressing, "with the rollout held back, Progressing is not True"
+    finally:
+        core.delete_namespaced_resource_quota("grading-hold", lab_namespace)
+    assert eventually(lambda: ready(custom, lab_namespace, "held"), 90), (
+        "after the quota was lifted, the app did not report Ready=True within 90 s"
     )
 
 
-@check(
-    points=3,
-    section="Reconcile",
-    timeout=90,
-    hint="Compare before you write: when the objects already match the spec, patch nothing (and keep lastTransitionTime unless a condition's status changes).",
-)
+@check(points=3, section="Reconcile", timeout=200, hint="Reconcile every field of the spec, each on its own: image "
+       "and replicas (Deployment), port (container and Service), disruptionBudget.minAvailable (budget).")  # fmt: skip
+def test_each_spec_field_reaches_its_child(
+    operator: Operator, custom: client.CustomObjectsApi, kube_api: client.ApiClient, lab_namespace: str
+) -> None:
+    """changing one spec field at a time (image, replicas, port, minAvailable) reaches the child it belongs to"""
+    create(custom, lab_namespace, "fields", image="opslab/web:1.0.0", replicas=2)
+    settled(operator, custom, lab_namespace, "fields", "before any change")
+    read = children(kube_api, lab_namespace, "fields")
+    steps: list[tuple[str, dict[str, Any], Callable[[], bool]]] = [
+        ("image", {"image": "opslab/web:1.1.0"},
+         lambda: read["Deployment"]().spec.template.spec.containers[0].image == "opslab/web:1.1.0"),
+        ("replicas", {"replicas": 3}, lambda: read["Deployment"]().spec.replicas == 3),
+        ("port", {"port": 9090},
+         lambda: container_port(read["Deployment"]()) == 9090 and [p.port for p in read["Service"]().spec.ports] == [9090]),
+        ("disruptionBudget.minAvailable", {"disruptionBudget": {"minAvailable": 1}},
+         lambda: read["PodDisruptionBudget"]().spec.min_available == 1),
+    ]  # fmt: skip
+    for field, change, reached in steps:
+        patch_spec(custom, lab_namespace, "fields", change)
+        if not eventually(reached, 30):
+            operator.assert_alive()
+            raise AssertionError(f"changing only {field} did not reach the child objects within 30 s")
+        settled(operator, custom, lab_namespace, "fields", f"after changing {field}")
+
+
+@check(points=3, section="Reconcile", timeout=90, hint="Compare before you write: when the objects already match "
+       "the spec, patch nothing (and keep lastTransitionTime unless a condition's status changes).")  # fmt: skip
 def test_reconcile_writes_nothing_when_nothing_changed(
-    operator: Operator,
-    web: dict[str, Any],
-    custom: client.CustomObjectsApi,
-    kube_api: client.ApiClient,
-    lab_namespace: str,
+    operator: Operator, web: str, custom: client.CustomObjectsApi, kube_api: client.ApiClient, lab_namespace: str
 ) -> None:
-    """once settled, a reconcile changes nothing (resourceVersions stay the same)"""
-    assert eventually(lambda: ready(custom, lab_namespace, "web"), 45), "web never settled (Ready)"
-    time.sleep(3)
-    apps, core, policy = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api), client.PolicyV1Api(kube_api)
+    """once settled, the operator writes nothing (resourceVersions stay the same for 12 s)"""
+    settled(operator, custom, lab_namespace, web, "before watching for writes")
+    read = children(kube_api, lab_namespace, web)
 
     def versions() -> dict[str, str]:
-        return {
-            "SelfHealingApp": get(custom, lab_namespace, "web")["metadata"]["resourceVersion"],
-            "Deployment": apps.read_namespaced_deployment("web", lab_namespace).metadata.resource_version,
-            "Service": core.read_namespaced_service("web", lab_namespace).metadata.resource_version,
-            "PodDisruptionBudget": policy.read_namespaced_pod_disruption_budget(
-                "web", lab_namespace
-            ).metadata.resource_version,
-        }
+        found = {kind: r().metadata.resource_version for kind, r in read.items()}
+        return {"SelfHealingApp": get(custom, lab_namespace, web)["metadata"]["resourceVersion"], **found}
 
     before = versions()
-    time.sleep(15)
+    time.sleep(12)  # the observation window: any write in it is the operator's
     after = versions()
     changed = [kind for kind in before if before[kind] != after[kind]]
     operator.assert_alive()
     assert not changed, f"with nothing to do, these were written anyway: {', '.join(changed)}"
 
 
-@check(
-    points=3,
-    section="Reconcile",
-    timeout=90,
-    hint="Watch for drift: a timer (or a watch on the owned Deployments) that re-applies the spec fixes hand edits.",
-)
-def test_a_hand_edit_is_reverted(
-    operator: Operator,
-    web: dict[str, Any],
-    custom: client.CustomObjectsApi,
-    kube_api: client.ApiClient,
-    lab_namespace: str,
+@check(points=3, section="Reconcile", timeout=200, hint="Watch the children you own (kopf: an event handler on "
+       "them; controller-runtime: Owns()) and put back what someone changed by hand: replicas, image, the "
+       "Service's port, a deleted budget.")  # fmt: skip
+def test_hand_edits_are_put_back(
+    operator: Operator, web: str, custom: client.CustomObjectsApi, kube_api: client.ApiClient, lab_namespace: str
 ) -> None:
-    """a hand edit of the Deployment is reverted"""
-    apps = client.AppsV1Api(kube_api)
-    wanted = eventually(lambda: apps.read_namespaced_deployment("web", lab_namespace).spec.replicas, 10)
-    # Edit only once the app has settled: while its first reconcile is still retrying (waiting for
-    # the rollout), that retry would undo the edit and hide a missing drift correction.
-    eventually(lambda: ready(custom, lab_namespace, "web"), 20)
-    apps.patch_namespaced_deployment("web", lab_namespace, {"spec": {"replicas": 1}})
-    reverted = eventually(lambda: apps.read_namespaced_deployment("web", lab_namespace).spec.replicas == wanted, 30)
-    operator.assert_alive()
-    assert reverted, f"the Deployment was scaled to 1 by hand and stayed there (the app asks for {wanted})"
+    """a hand edit of any child (scaled, image changed, Service port changed, budget deleted) is put back"""
+    settled(operator, custom, lab_namespace, web, "before the hand edits")
+    apps, core, policy = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api), client.PolicyV1Api(kube_api)
+    read = children(kube_api, lab_namespace, web)
+    spec = get(custom, lab_namespace, web)["spec"]
+    replicas, image, port = int(spec.get("replicas", 2)), spec["image"], int(spec.get("port", 8080))
+    container = read["Deployment"]().spec.template.spec.containers[0].name
+    edits: list[tuple[str, Callable[[], Any], Callable[[], bool]]] = [
+        ("the Deployment scaled to 1",
+         lambda: apps.patch_namespaced_deployment(web, lab_namespace, {"spec": {"replicas": 1}}),
+         lambda: read["Deployment"]().spec.replicas == replicas),
+        ("the Deployment's image changed",
+         lambda: apps.patch_namespaced_deployment(web, lab_namespace, {"spec": {"template": {"spec": {
+             "containers": [{"name": container, "image": "opslab/web:by-hand"}]}}}}),
+         lambda: read["Deployment"]().spec.template.spec.containers[0].image == image),
+        ("the Service's port changed",
+         lambda: core.patch_namespaced_service(web, lab_namespace, [{"op": "replace", "path": "/spec/ports/0/port",
+                                                                     "value": 9999}]),
+         lambda: [p.port for p in read["Service"]().spec.ports] == [port]),
+        ("the PodDisruptionBudget deleted",
+         lambda: policy.delete_namespaced_pod_disruption_budget(web, lab_namespace),
+         lambda: read["PodDisruptionBudget"]().metadata.deletion_timestamp is None),
+    ]  # fmt: skip
+    for what, edit, restored in edits:
+        edit()
+        if not eventually(restored, 30):
+            operator.assert_alive()
+            raise AssertionError(f"{what} by hand, and it stayed so for 30 s")
 
 
-@check(
-    points=2,
-    section="Errors",
-    timeout=120,
-    hint="When a child cannot be created (a Service of the same name belongs to someone else), set Degraded=True and retry with a delay (kopf.TemporaryError); recover once the conflict is gone.",
-)
+# ---------------------------------------------------------------------- errors and deletion
+
+
+@check(points=2, section="Errors", timeout=120, hint="When a child cannot be created (a Service of the same name "
+       "belongs to someone else), set Degraded=True with a message naming it, never take it over, and retry with "
+       "a delay (kopf.TemporaryError); recover once the conflict is gone.")  # fmt: skip
 def test_errors_are_reported_and_retried(
     operator: Operator, custom: client.CustomObjectsApi, kube_api: client.ApiClient, lab_namespace: str
 ) -> None:
-    """a conflict is reported as Degraded and retried until it resolves"""
+    """a conflict is reported as Degraded while it lasts, never taken over, and retried until it resolves"""
     core = client.CoreV1Api(kube_api)
     squatter = client.V1Service(
         metadata=client.V1ObjectMeta(name="api"), spec=client.V1ServiceSpec(ports=[client.V1ServicePort(port=9999)])
     )
     core.create_namespaced_service(lab_namespace, squatter)
-    create(custom, lab_namespace, app("api", replicas=2))
-    degraded = eventually(lambda: conditions(get(custom, lab_namespace, "api")).get("Degraded") == "True", 30)
-    if not degraded:
+    create(custom, lab_namespace, "api", image="opslab/api:1.0.0", replicas=2)
+
+    def degraded() -> dict[str, Any] | None:
+        obj = get(custom, lab_namespace, "api")
+        found = [c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Degraded"]
+        return found[0] if found and found[0].get("status") == "True" else None
+
+    first = eventually(degraded, 30)
+    if not first:
         operator.assert_alive()
         raise AssertionError("with a foreign Service named api in the way, the app never reported Degraded=True")
+    assert "service" in (first.get("message", "") + first.get("reason", "")).lower(), (
+        f"the Degraded condition does not say what is wrong: {first}"
+    )
+    time.sleep(5)  # the conflict lasts: the report must too
+    assert degraded(), "the conflict is still there but the app no longer reports Degraded=True"
+    refs = core.read_namespaced_service("api", lab_namespace).metadata.owner_references or []
+    assert not refs, "the operator took over the foreign Service (it now has an ownerReference)"
     core.delete_namespaced_service("api", lab_namespace)
     recovered = eventually(lambda: ready(custom, lab_namespace, "api"), 60)
     assert recovered, "after the conflict was removed, the app did not become Ready within 60 s (no retry?)"
@@ -244,22 +348,23 @@ def test_errors_are_reported_and_retried(
     )
 
 
-@check(
-    points=3,
-    section="Deletion",
-    timeout=90,
-    hint="Register each app in the ConfigMap selfhealingapp-registry; in a deletion handler (kopf adds a finalizer for it) remove the entry.",
-)
+@check(points=3, section="Deletion", timeout=90, hint="Register each app in the ConfigMap selfhealingapp-registry "
+       "of its namespace (key: name, value: image); in a deletion handler (kopf adds a finalizer for it) remove "
+       "the entry.")  # fmt: skip
 def test_deletion_runs_the_finalizer(
     operator: Operator, custom: client.CustomObjectsApi, kube_api: client.ApiClient, lab_namespace: str
 ) -> None:
-    """deleting an app runs its finalizer: the registry entry goes, then the app"""
+    """an app is registered with its image; deleting it runs its finalizer: the entry goes, then the app"""
     core = client.CoreV1Api(kube_api)
-    create(custom, lab_namespace, app("temp", replicas=1))
-    registered = eventually(lambda: "temp" in (core.read_namespaced_config_map(REGISTRY, lab_namespace).data or {}), 30)
-    if not registered:
+    create(custom, lab_namespace, "temp", image="opslab/temp:2.0.0", replicas=1)
+
+    def entry() -> str | None:
+        return (core.read_namespaced_config_map(REGISTRY, lab_namespace).data or {}).get("temp")
+
+    if not eventually(entry, 30):
         operator.assert_alive()
-        raise AssertionError(f"temp was never registered in the ConfigMap {REGISTRY}")
+        raise AssertionError(f"temp was never registered in the ConfigMap {REGISTRY} of its namespace")
+    assert entry() == "opslab/temp:2.0.0", f"temp is registered as {entry()!r}, not its image opslab/temp:2.0.0"
     finalizers = get(custom, lab_namespace, "temp")["metadata"].get("finalizers") or []
     assert finalizers, "the app carries no finalizer, so nothing can clean up before it disappears"
     custom.delete_namespaced_custom_object(GROUP, VERSION, lab_namespace, PLURAL, "temp")
@@ -273,6 +378,5 @@ def test_deletion_runs_the_finalizer(
 
     if not eventually(gone, 30):
         operator.assert_alive()
-        raise LearnerError("temp was deleted but is still there after 30 s: the finalizer is never removed")
-    data = core.read_namespaced_config_map(REGISTRY, lab_namespace).data or {}
-    assert "temp" not in data, "temp is gone but its registry entry is still there: the finalizer did not clean up"
+        raise AssertionError("temp was deleted but is still there after 30 s: the finalizer is never removed")
+    assert entry() is None, "temp is gone but its registry entry is still there: the finalizer did not clean up"

@@ -1,82 +1,70 @@
-"""Lab 3 grader: runs the learner's exporter against the platform's Kafka, and loads their rules
-and a scrape target into the platform's Prometheus."""
+"""Lab 3 grader: runs the learner's exporter (in the sandbox; it needs no Kubernetes access)
+against the platform's Kafka, on topics and consumer groups of the run's own, and evaluates the
+learner's rules in a Prometheus of the run's own (see support.py)."""
 
 from __future__ import annotations
 
-import json
-import os
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
-from support import Exporter, bootstrap, start_exporter
+from support import Case, Exporter, Pipeline, RunPrometheus, bootstrap, load_cases, start_exporter
 
-from opslab.grading.fixtures import LearnerError, learner_file
+from opslab.grading.fixtures import learner_file
+from opslab.grading.sandbox import Sandbox
 
 pytest_plugins = ["opslab.grading.fixtures"]
+HELDOUT = Path(__file__).parent / "heldout"
 
 
 @pytest.fixture(scope="session")
-def exporter(lab_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter]:
-    running = start_exporter(lab_path, bootstrap(), tmp_path_factory.mktemp("exporter") / "exporter.log")
+def exporter(lab_path: Path, sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter]:
+    running = start_exporter(lab_path, bootstrap(), tmp_path_factory.mktemp("exporter") / "exporter.log", sandbox)
     yield running
     running.stop()
 
 
 @pytest.fixture(scope="session")
-def ground_truth() -> dict[str, object]:
-    """A fresh topic (2 partitions) with a consumer group that committed part of it; true offsets."""
-    kafka = bootstrap()
-    suffix = uuid.uuid4().hex[:6]
-    topic, group = f"lab3-{suffix}", f"lab3-group-{suffix}"
-    admin = AdminClient({"bootstrap.servers": kafka})
-    for future in admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)]).values():
-        future.result(30)
-    producer = Producer({"bootstrap.servers": kafka})
-    for i in range(17):
-        producer.produce(topic, f"m{i}".encode(), partition=0)
-    for i in range(9):
-        producer.produce(topic, f"n{i}".encode(), partition=1)
-    producer.flush(15)
-    consumer = Consumer({"bootstrap.servers": kafka, "group.id": group, "enable.auto.commit": False})
-    consumer.commit(offsets=[TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 9)], asynchronous=False)
-    consumer.close()
-    return {"topic": topic, "group": group, "end": {0: 17, 1: 9}, "committed": {0: 5, 1: 9}, "lag": {0: 12, 1: 0}}
+def ground_truth(run_id: str, lab_namespace: str) -> Pipeline:
+    """A topic of the run (2 partitions) with a consumer group that committed part of it.
+
+    partition 0: 17 messages, committed 5 (lag 12); partition 1: 9 messages, committed 9 (lag 0).
+    ``lab_namespace`` is the run's anchor: it must exist before anything of the run does.
+    """
+    truth = Pipeline(bootstrap(), run_id, "truth")
+    truth.produce({0: 17, 1: 9})
+    truth.commit(truth.worker, {0: 5, 1: 9})
+    return truth
 
 
 @pytest.fixture(scope="session")
-def prometheus() -> str:
-    return os.environ.get("OPSLAB_PROMETHEUS_URL", "")
+def orders(run_id: str, lab_namespace: str) -> Pipeline:
+    """The run's private orders pipeline: its group is relabelled orders-worker (and a decoy group
+    analytics) in the run's Prometheus. It starts steady: orders-worker 60 messages behind in all
+    (under the SLO's 100), analytics 5,000 behind (a group the SLO must not count)."""
+    pipeline = Pipeline(bootstrap(), run_id, "orders")
+    pipeline.produce({0: 2600, 1: 2600})
+    pipeline.lag_to(pipeline.worker, {0: 30, 1: 30})
+    pipeline.lag_to(pipeline.analytics, {0: 2500, 1: 2500})
+    return pipeline
 
 
 @pytest.fixture(scope="session")
-def loaded(exporter: Exporter, lab_path: Path, prometheus: str) -> Iterator[str]:
-    """The learner's rules and their exporter, loaded into the platform's Prometheus (job "labs")."""
-    state = Path(os.environ.get("OPSLAB_STATE_DIR", ""))
-    rules_dir, targets_dir = state / "config" / "lab-rules", state / "config" / "lab-targets"
-    if not rules_dir.is_dir() or not targets_dir.is_dir():
-        pytest.fail("the platform's Prometheus has no lab directories: restart it with `make up`")
-    name = f"lab3-{uuid.uuid4().hex[:6]}"
-    rules = rules_dir / f"{name}.yml"
-    target = targets_dir / f"{name}.json"
-    rules.write_text(learner_file(lab_path, "rules.yml").read_text())
-    target.write_text(
-        json.dumps([{"targets": [f"127.0.0.1:{exporter.port}"], "labels": {"lab": "03", "grading": name}}])
-    )
-    try:
-        reload = httpx.post(f"{prometheus}/-/reload", timeout=30)
-        if reload.status_code != 200:
-            raise LearnerError(f"Prometheus refused rules.yml: {reload.text.strip()[:300]}")
-        yield name
-    finally:
-        rules.unlink(missing_ok=True)
-        target.unlink(missing_ok=True)
-        httpx.post(f"{prometheus}/-/reload", timeout=30)
+def prometheus(
+    exporter: Exporter, orders: Pipeline, lab_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunPrometheus]:
+    """A Prometheus of the run with the learner's rules, scraping the learner's exporter."""
+    rules = learner_file(lab_path, "rules.yml")
+    running = RunPrometheus(tmp_path_factory.mktemp("prometheus"), exporter, rules, orders)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def heldout_cases() -> list[Case]:
+    """The held-out promtool cases in heldout/*.yml (an instructor's grader copy may hold more)."""
+    return load_cases(HELDOUT)
 
 
 @pytest.fixture(scope="session")

@@ -20,20 +20,18 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 const (
 	finalizer = "labs.opslab.dev/registry"
 	registry  = "selfhealingapp-registry"
-
-	// Watches bring every change to the app and its children. Nothing watches the registry (it is
-	// shared, so no app owns it), so each app is also looked at again this often. Such a pass
-	// normally finds nothing to do, and must then write nothing.
-	resync = 10 * time.Second
 )
 
 // Reconciler makes the world match one SelfHealingApp each time it is called.
@@ -51,6 +49,12 @@ func (r *Reconciler) SetupWithManager(manager ctrl.Manager) error {
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
+		// The registry is shared (no app owns it): a change to it queues every app of its namespace,
+		// so a hand-edited entry is put back too. No periodic resync is needed.
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.appsOfRegistry),
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(object client.Object) bool {
+				return object.GetName() == registry
+			}))).
 		WithOptions(controller.Options{
 			// A failed reconcile is retried after 1 s, 2 s, 4 s, 8 s, then every 10 s. The default goes
 			// from 5 ms up to 16 minutes, and would leave a cleared conflict unnoticed for minutes.
@@ -85,7 +89,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, request ctrl.Request) (ctrl.
 		// Report it, then return it: the controller logs it and retries with backoff.
 		return ctrl.Result{}, errors.Join(err, r.writeStatus(ctx, app, failed(err)...))
 	}
-	return ctrl.Result{RequeueAfter: resync}, r.writeStatus(ctx, app, progress(app, deployment)...)
+	return ctrl.Result{}, r.writeStatus(ctx, app, progress(app, deployment)...)
+}
+
+// appsOfRegistry maps a change of a namespace's registry to a reconcile of each app there.
+func (r *Reconciler) appsOfRegistry(ctx context.Context, object client.Object) []reconcile.Request {
+	apps := &SelfHealingAppList{}
+	if err := r.List(ctx, apps, client.InNamespace(object.GetNamespace())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "cannot list the apps of a registry", "namespace", object.GetNamespace())
+		return nil
+	}
+	requests := make([]reconcile.Request, 0, len(apps.Items))
+	for _, app := range apps.Items {
+		requests = append(requests, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: app.Namespace, Name: app.Name}})
+	}
+	return requests
 }
 
 // reconcileChildren creates or corrects the app's Deployment, Service and PodDisruptionBudget
