@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from opslab.grading.labs import Lab
+from opslab.grading.labs import Lab, all_labs
 from opslab.grading.rubric import Grade
 from opslab.grading.runner import grade
 from opslab.runtime.lifecycle import Platform
@@ -47,10 +47,6 @@ def load_mutants(path: Path) -> list[Mutant]:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     assert not duplicates, f"{path}: mutant names used twice: {duplicates}"
     return [Mutant(**item) for item in items]
-
-
-def mutants(lab: Lab) -> list[Mutant]:
-    return load_mutants(ROOT / "solutions" / lab.name / "mutants.yaml")
 
 
 def copy_submission(source: Path, work: Path, mutant: Mutant | None = None) -> Path:
@@ -87,15 +83,54 @@ def assert_caught(result: Grade, mutant: Mutant) -> None:
     )
 
 
-class Concurrent:
-    """Grades several copies at once on one platform (each run is isolated), results by key."""
+@dataclass(frozen=True)
+class Track:
+    """One way to solve a lab: its solution, starter and mutants (lab 2 has a kopf and a Go track)."""
 
-    def __init__(self, jobs: int) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="grade")
+    lab: Lab
+    name: str  # "" for the lab's own track, else the subdirectory ("go")
+
+    @property
+    def solution(self) -> Path:
+        return ROOT / "solutions" / self.lab.name / self.name
+
+    @property
+    def starter(self) -> Path:
+        return self.lab.starter / self.name
+
+    @property
+    def mutants(self) -> list[Mutant]:
+        return load_mutants(self.solution / "mutants.yaml")
+
+    @property
+    def label(self) -> str:
+        return f"{self.lab.number}" + (f"-{self.name}" if self.name else "")
+
+    def key(self, what: str) -> str:
+        return f"{self.label}:{what}"
+
+
+def all_tracks() -> list[Track]:
+    tracks = []
+    for lab in all_labs(ROOT):
+        solution = ROOT / "solutions" / lab.name
+        for path in sorted(solution.rglob("mutants.yaml")):
+            tracks.append(Track(lab, path.parent.relative_to(solution).as_posix().strip(".")))
+    return tracks
+
+
+class Concurrent:
+    """Grades copies ``jobs`` at a time on one platform (each run is isolated); results by key."""
+
+    def __init__(self, platform: Platform, work: Path, jobs: int) -> None:
+        self.platform, self.work = platform, work
+        self.pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="grade")
         self.futures: dict[str, Future[Grade]] = {}
 
-    def submit(self, key: str, *args: Any) -> None:
-        self.futures[key] = self.pool.submit(grade_copy, *args)
+    def submit(self, key: str, lab: Lab, source: Path, mutant: Mutant | None = None) -> None:
+        work = self.work / key.replace(":", "-").replace("/", "-")
+        work.mkdir(parents=True)
+        self.futures[key] = self.pool.submit(grade_copy, lab, self.platform, source, work, mutant)
 
     def result(self, key: str) -> Grade:
         return self.futures[key].result()

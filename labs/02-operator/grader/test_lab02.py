@@ -354,7 +354,7 @@ def test_errors_are_reported_and_retried(
 def test_deletion_runs_the_finalizer(
     operator: Operator, custom: client.CustomObjectsApi, kube_api: client.ApiClient, lab_namespace: str
 ) -> None:
-    """an app is registered with its image; deleting it runs its finalizer: the entry goes, then the app"""
+    """an app is registered with its current image; deleting it runs its finalizer: the entry goes, then the app"""
     core = client.CoreV1Api(kube_api)
     create(custom, lab_namespace, "temp", image="opslab/temp:2.0.0", replicas=1)
 
@@ -365,6 +365,10 @@ def test_deletion_runs_the_finalizer(
         operator.assert_alive()
         raise AssertionError(f"temp was never registered in the ConfigMap {REGISTRY} of its namespace")
     assert entry() == "opslab/temp:2.0.0", f"temp is registered as {entry()!r}, not its image opslab/temp:2.0.0"
+    patch_spec(custom, lab_namespace, "temp", {"image": "opslab/temp:2.1.0"})
+    assert eventually(lambda: entry() == "opslab/temp:2.1.0", 30), (
+        f"temp's image changed to opslab/temp:2.1.0 but its registry entry still says {entry()!r} after 30 s"
+    )
     finalizers = get(custom, lab_namespace, "temp")["metadata"].get("finalizers") or []
     assert finalizers, "the app carries no finalizer, so nothing can clean up before it disappears"
     custom.delete_namespaced_custom_object(GROUP, VERSION, lab_namespace, PLURAL, "temp")

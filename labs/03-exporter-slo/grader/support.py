@@ -127,18 +127,20 @@ def start_exporter(lab_path: Path, kafka: str, log: Path, sandbox: Sandbox) -> E
         sandbox=sandbox, env={"OPSLAB_KAFKA_BOOTSTRAP": kafka}, what="exporter.py",
     )  # fmt: skip
     exporter = Exporter(proc, port, log)
-    deadline = time.monotonic() + 20
+    # A scrape may take a few seconds when Kafka is unreachable (the exporter waits on its own
+    # timeouts); Prometheus allows 10 s per scrape by default, so the probe does too.
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LearnerError(f"exporter.py exited with status {proc.returncode}: {exporter.tail()}")
         try:
-            if httpx.get(exporter.url, timeout=5).status_code == 200:
+            if httpx.get(exporter.url, timeout=10).status_code == 200:
                 return exporter
         except httpx.HTTPError:
             pass
         time.sleep(0.25)
     exporter.stop()
-    raise LearnerError(f"exporter.py did not answer on {exporter.url} within 20 s: {exporter.tail()}")
+    raise LearnerError(f"exporter.py did not answer on {exporter.url} within 30 s: {exporter.tail()}")
 
 
 # ---------------------------------------------------------------------- Kafka
