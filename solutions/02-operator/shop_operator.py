@@ -250,9 +250,13 @@ def on_child_event(body: kopf.Body, namespace: str, **_: Any) -> None:
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 def unregister(namespace: str, name: str, **_: Any) -> None:
-    """The finalizer's work: remove the app from the registry (its owned objects are garbage-collected)."""
-    try:
-        client.CoreV1Api().patch_namespaced_config_map(REGISTRY, namespace, {"data": {name: None}})
-    except ApiException as exc:
-        if exc.status != 404:
-            raise kopf.TemporaryError(f"cannot update the registry: {exc.reason}", delay=3) from exc
+    """The finalizer's work: remove the app from the registry (its owned objects are garbage-collected).
+
+    It takes the app's lock: a reconcile that read the app just before its deletion must not
+    register it again after the entry is gone."""
+    with LOCKS[(namespace, name)]:
+        try:
+            client.CoreV1Api().patch_namespaced_config_map(REGISTRY, namespace, {"data": {name: None}})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise kopf.TemporaryError(f"cannot update the registry: {exc.reason}", delay=3) from exc
