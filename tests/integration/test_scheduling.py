@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from opslab.grading.fixtures import eventually
 from opslab.primitives.readiness import ProbeResult, wait_until
 from opslab.runtime.lifecycle import Platform
 from opslab.runtime.nodes import TAINT_KEY
@@ -85,13 +84,19 @@ def test_anti_affinity_and_zone_spread_are_honoured(api: client.ApiClient, names
     apps.create_namespaced_deployment(namespace, deployment("spread", 4, **spec))
     pods = wait_running(core, namespace, "spread", 3)
     assert len({p.spec.node_name for p in pods}) == 3, "one pod per node"
-    time.sleep(3)
-    pending = [
-        p for p in core.list_namespaced_pod(namespace, label_selector="app=spread").items if p.status.phase == "Pending"
-    ]
-    assert len(pending) == 1, "the 4th replica has nowhere to go: anti-affinity keeps it Pending"
-    events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={pending[0].metadata.name}")
-    assert any(e.reason == "FailedScheduling" for e in events.items)
+
+    def refused() -> list[client.V1Pod] | None:
+        """The Pending pods once the scheduler has reported why each cannot be placed."""
+        pods = core.list_namespaced_pod(namespace, label_selector="app=spread").items
+        pending = [p for p in pods if p.status.phase == "Pending"]
+        for pod in pending:
+            events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod.metadata.name}")
+            if not any(e.reason == "FailedScheduling" for e in events.items):
+                return None
+        return pending or None
+
+    pending = eventually(refused, 30)
+    assert pending and len(pending) == 1, "the 4th replica has nowhere to go: anti-affinity keeps it Pending"
 
 
 def test_taint_keeps_intolerant_pods_off_the_tainted_node(api: client.ApiClient, namespace: str) -> None:

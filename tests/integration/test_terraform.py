@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
 import pytest
 from kubernetes import client
 
@@ -14,6 +19,26 @@ pytestmark = pytest.mark.platform
 def test_plan_after_up_reports_no_changes(platform: Platform) -> None:
     code, output = platform.terraform.plan_exit_code()
     assert code == 0, output[-2000:]
+
+
+def test_a_learner_shell_can_plan_the_platform_module(platform: Platform, tmp_path: Path) -> None:
+    """`source .opslab/env` gives a shell the CLI and variables to plan platform/terraform by hand."""
+    cli = platform.terraform.binary().name  # terraform, or tofu on a machine without terraform
+    script = (
+        f"source {shlex.quote(str(platform.paths.env_file))} && cd platform/terraform && "
+        f"{cli} init -input=false >/dev/null && {cli} plan -input=false -detailed-exitcode -lock=false"
+    )
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "TF_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run(
+        ["bash", "-c", script],
+        cwd=platform.paths.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
 
 
 def test_state_lives_in_a_secret_and_resources_exist(platform: Platform, api: client.ApiClient) -> None:

@@ -1,4 +1,4 @@
-"""`opslab lab list | check N | hint N | reset N` and `opslab grade --submissions DIR`."""
+"""`opslab lab list | check N | hint N | debrief N | checks N | reset N` and `opslab grade --submissions DIR`."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markdown import Markdown
 from rich.table import Table
 
 from opslab.cli.context import load_settings
 from opslab.cli.output import console, fmt_seconds
 from opslab.grading import hints as hints_module
-from opslab.grading.gradebook import grade_submissions
-from opslab.grading.labs import all_labs, find_lab
+from opslab.grading.gradebook import grade_submissions, use_graders
+from opslab.grading.labs import Lab, all_labs, find_lab
 from opslab.grading.rubric import Grade
 from opslab.grading.runner import grade, history
 from opslab.primitives.errors import ConfigError
@@ -47,18 +48,18 @@ def list_() -> None:
     console.print("Check a lab with `make lab-N` (or `opslab lab check N`); read labs/NN-topic/README.md first.")
 
 
-def print_grade(result: Grade, run_dir: Path) -> None:
+def print_grade(item: Lab, result: Grade, run_dir: Path) -> None:
     table = Table(header_style="bold", show_lines=False)
     for column in ("", "check", "points", "why it failed / hint"):
         table.add_column(column, overflow="fold")
     section = None
-    for item in result.checks:
-        if item.section != section:
-            section = item.section
+    for entry in result.checks:
+        if entry.section != section:
+            section = entry.section
             table.add_row("", f"[bold]{section}[/]", "", "")
-        mark = "[green]✓[/]" if item.passed else "[red]✗[/]"
-        detail = "" if item.passed else f"{item.reason}\n[dim]hint: {item.hint}[/]"
-        table.add_row(mark, item.title, f"{item.earned}/{item.points}", detail)
+        mark = "[green]✓[/]" if entry.passed else "[red]✗[/]"
+        detail = "" if entry.passed else f"{entry.reason}\n[dim]hint: {entry.hint}[/]"
+        table.add_row(mark, entry.title, f"{entry.earned}/{entry.points}", detail)
     console.print(table)
     if result.problem:
         console.print(f"[red]the grader could not run:[/] {result.problem}")
@@ -68,6 +69,10 @@ def print_grade(result: Grade, run_dir: Path) -> None:
         f"graded in {fmt_seconds(result.seconds)}"
     )
     console.print(f"results: {run_dir / 'grade.json'}, {run_dir / 'junit.xml'}")
+    if result.passed:
+        console.print(
+            f"Read the debrief: `opslab lab debrief {item.number}` (the reference solution, common mistakes)."
+        )
 
 
 @lab.command("check")
@@ -81,22 +86,48 @@ def check(number: str, path: Path | None) -> None:
     item = find_lab(settings.paths.root, number)
     console.print(f"lab {item.number}: {item.title}  (grading {path or item.starter})")
     result, run_dir = grade(item, settings, path=path)
-    print_grade(result, run_dir)
+    print_grade(item, result, run_dir)
     sys.exit(0 if result.passed else 1)
 
 
 @lab.command()
 @click.argument("number")
 @click.option("--all", "show_all", is_flag=True, help="Show every hint revealed so far.")
-def hint(number: str, show_all: bool) -> None:
+@click.option("--track", default="", help="The hints of a track of the lab (lab 2: go).")
+def hint(number: str, show_all: bool, track: str) -> None:
     """Reveal the next hint of a lab (one at a time)."""
     settings = load_settings()
     item = find_lab(settings.paths.root, number)
-    shown, total = hints_module.reveal(settings.paths.state, item, show_all=show_all)
+    shown, total = hints_module.reveal(settings.paths.state, item, track=track, show_all=show_all)
     for text in shown:
-        console.print(text)
+        console.print(Markdown(text))
         console.print()
-    console.print(f"[dim]{hints_module.revealed_count(settings.paths.state, item)} of {total} hints revealed[/]")
+    count = hints_module.revealed_count(settings.paths.state, item, track)
+    console.print(f"[dim]{count} of {total} {track + ' ' if track else ''}hints revealed[/]")
+    others = [t for t in item.hint_tracks() if t != track]
+    if others and not show_all:
+        names = ", ".join(f"`--track {t}`" if t else "no --track" for t in others)
+        console.print(f"[dim]this lab has hints for other tracks too ({names})[/]")
+
+
+@lab.command()
+@click.argument("number")
+@click.option("--yes", is_flag=True, help="Show it even though the lab has not passed yet.")
+def debrief(number: str, yes: bool) -> None:
+    """The lab's debrief: what the reference solution does and why, and the common mistakes."""
+    settings = load_settings()
+    item = find_lab(settings.paths.root, number)
+    if not item.debrief.is_file():
+        raise ConfigError(f"lab {item.number} has no debrief ({item.debrief})", fix="is this checkout complete?")
+    passed = any(g.passed for g in history(settings, item))
+    if not passed and not yes:
+        console.print(
+            f"The debrief explains the reference solution of lab {item.number}, which you have not passed yet."
+        )
+        if not click.confirm("Show it anyway?", default=False):
+            console.print(f"Later: `opslab lab debrief {item.number}` (it shows at once when the lab has passed).")
+            return
+    console.print(Markdown(item.debrief.read_text()))
 
 
 @lab.command()
@@ -127,11 +158,19 @@ def reset(number: str, yes: bool) -> None:
               help="A directory with one learner checkout per subdirectory.")  # fmt: skip
 @click.option("--lab", "labs", multiple=True, help="Only these lab numbers (repeatable; default all).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Where to write the gradebook.")
-def grade_command(submissions: Path, labs: tuple[str, ...], out: Path | None) -> None:
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Grading runs at a time (each is isolated; 2 suit a 2-core machine).")  # fmt: skip
+@click.option("--graders", type=click.Path(path_type=Path), default=None,
+              help="A directory laid out like labs/ whose NN-topic/grader/ replace the labs' own "
+              "(for held-out cases learners' copies lack).")  # fmt: skip
+def grade_command(submissions: Path, labs: tuple[str, ...], out: Path | None, jobs: int, graders: Path | None) -> None:
     """Instructor mode: grade every learner checkout with the instructor's graders."""
     settings = load_settings()
     chosen = [find_lab(settings.paths.root, n) for n in labs] if labs else all_labs(settings.paths.root)
-    book = grade_submissions(settings, submissions, chosen, out=out, progress=lambda text: console.print(f"  {text}"))
+    chosen = use_graders(chosen, graders)
+    book = grade_submissions(
+        settings, submissions, chosen, out=out, jobs=jobs, progress=lambda text: console.print(f"  {text}")
+    )
     console.print(f"gradebook: {book.csv} and {book.html}")
     for warning in book.tampered:
         console.print(f"[red]tampered:[/] {warning}")

@@ -10,7 +10,8 @@ import csv
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
@@ -18,6 +19,7 @@ from jinja2 import Environment, select_autoescape
 from opslab.grading.labs import Lab
 from opslab.grading.rubric import Grade
 from opslab.grading.runner import grade
+from opslab.primitives.errors import ConfigError
 from opslab.settings import Settings
 
 TEMPLATE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>opslab gradebook</title>
@@ -56,8 +58,12 @@ def digests(directory: Path) -> dict[str, str]:
 
 
 def tampering(submission: Path, lab: Lab) -> str | None:
+    """A warning if the submission's copy of the lab's grader differs from the repository's.
+
+    Compared with the lab's own grader, not an instructor's --graders copy: held-out cases that
+    learners never had are not tampering."""
     theirs = digests(submission / "labs" / lab.name / "grader")
-    ours = digests(lab.grader)
+    ours = digests(lab.directory / "grader")
     if not theirs:
         return None
     changed = sorted(name for name in set(ours) | set(theirs) if ours.get(name) != theirs.get(name))
@@ -86,35 +92,74 @@ def worked_tracks(submission: Path, lab: Lab) -> list[Path]:
     return worked
 
 
+def use_graders(labs: list[Lab], graders: Path | None) -> list[Lab]:
+    """``labs`` graded with an instructor's directory of graders (laid out like labs/), if given."""
+    if graders is None:
+        return labs
+    root = graders.expanduser().resolve()
+    if not root.is_dir():
+        raise ConfigError(f"--graders {graders} is not a directory", fix="give a directory laid out like labs/")
+    missing = [lab.name for lab in labs if not (root / lab.name / "grader").is_dir()]
+    if missing:
+        raise ConfigError(
+            f"--graders {graders} has no grader for {', '.join(missing)}",
+            fix=f"copy labs/{missing[0]}/grader to {root / missing[0] / 'grader'} (and add your held-out cases)",
+        )
+    return [replace(lab, graders=root) for lab in labs]
+
+
 def grade_submissions(
     settings: Settings,
     submissions: Path,
     labs: list[Lab],
     *,
     out: Path | None = None,
+    jobs: int = 1,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Gradebook:
+    """Grade every learner directory in ``submissions`` for each of ``labs``, ``jobs`` runs at a time.
+
+    Each grading run is isolated (its own namespaces, ServiceAccount, topics and Prometheus), so
+    concurrent runs score what sequential ones do; the gradebook is the same whatever ``jobs`` is.
+    """
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs} is not a number of parallel gradings", fix="give 1 or more")
     out = out or settings.paths.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-gradebook"
     out.mkdir(parents=True, exist_ok=True)
     book = Gradebook(csv=out / "gradebook.csv", html=out / "gradebook.html")
-    for submission in sorted(p for p in submissions.iterdir() if p.is_dir()):
+    learners = sorted(p for p in submissions.iterdir() if p.is_dir())
+    runs: dict[tuple[str, str], list[Future[Grade]]] = {}
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="grade") as pool:
+
+        def run(submission: Path, lab: Lab, track: Path) -> Grade:
+            progress(f"{submission.name}: {lab.name} ({track.relative_to(submission / 'labs' / lab.name)})")
+            result, _ = grade(lab, settings, path=track, runs_root=out / "runs" / submission.name, record=False)
+            return result
+
+        try:
+            for submission in learners:
+                for lab in labs:
+                    warning = tampering(submission, lab)
+                    if warning:
+                        book.tampered.append(warning)
+                    if (submission / "labs" / lab.name / "starter").is_dir():
+                        tracks = worked_tracks(submission, lab)
+                        runs[submission.name, lab.name] = [pool.submit(run, submission, lab, t) for t in tracks]
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    for submission in learners:
         row: dict[str, Grade] = {}
         for lab in labs:
-            warning = tampering(submission, lab)
-            if warning:
-                book.tampered.append(warning)
-            work = submission / "labs" / lab.name / "starter"
-            if not work.is_dir():
+            futures = runs.get((submission.name, lab.name))
+            if futures is None:
+                work = submission / "labs" / lab.name / "starter"
                 row[lab.name] = Grade(
                     lab=lab.name, path=str(work), pass_mark=lab.pass_mark, problem="no work submitted"
                 )
                 continue
-            results = []
-            for track in worked_tracks(submission, lab):
-                progress(f"{submission.name}: {lab.name} ({track.relative_to(work.parent)})")
-                result, _ = grade(lab, settings, path=track, runs_root=out / "runs" / submission.name, record=False)
-                results.append(result)
-            row[lab.name] = max(results, key=lambda r: r.earned)  # the learner's best track counts
+            # The learner's best track counts.
+            row[lab.name] = max((f.result() for f in futures), key=lambda r: r.earned)
         book.grades[submission.name] = row
     with book.csv.open("w", newline="") as handle:
         writer = csv.writer(handle)

@@ -50,9 +50,16 @@ class Lab:
     def readme(self) -> Path:
         return self.directory / "README.md"
 
-    def hints(self) -> list[str]:
-        """The hints in hints.md, in order (each starts with a `## ` heading)."""
-        text = (self.directory / "hints.md").read_text()
+    def hint_tracks(self) -> list[str]:
+        """The tracks with hints of their own: "" (hints.md) and each NAME of a hints.NAME.md."""
+        return ["", *sorted(p.name[len("hints.") : -len(".md")] for p in self.directory.glob("hints.*.md"))]
+
+    def hints(self, track: str = "") -> list[str]:
+        """The hints of ``track`` (hints.md, or hints.TRACK.md), in order (each starts with `## `)."""
+        if track not in self.hint_tracks():
+            tracks = ", ".join(t for t in self.hint_tracks() if t) or "none"
+            raise ConfigError(f"lab {self.number} has no {track!r} track", fix=f"its tracks are: {tracks}")
+        text = (self.directory / (f"hints.{track}.md" if track else "hints.md")).read_text()
         parts = re.split(r"^## ", text, flags=re.MULTILINE)[1:]
         return [("## " + part).strip() for part in parts]
 

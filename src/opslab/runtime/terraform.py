@@ -64,6 +64,7 @@ class Terraform:
         return {
             "TF_CLI_CONFIG_FILE": str(self.cli_config),
             "KUBE_CONFIG_PATH": str(self.ctx.paths.kubeconfig),
+            "TF_VAR_kubeconfig": str(self.ctx.paths.kubeconfig),
         }
 
     def env(self) -> dict[str, str]:
@@ -73,7 +74,6 @@ class Terraform:
             "TF_IN_AUTOMATION": "1",
             "TF_INPUT": "0",
             "CHECKPOINT_DISABLE": "1",
-            "TF_VAR_kubeconfig": str(self.ctx.paths.kubeconfig),
             "TF_PLUGIN_CACHE_DIR": "",
             "HOME": os.environ.get("HOME", str(Path.home())),
         }

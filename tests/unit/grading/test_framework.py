@@ -16,7 +16,7 @@ import pytest
 from opslab import settings as settings_module
 from opslab.grading import hints
 from opslab.grading.fixtures import eventually
-from opslab.grading.gradebook import grade_submissions, tampering, worked_tracks
+from opslab.grading.gradebook import grade_submissions, tampering, use_graders, worked_tracks
 from opslab.grading.labs import find_lab
 from opslab.grading.runner import grade, history
 from opslab.primitives.errors import ConfigError
@@ -103,6 +103,19 @@ def test_hints_are_revealed_one_at_a_time(tiny: tuple[settings_module.Settings, 
     assert len(hints.reveal(state, lab, show_all=True)[0]) == 2
 
 
+def test_a_track_has_hints_of_its_own(tiny: tuple[settings_module.Settings, Path]) -> None:
+    settings, root = tiny
+    (root / "labs" / "99-tiny" / "hints.go.md").write_text("# Go\n\n## Hint 1: go first\nG.\n")
+    lab = find_lab(root, 99)
+    state = settings.paths.state
+    assert lab.hint_tracks() == ["", "go"]
+    assert hints.reveal(state, lab, track="go") == (["## Hint 1: go first\nG."], 1)
+    assert hints.reveal(state, lab) == (["## Hint 1: first\nA."], 2), "the default track starts at its first hint"
+    assert hints.revealed_count(state, lab, "go") == 1 and hints.revealed_count(state, lab) == 1
+    with pytest.raises(ConfigError, match="lab 99 has no 'rust' track; its tracks are: go"):
+        hints.reveal(state, lab, track="rust")
+
+
 def test_the_gradebook_uses_the_instructors_grader_and_flags_tampering(
     tiny: tuple[settings_module.Settings, Path], tmp_path: Path
 ) -> None:
@@ -149,6 +162,71 @@ def test_the_gradebook_grades_the_track_a_learner_worked_on(
     assert book.grades["ada"][lab.name].earned == 6, "ada's alt track was not the one graded"
     assert book.grades["cy"][lab.name].earned == 3  # hello.txt and the slow check
     assert book.grades["dee"][lab.name].earned == 1  # the untouched starter: only the slow check
+
+
+def class_of(root: Path, lab_name: str, where: Path) -> Path:
+    """Four learners: full marks, a wrong answer, a missing program, the untouched starter."""
+    answers = {"ada": ("hello", "print(42)"), "bob": ("hello", "print(41)"), "cy": ("hello", None), "dee": None}
+    for learner, work in answers.items():
+        starter = where / learner / "labs" / lab_name / "starter"
+        shutil.copytree(root / "labs" / lab_name / "starter", starter)
+        if work is not None:
+            (starter / "hello.txt").write_text(work[0] + "\n")
+            if work[1] is None:
+                (starter / "answer.py").unlink()
+            else:
+                (starter / "answer.py").write_text(work[1] + "\n")
+    return where
+
+
+def test_concurrent_grading_equals_sequential_grading(
+    tiny: tuple[settings_module.Settings, Path], tmp_path: Path
+) -> None:
+    settings, root = tiny
+    lab = find_lab(root, 99)
+    submissions = class_of(root, lab.name, tmp_path / "class")
+
+    def scores(jobs: int) -> dict[tuple[str, str], tuple[str, int]]:
+        book = grade_submissions(settings, submissions, [lab], out=tmp_path / f"jobs-{jobs}", jobs=jobs)
+        return {(who, c.id): (c.status, c.earned) for who, row in book.grades.items() for c in row[lab.name].checks}
+
+    sequential = scores(1)
+    assert scores(3) == sequential
+    assert {who for who, _ in sequential} == {"ada", "bob", "cy", "dee"}
+    assert sequential["ada", "test_answer_prints_42"] == ("passed", 3)
+    assert sequential["bob", "test_answer_prints_42"][1] == 0
+    with pytest.raises(ConfigError, match="--jobs 0"):
+        grade_submissions(settings, submissions, [lab], out=tmp_path / "none", jobs=0)
+
+
+def test_an_instructors_graders_add_held_out_checks_without_flagging_tampering(
+    tiny: tuple[settings_module.Settings, Path], tmp_path: Path
+) -> None:
+    settings, root = tiny
+    lab = find_lab(root, 99)
+    graders = tmp_path / "graders"
+    shutil.copytree(lab.grader, graders / lab.name / "grader")
+    held_out = graders / lab.name / "grader" / "test_held_out.py"
+    held_out.write_text(
+        "from opslab.grading.rubric import check\n\n"
+        "@check(points=1, section='Held out', hint='answer.py prints only 42.')\n"
+        "def test_held_out(lab_path):\n"
+        '    """answer.py has no TODO left"""\n'
+        "    assert 'TODO' not in (lab_path / 'answer.py').read_text(), 'answer.py still has a TODO'\n"
+    )
+    submissions = class_of(root, lab.name, tmp_path / "class")
+    for learner in ("ada", "bob"):  # learners' copies of the grader, as cloned: no held-out case
+        shutil.copytree(lab.grader, submissions / learner / "labs" / lab.name / "grader")
+    (chosen,) = use_graders([lab], graders)
+    assert chosen.grader == graders / lab.name / "grader"
+    book = grade_submissions(settings, submissions, [chosen], out=tmp_path / "book")
+    assert "test_held_out" in {c.id for c in book.grades["ada"][lab.name].checks}
+    assert book.grades["ada"][lab.name].earned == book.grades["ada"][lab.name].total
+    assert not book.tampered, "held-out cases of the instructor are not tampering by the learner"
+    with pytest.raises(ConfigError, match="has no grader for 99-tiny"):
+        use_graders([lab], tmp_path)
+    with pytest.raises(ConfigError, match="is not a directory"):
+        use_graders([lab], tmp_path / "missing")
 
 
 def test_reset_restores_the_starter_from_git(tiny: tuple[settings_module.Settings, Path]) -> None:
