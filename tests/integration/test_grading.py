@@ -1,4 +1,5 @@
-"""The grading framework on a real platform: the learner sandbox holds, concurrent runs are isolated.
+"""The grading framework on a real platform: the learner sandbox holds, concurrent runs are isolated,
+and a learner can preview their rules in the platform's Prometheus.
 
 A tiny lab (written to a temporary directory) stands in for a real one, so these tests prove the
 framework itself in seconds: a learner program that tries to escape is refused by RBAC and by
@@ -11,14 +12,16 @@ import json
 import textwrap
 from pathlib import Path
 
+import httpx
 import pytest
 from kubernetes import client
 
-from opslab.grading import isolation
-from opslab.grading.fixtures import make_sandbox, run_learner
+from opslab.grading import isolation, preview
+from opslab.grading.fixtures import eventually, make_sandbox, run_learner
 from opslab.grading.gradebook import grade_submissions
-from opslab.grading.labs import Lab
+from opslab.grading.labs import Lab, find_lab
 from opslab.grading.runner import new_run_id
+from opslab.primitives.errors import ConfigError
 from opslab.runtime.endpoints import endpoint_environment
 from opslab.runtime.lifecycle import Platform
 
@@ -182,3 +185,31 @@ def test_concurrent_grading_scores_what_sequential_grading_scores(platform: Plat
     assert sequential[("bob", "test_answer")][1] == 0 and sequential[("bob", "test_published")] == ("passed", 3)
     assert sequential[("cy", "test_answer")] == ("passed", 2) and sequential[("cy", "test_published")][1] == 0
     assert all(earned == 0 for (name, _), (_, earned) in sequential.items() if name == "dee")
+
+
+def test_preview_loads_a_learners_rules_and_target_and_never_half_applies(platform: Platform, tmp_path: Path) -> None:
+    lab = find_lab(platform.paths.root, 3)
+    settings, promtool = platform.settings, platform.ctx.toolchain.require("promtool")
+    prometheus = f"http://127.0.0.1:{settings.ports.prometheus}"
+
+    def groups() -> set[str]:
+        data = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        return {g["name"] for g in data if "preview-03" in g["file"]}
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "rules.yml").write_text("groups:\n- name: mine\n  rules:\n  - record: mine:up:sum\n    expr: sum(up)\n")
+    try:
+        shown = preview.start(lab, settings, promtool, path=work, port=1)
+        assert groups() == {"mine"}
+        assert shown.target == "127.0.0.1:1"
+        # The learner's exporter is not running: that is the learner's business, not the platform's.
+        assert platform.targets_probe().ok, "a lab's target kept the platform from being ready"
+        (work / "rules.yml").write_text("groups:\n- name: broken\n  rules:\n  - record: x\n    expr: sum(\n")
+        with pytest.raises(ConfigError, match="promtool refuses your rules"):
+            preview.start(lab, settings, promtool, path=work)
+        assert groups() == {"mine"}, "a refused file replaced the loaded one"
+    finally:
+        preview.stop(lab, settings)
+    assert eventually(lambda: not groups(), 15), "stop left the rules loaded"
+    assert not list((settings.paths.config / "lab-targets").glob("preview-*"))

@@ -1,9 +1,10 @@
 """Kafka consumer-group lag exporter (lab 3). See README.md.
 
-usage: python exporter.py --bootstrap HOST:PORT [--port 9308] [--group GROUP ...]
+usage: python exporter.py --bootstrap HOST:PORT [--port 9308]
 
 Write a custom prometheus_client Collector whose collect() reads Kafka through the admin API
-(confluent_kafka.admin.AdminClient) and yields, per topic partition and consumer group:
+(confluent_kafka.admin.AdminClient) at each scrape and yields, for every consumer group it finds
+(list them: nobody tells the exporter which groups exist) and each topic partition:
   kafka_topic_partition_current_offset{topic,partition}
   kafka_consumergroup_current_offset{group,topic,partition}
   kafka_consumergroup_lag{group,topic,partition}

@@ -10,13 +10,16 @@ import click
 from rich.markdown import Markdown
 from rich.table import Table
 
-from opslab.cli.context import load_settings
+from opslab.cli.context import load_settings, toolchain_for
 from opslab.cli.output import console, fmt_seconds
+from opslab.grading import checks_table
 from opslab.grading import hints as hints_module
+from opslab.grading import preview as preview_module
 from opslab.grading.gradebook import grade_submissions, use_graders
 from opslab.grading.labs import Lab, all_labs, find_lab
 from opslab.grading.rubric import Grade
-from opslab.grading.runner import grade, history
+from opslab.grading.runner import grade, history, list_checks, resolve_path
+from opslab.grading.sandbox import SANDBOX_NOTE
 from opslab.primitives.errors import ConfigError
 
 
@@ -69,6 +72,9 @@ def print_grade(item: Lab, result: Grade, run_dir: Path) -> None:
         f"graded in {fmt_seconds(result.seconds)}"
     )
     console.print(f"results: {run_dir / 'grade.json'}, {run_dir / 'junit.xml'}")
+    note = run_dir / SANDBOX_NOTE
+    if note.is_file() and "without" in note.read_text():
+        console.print(f"[yellow]note:[/] {note.read_text().strip()}")
     if result.passed:
         console.print(
             f"Read the debrief: `opslab lab debrief {item.number}` (the reference solution, common mistakes)."
@@ -106,8 +112,8 @@ def hint(number: str, show_all: bool, track: str) -> None:
     console.print(f"[dim]{count} of {total} {track + ' ' if track else ''}hints revealed[/]")
     others = [t for t in item.hint_tracks() if t != track]
     if others and not show_all:
-        names = ", ".join(f"`--track {t}`" if t else "no --track" for t in others)
-        console.print(f"[dim]this lab has hints for other tracks too ({names})[/]")
+        names = ", ".join(f"`opslab lab hint {item.number}" + (f" --track {t}`" if t else "`") for t in others)
+        console.print(f"[dim]other tracks of this lab have hints of their own: {names}[/]")
 
 
 @lab.command()
@@ -128,6 +134,48 @@ def debrief(number: str, yes: bool) -> None:
             console.print(f"Later: `opslab lab debrief {item.number}` (it shows at once when the lab has passed).")
             return
     console.print(Markdown(item.debrief.read_text()))
+
+
+@lab.command()
+@click.argument("number")
+@click.option("--path", type=click.Path(path_type=Path), default=None, help="Your work (default: the lab's starter/).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Your exporter's port (default: the lab's).")
+@click.option("--stop", "stop_preview", is_flag=True, help="Remove your rules and target from Prometheus.")
+def preview(number: str, path: Path | None, port: int | None, stop_preview: bool) -> None:
+    """Load your rules and your exporter into the running Prometheus, to look at before grading."""
+    settings = load_settings()
+    item = find_lab(settings.paths.root, number)
+    if stop_preview:
+        removed = preview_module.stop(item, settings)
+        console.print(f"removed {len(removed)} preview file(s) of lab {item.number}" if removed else "nothing to stop")
+        return
+    promtool = toolchain_for(settings).require("promtool")
+    shown = preview_module.start(item, settings, promtool, path=resolve_path(item, path), port=port)
+    console.print(f"loaded {', '.join(p.name for p in shown.rules)}; scraping your exporter at {shown.target}")
+    console.print(f"  rules and alerts:  {shown.prometheus}/rules  and  {shown.prometheus}/alerts")
+    console.print(f"  your exporter:     {shown.prometheus}/targets?search={shown.target}")
+    console.print(f"  stop with:         opslab lab preview {item.number} --stop")
+
+
+@lab.command()
+@click.argument("number")
+@click.option("--write", is_flag=True, help="Regenerate the table in the lab's README.")
+def checks(number: str, write: bool) -> None:
+    """The lab's checks, points and time limits, as the grader collects them."""
+    settings = load_settings()
+    item = find_lab(settings.paths.root, number)
+    found = list_checks(item, settings)
+    if write:
+        changed = checks_table.write(item, found)
+        console.print(f"{item.readme}: {'table updated' if changed else 'table already current'}")
+        return
+    table = Table(header_style="bold")
+    for column in ("section", "check", "points", "limit"):
+        table.add_column(column, overflow="fold")
+    for entry in found:
+        table.add_row(entry.section, entry.title, str(entry.points), f"{entry.timeout:.0f} s")
+    console.print(table)
+    console.print(f"{len(found)} checks, {sum(c.points for c in found)} points; overall limit {item.time_limit:.0f} s")
 
 
 @lab.command()

@@ -25,7 +25,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from opslab.grading import isolation
-from opslab.grading.sandbox import Sandbox, bwrap_works, find_bwrap
+from opslab.grading.sandbox import SANDBOX_NOTE, Sandbox, bwrap_works, find_bwrap
 from opslab.primitives.processes import kill_group
 from opslab.runtime import kube
 
@@ -249,8 +249,12 @@ def make_sandbox(scratch: Path, environment: dict[str, str] | None = None) -> Sa
 
 @pytest.fixture(scope="session")
 def sandbox(scratch: Path) -> Sandbox:
-    """How this run starts learner programs (see opslab.grading.sandbox)."""
-    return make_sandbox(scratch)
+    """How this run starts learner programs (see opslab.grading.sandbox); which sandbox applies is
+    recorded in the run directory's sandbox.txt."""
+    made = make_sandbox(scratch)
+    if os.environ.get("OPSLAB_RUN_DIR"):
+        (Path(os.environ["OPSLAB_RUN_DIR"]) / SANDBOX_NOTE).write_text(made.describe() + "\n")
+    return made
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,10 @@ class Lab:
     plus ``setup_limit``; a run cut by it never passes."""
     setup_limit: float = 0.0
     """Time the grader may spend before its first check (lab 2's Go build), within ``time_limit``."""
+    preview_rules: tuple[str, ...] = ()
+    """Rule files `opslab lab preview` loads into the platform's Prometheus (lab.toml [preview])."""
+    preview_port: int = 0
+    """The port of the learner's exporter that `opslab lab preview` adds as a target."""
     graders: Path | None = None
     """An instructor's directory of graders (laid out like labs/) used instead of this lab's own."""
 
@@ -86,6 +90,8 @@ def load_lab(directory: Path) -> Lab:
             directory=directory,
             time_limit=float(meta["time_limit"]),
             setup_limit=float(meta.get("setup_limit", 0)),
+            preview_rules=tuple(str(r) for r in meta.get("preview", {}).get("rules", ())),
+            preview_port=int(meta.get("preview", {}).get("port", 0)),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where} has a value of the wrong type: {exc}") from None

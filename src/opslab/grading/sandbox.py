@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+SANDBOX_NOTE = "sandbox.txt"
+"""The file in a run directory that says how the run's learner programs were confined."""
 
 
 @functools.cache

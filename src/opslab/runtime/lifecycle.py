@@ -37,6 +37,7 @@ from opslab.primitives.processes import processes_mentioning, run, terminate
 from opslab.primitives.readiness import ProbeResult, WaitTimeout, safe_probe, wait_until
 from opslab.runtime import kube, nodes, topics
 from opslab.runtime.component import Component, RuntimeContext
+from opslab.runtime.components.prometheus import LAB_JOB
 from opslab.runtime.endpoints import endpoint_environment
 from opslab.runtime.registry import Registry
 from opslab.runtime.supervisor import Program, Supervisor
@@ -397,9 +398,11 @@ class Platform:
         self._apply(self.paths.platform / "k8s" / "crds", kustomize=True)
 
     def targets_probe(self) -> ProbeResult:
-        """Ready when Prometheus reports every active target with health "up"."""
+        """Ready when Prometheus reports every platform target with health "up" (targets that labs
+        and learners add, job LAB_JOB, are theirs: a learner's stopped exporter is not the platform's)."""
         url = f"http://127.0.0.1:{self.settings.ports.prometheus}/api/v1/targets?state=active"
-        data = httpx.get(url, timeout=5).json()["data"]["activeTargets"]
+        active = httpx.get(url, timeout=5).json()["data"]["activeTargets"]
+        data = [t for t in active if t["labels"].get("job") != LAB_JOB]
         down = [t["labels"]["job"] for t in data if t["health"] != "up"]
         if not data:
             return ProbeResult.failed("no targets yet")

@@ -11,6 +11,11 @@ from opslab.primitives.files import write_atomic
 from opslab.primitives.readiness import ProbeResult
 from opslab.runtime.component import Component, http_probe
 
+LAB_RULES = "lab-rules"
+"""Directory (under the config directory) of rule files labs and learners add; a reload loads them."""
+LAB_TARGETS = "lab-targets"
+"""Directory of file_sd target files labs and learners add (scraped as job LAB_JOB)."""
+LAB_JOB = "labs"
 SCRAPE_INTERVAL = "5s"
 
 
@@ -34,12 +39,12 @@ class Prometheus(Component):
     @property
     def lab_rules(self) -> Path:
         """Rule files of labs (loaded with the platform's own; a reload picks up changes)."""
-        return self.ctx.config_file("lab-rules")
+        return self.ctx.config_file(LAB_RULES)
 
     @property
     def lab_targets(self) -> Path:
         """file_sd target files of labs (job "labs")."""
-        return self.ctx.config_file("lab-targets")
+        return self.ctx.config_file(LAB_TARGETS)
 
     def scrape_configs(self) -> list[dict[str, Any]]:
         """One job per platform target; the job name is what alerts and dashboards select on."""
@@ -76,7 +81,7 @@ class Prometheus(Component):
             job("drift-detector", p.drift_detector),
             # Lab graders (and learners) add targets by dropping a file_sd JSON file here.
             {
-                "job_name": "labs",
+                "job_name": LAB_JOB,
                 "file_sd_configs": [{"files": [str(self.lab_targets / "*.json")], "refresh_interval": "5s"}],
             },
         ]
