@@ -42,3 +42,17 @@ def test_write_replaces_only_the_table(tmp_path: Path) -> None:
     (tmp_path / "README.md").write_text("# no markers\n")
     with pytest.raises(ConfigError, match="has no place for the checks table"):
         checks_table.write(lab, [check])
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda lab: lab.name)
+def test_each_lab_has_everything_a_self_paced_learner_needs(lab: Lab) -> None:
+    """The lab standard: README with its checks, hints per track, a debrief, a starter, a grader."""
+    for name in ("README.md", "hints.md", "debrief.md", "lab.toml"):
+        assert (lab.directory / name).is_file(), f"{lab.name} has no {name}"
+    assert lab.starter.is_dir() and lab.grader.is_dir()
+    for track in lab.hint_tracks():
+        assert len(lab.hints(track)) >= 3, f"{lab.name} track {track or 'default'} has fewer than 3 hints"
+    debrief = lab.debrief.read_text()
+    assert "## Common mistakes" in debrief, f"{lab.name}'s debrief does not name the common mistakes"
+    index = (ROOT / "docs" / "labs" / "index.md").read_text()
+    assert f"lab-{lab.number:02d}.md" in index, f"docs/labs/index.md does not list lab {lab.number}"
