@@ -22,10 +22,9 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from prometheus_client.parser import text_string_to_metric_families
 
 from opslab.grading import isolation
-from opslab.grading.fixtures import LearnerError, find_object
+from opslab.grading.fixtures import LearnerError, audited, find_object
 
 ZONE = "topology.kubernetes.io/zone"
 TAINT = "opslab.dev/dedicated"
@@ -224,17 +223,9 @@ class Cell:
         return pending[0]
 
 
-def refused_evictions(api: client.ApiClient) -> float:
-    """Evictions the API server has refused with 429 since it started (from its own /metrics)."""
-    response = api.call_api("GET", f"{api.configuration.host}/metrics")
-    response.read()
-    wanted = [
-        line for line in response.data.decode().splitlines()
-        if line.startswith("apiserver_request_total{") and 'subresource="eviction"' in line and 'code="429"' in line
-    ]  # fmt: skip
-    return sum(
-        sample.value for family in text_string_to_metric_families("\n".join(wanted) + "\n") for sample in family.samples
-    )
+def refused_evictions(namespace: str, user: str) -> int:
+    """Evictions of pods in ``namespace`` by ``user`` that the API server refused (429), from its audit log."""
+    return sum(1 for r in audited(namespace=namespace, user=user) if r.resource == "pods/eviction" and r.code == 429)
 
 
 def pdb_of(manifests: list[dict[str, Any]]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from support import TAINT, ZONE, Cell, pdb_of, refused_evictions, wait_for
 
+from opslab.grading import isolation
 from opslab.grading.fixtures import LearnerError, LearnerRun, find_object, learner_file, python, run_learner
 from opslab.grading.rubric import check
 from opslab.grading.sandbox import Sandbox
@@ -256,7 +257,7 @@ def test_drain_succeeds_once_the_budget_frees_up(
     cell = fresh_cell("d3")
     cell.exhaust_budget()
     victim = next(p for p in cell.running() if p.spec.node_name == cell.nodes["c1"])
-    refusals = refused_evictions(kube_api)
+    learner = isolation.token_subject(learner_kubeconfig)
     outcome: dict[str, Any] = {}
 
     def run() -> None:
@@ -266,16 +267,22 @@ def test_drain_succeeds_once_the_budget_frees_up(
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    # Free the budget only once the drain has been refused (the API server counts 429s).
-    refused = wait_for(lambda: refused_evictions(kube_api) > refusals or not worker.is_alive(), 30, interval=1)
+    # Free the budget only once this drain has been refused: the API server's audit log names
+    # who asked to evict which pod and what it answered, so other runs' refusals do not count.
+    refused = wait_for(lambda: refused_evictions(cell.namespace, learner) > 0 or not worker.is_alive(), 30,
+                       interval=0.5)  # fmt: skip
     freed_while_running = worker.is_alive()
     cell.core.patch_node(cell.nodes["b1"], {"spec": {"unschedulable": False}})
     worker.join(70)
     if "result" not in outcome:
         raise LearnerError("drain.py did not finish")
     result, report = outcome["result"], outcome["report"]
-    assert refused, "drain.py never tried to evict the pod (no eviction was refused within 30 s)"
-    assert freed_while_running, f"drain.py gave up at the first refusal (exit {result.returncode}) instead of retrying"
+    assert refused_evictions(cell.namespace, learner) > 0, (
+        "drain.py never tried to evict the pod through the Eviction API (no refused eviction within 30 s)"
+    )
+    assert freed_while_running and refused, (
+        f"drain.py gave up at the first refusal (exit {result.returncode}) instead of retrying"
+    )
     assert result.returncode == 0, f"drain.py exited {result.returncode} although the budget freed up: {result.tail()}"
     assert report is not None and f"{cell.namespace}/{victim.metadata.name}" in report.get("evicted", []), (
         f"the report does not list {victim.metadata.name} as evicted: {report and report.get('evicted')}"

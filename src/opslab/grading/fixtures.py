@@ -28,6 +28,7 @@ from opslab.grading import isolation
 from opslab.grading.sandbox import SANDBOX_NOTE, Sandbox, bwrap_works, find_bwrap
 from opslab.primitives.processes import kill_group
 from opslab.runtime import kube
+from opslab.runtime.components.kube import AUDIT_LOG, AuditedRequest, audited_requests
 
 
 class LearnerError(AssertionError):
@@ -201,6 +202,21 @@ def kube_api() -> client.ApiClient:
     except Exception:
         pytest.fail("the platform is not running (the API server does not answer): start it with `make up`")
     return api
+
+
+def audited(*, namespace: str, user: str | None = None) -> list[AuditedRequest]:
+    """The audited API requests (evictions) in ``namespace``, by ``user`` if given, oldest first.
+
+    The API server's audit log answers "who asked for what, and what was the answer" per request,
+    which its metrics cannot: they count every run's requests together.
+    """
+    state = os.environ.get("OPSLAB_STATE_DIR")
+    if not state:
+        pytest.fail("the platform's state directory is unknown (OPSLAB_STATE_DIR): grade with `opslab lab check`")
+    return [
+        r for r in audited_requests(Path(state) / AUDIT_LOG)
+        if r.namespace == namespace and (user is None or r.user == user)
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="session")

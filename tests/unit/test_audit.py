@@ -1,0 +1,45 @@
+"""Reading the API server's audit log (the lines are the shape kube-apiserver writes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from opslab.runtime.components.kube import AUDIT_POLICY, AuditedRequest, audited_requests
+
+
+def event(user: str, namespace: str, name: str, code: int) -> str:
+    return json.dumps({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "stage": "ResponseComplete",
+        "verb": "create", "user": {"username": user, "groups": ["system:serviceaccounts"]},
+        "objectRef": {"resource": "pods", "namespace": namespace, "name": name, "apiVersion": "v1",
+                      "subresource": "eviction"},
+        "responseStatus": {"metadata": {}, "status": "Failure", "reason": "TooManyRequests", "code": code},
+    })  # fmt: skip
+
+
+def test_each_request_is_read_with_who_what_and_the_answer(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    log.write_text(
+        event("system:serviceaccount:a:learner", "cell", "checkout-1", 429) + "\n"
+        + '{"kind": "Event", "verb": "cre'  # a line the API server is still writing
+        + "\n" + event("admin", "cell", "checkout-2", 201) + "\n"
+    )  # fmt: skip
+    assert list(audited_requests(log)) == [
+        AuditedRequest("system:serviceaccount:a:learner", "create", "cell", "checkout-1", "pods/eviction", 429),
+        AuditedRequest("admin", "create", "cell", "checkout-2", "pods/eviction", 201),
+    ]
+
+
+def test_a_missing_log_has_no_requests(tmp_path: Path) -> None:
+    assert list(audited_requests(tmp_path / "absent.log")) == []
+
+
+def test_the_policy_audits_evictions_and_nothing_else() -> None:
+    policy = yaml.safe_load(AUDIT_POLICY)
+    assert policy["kind"] == "Policy"
+    first, last = policy["rules"]
+    assert first == {"level": "Metadata", "resources": [{"group": "", "resources": ["pods/eviction"]}]}
+    assert last == {"level": "None"}
