@@ -1,13 +1,15 @@
 """The real platform, started once per test session in its own state directory and ports.
 
 The session's platform never touches the learner's own (`make up`) platform: it lives under a
-temporary state directory and every port is shifted by PORT_OFFSET. It is stopped and purged at the
+temporary state directory and every port is shifted by PORT_OFFSET (OPSLAB_TEST_PORT_OFFSET, default
+1000, so two checkouts can test at once). It is stopped and purged at the
 end of the session. When a test fails, the tail of every component log is printed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +25,9 @@ from opslab.runtime.lifecycle import Platform
 from opslab.settings import Ports, Settings
 from opslab.toolchain.resolve import Toolchain
 from opslab.toolchain.versions import load_versions
+from tests.labs.support import Concurrent, Track, all_tracks
 
-PORT_OFFSET = 1000
+PORT_OFFSET = int(os.environ.get("OPSLAB_TEST_PORT_OFFSET", "1000"))
 
 
 def shifted_settings(state: Path, offset: int, nodes: int = 3) -> Settings:
@@ -67,6 +70,44 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         yield instance
     finally:
         instance.down(purge=True)
+
+
+GRADINGS_WANTED = pytest.StashKey[bool]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[GRADINGS_WANTED] = any("gradings" in getattr(item, "fixturenames", ()) for item in items)
+
+
+@pytest.fixture(scope="session")
+def gradings(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Concurrent]:
+    """Every lab grading tests/labs looks at (solution, starter, each mutant, per track), submitted at
+    once and graded ``OPSLAB_TEST_GRADING_JOBS`` at a time (default 2) on the session's platform.
+
+    Grading runs are isolated (namespaces, nodes, topics, a Prometheus and ports of their own), so
+    they run while the other platform tests do, and the lab tests only collect their results.
+    """
+    pool = Concurrent(
+        platform, tmp_path_factory.mktemp("gradings"), jobs=int(os.environ.get("OPSLAB_TEST_GRADING_JOBS", "2"))
+    )
+    tracks: list[Track] = all_tracks()
+    # Whole-lab gradings first (they take longest), then the single-check mutant runs.
+    for track in tracks:
+        pool.submit(track.key("solution"), track.lab, track.solution)
+        pool.submit(track.key("starter"), track.lab, track.starter)
+    for track in tracks:
+        for mutant in track.mutants:
+            pool.submit(track.key(mutant.name), track.lab, track.solution, mutant)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(autouse=True)
+def _lab_gradings_start_with_the_platform(request: pytest.FixtureRequest) -> None:
+    """When lab tests are selected, start their gradings as soon as a platform test runs, so the
+    gradings overlap the integration tests instead of running after them."""
+    if request.node.get_closest_marker("platform") and request.config.stash.get(GRADINGS_WANTED, False):
+        request.getfixturevalue("gradings")
 
 
 @pytest.fixture(scope="session")
