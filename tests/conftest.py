@@ -19,6 +19,7 @@ import pytest
 from kubernetes import client
 
 from opslab import settings as settings_module
+from opslab.grading import isolation
 from opslab.primitives.processes import processes_mentioning, terminate
 from opslab.runtime import kube
 from opslab.runtime.lifecycle import Platform
@@ -41,10 +42,16 @@ def make_platform(settings: Settings) -> Platform:
     return Platform(settings, Toolchain(versions, settings.paths.cache))
 
 
+OWNER_FILE = "test-session-owner"
+"""In a test platform's state directory: the pytest process that owns it (see isolation.owner_token)."""
+
+
 def stop_stale_test_platforms(current: Path) -> None:
     """Stop platforms an earlier, killed test session left running (they hold the shifted ports).
 
-    They run from state directories under pytest's temporary root, outside this session's own.
+    They run from state directories under pytest's temporary root, outside this session's own, and
+    their owner file names a pytest process that is gone. A platform whose session still runs (another
+    checkout testing at another port offset) is left alone.
     """
     pytest_root = current.parent
     if not pytest_root.name.startswith("pytest-of-"):
@@ -53,17 +60,27 @@ def stop_stale_test_platforms(current: Path) -> None:
     for proc in processes_mentioning(str(pytest_root)):
         try:
             cwd = Path(proc.cwd())
-            if cwd.is_relative_to(pytest_root) and not cwd.is_relative_to(current):
+            if cwd.is_relative_to(pytest_root) and not cwd.is_relative_to(current) and not session_alive(cwd):
                 stale.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
             continue
     terminate(stale, grace=10)
 
 
+def session_alive(directory: Path) -> bool:
+    """Whether the test session owning the platform that runs in ``directory`` still runs."""
+    for folder in (directory, *directory.parents):
+        owner = folder / OWNER_FILE
+        if owner.is_file():
+            return isolation.owner_alive(owner.read_text().strip())
+    return False
+
+
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     stop_stale_test_platforms(tmp_path_factory.getbasetemp())
     state = tmp_path_factory.mktemp("opslab-state")
+    (state / OWNER_FILE).write_text(isolation.owner_token() + "\n")
     instance = make_platform(shifted_settings(state, PORT_OFFSET))
     try:
         instance.up()
