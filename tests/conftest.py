@@ -2,8 +2,9 @@
 
 The session's platform never touches the learner's own (`make up`) platform: it lives under a
 temporary state directory and every port is shifted by PORT_OFFSET (OPSLAB_TEST_PORT_OFFSET, default
-1000, so two checkouts can test at once). It is stopped and purged at the
-end of the session. When a test fails, the tail of every component log is printed.
+1000; the lifecycle tests' small platform takes PORT_OFFSET + 1000, so two checkouts testing at once
+need offsets 2000 apart). It is stopped and purged at the end of the session. When a test fails, the
+tail of every component log is printed.
 """
 
 from __future__ import annotations

@@ -15,11 +15,12 @@ from opslab.primitives.errors import PortInUse
 from opslab.primitives.ports import listener
 from opslab.primitives.readiness import ProbeResult, wait_until
 from opslab.runtime.lifecycle import Platform
-from tests.conftest import make_platform, shifted_settings
+from tests.conftest import PORT_OFFSET, make_platform, shifted_settings
 
 pytestmark = pytest.mark.platform
 
-OFFSET = 2000
+OFFSET = PORT_OFFSET + 1000
+"""The small platform's ports: next to the session platform's (which has PORT_OFFSET)."""
 
 
 @pytest.fixture(scope="module")
