@@ -82,8 +82,24 @@ def test_stale_state_from_a_killed_run_is_repaired(small: Platform) -> None:
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans)
 
 
+def process_group(pgid: int) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            continue
+    return found
+
+
 def test_down_leaves_no_process_and_no_listener(small: Platform) -> None:
+    pids = {name: small.supervisor.state(name).pid for name in ("kafka", "elasticmq")}
+    assert all(pids.values()), f"the JVMs must run before down: {pids}"
+    groups = {name: os.getpgid(pid) for name, pid in pids.items()}
     small.down()
     assert not small.own_processes()
+    for name, pgid in groups.items():
+        assert process_group(pgid) == [], f"{name}'s process group outlived down"
     assert [p for p in all_ports(small) if listener(p) is not None] == []
     assert not Path(small.supervisor.socket).exists()

@@ -223,7 +223,7 @@ def build_go(component: Component, ctx: BuildContext) -> None:
         (bindir / built).rename(bindir / wanted)
 
 
-# --------------------------------------------------------------------------- Maven
+# --------------------------------------------------------------------------- Maven (Kafka, ElasticMQ)
 
 
 def build_maven(component: Component, ctx: BuildContext) -> None:

@@ -77,6 +77,9 @@ KAFKA_LAUNCHERS = (
 )
 """Kafka's command-line tools and the classes they run (Kafka's own bin/ scripts are not in its jars)."""
 
+ELASTICMQ_MAIN = "org.elasticmq.server.Main"
+"""ElasticMQ's server; it reads the file named by -Dconfig.file (Typesafe Config)."""
+
 TERRAFORM = Tool("terraform", version_args=("version",), minimum=True, pin="1.6")
 """terraform >= 1.6 on PATH is used instead of OpenTofu."""
 
@@ -160,6 +163,17 @@ def components(versions: Versions) -> tuple[Component, ...]:
             main_jar="kafka_2.13-*.jar",
             launchers=KAFKA_LAUNCHERS,
             java_opts=("KAFKA_JAVA_OPTS", "-Xmx256m"),
+        ),
+        Component(
+            name="elasticmq",
+            version=versions.elasticmq,
+            source=Source.MAVEN,
+            tools=(Tool("elasticmq-server", on_path=False),),
+            summary="ElasticMQ, an SQS-compatible queue (Maven jars)",
+            maven_properties=(("elasticmq.version", versions.elasticmq),),
+            main_jar="elasticmq-server_2.13-*.jar",
+            launchers=(("elasticmq-server", ELASTICMQ_MAIN),),
+            java_opts=("ELASTICMQ_JAVA_OPTS", "-Xmx128m"),
         ),
         Component(
             name="etcd",

@@ -1,4 +1,4 @@
-"""The Java runtime the JVM components run on."""
+"""The Java runtime the JVM components (Kafka, ElasticMQ) run on."""
 
 from __future__ import annotations
 
