@@ -49,6 +49,8 @@ class Ports:
     """Kafka KRaft controller listener."""
     redis: int = 16379
     """Redis."""
+    sqs: int = 19324
+    """ElasticMQ's SQS API (it serves no web UI or statistics port)."""
     shop: int = 18080
     """The shop simulator: its HTTP API (the gateway) and /metrics."""
     alert_bridge: int = 18088

@@ -11,11 +11,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from opslab.grading import isolation
 from opslab.primitives.errors import PortInUse
 from opslab.primitives.ports import listener
 from opslab.primitives.readiness import ProbeResult, wait_until
 from opslab.runtime.lifecycle import Platform
-from tests.conftest import PORT_OFFSET, make_platform, shifted_settings
+from tests.conftest import OWNER_FILE, PORT_OFFSET, make_platform, shifted_settings
 
 pytestmark = pytest.mark.platform
 
@@ -25,7 +26,9 @@ OFFSET = PORT_OFFSET + 1000
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    instance = make_platform(shifted_settings(tmp_path_factory.mktemp("small"), OFFSET, nodes=1))
+    state = tmp_path_factory.mktemp("small")
+    (state / OWNER_FILE).write_text(isolation.owner_token() + "\n")  # not stale while this session runs
+    instance = make_platform(shifted_settings(state, OFFSET, nodes=1))
     yield instance
     instance.down(purge=True)
 
@@ -60,6 +63,7 @@ def test_a_second_up_starts_nothing_twice(small: Platform) -> None:
 
 def test_a_crashed_component_is_restarted_by_the_supervisor(small: Platform) -> None:
     before = small.supervisor.state("redis").pid
+    assert before, "redis is not running"  # os.kill(0, ...) would kill this test's own process group
     os.kill(before, signal.SIGKILL)
 
     def restarted() -> ProbeResult:
@@ -82,8 +86,24 @@ def test_stale_state_from_a_killed_run_is_repaired(small: Platform) -> None:
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans)
 
 
+def process_group(pgid: int) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            continue
+    return found
+
+
 def test_down_leaves_no_process_and_no_listener(small: Platform) -> None:
+    pids = {name: small.supervisor.state(name).pid for name in ("kafka", "elasticmq")}
+    assert all(pids.values()), f"the JVMs must run before down: {pids}"
+    groups = {name: os.getpgid(pid) for name, pid in pids.items()}
     small.down()
     assert not small.own_processes()
+    for name, pgid in groups.items():
+        assert process_group(pgid) == [], f"{name}'s process group outlived down"
     assert [p for p in all_ports(small) if listener(p) is not None] == []
     assert not Path(small.supervisor.socket).exists()

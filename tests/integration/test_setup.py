@@ -47,3 +47,16 @@ def test_a_missing_prerequisite_is_named_with_how_to_install_it(tmp_path: Path) 
     assert result.stderr.startswith("error: Go is not installed; install Go 1.")
     assert "Traceback" not in result.stderr
     assert not list((tmp_path / "etcd").glob("*")), "nothing half-built is left in the cache"
+
+
+def test_elasticmq_is_fetched_by_maven_once(tmp_path: Path) -> None:
+    first = setup("--only", "elasticmq", cache=tmp_path)
+    assert first.returncode == 0, first.stderr
+    entry = next(p for p in (tmp_path / "elasticmq").iterdir() if not p.name.endswith(".partial"))
+    assert list((entry / "libs").glob("elasticmq-server_2.13-*.jar"))
+    assert list((entry / "libs").glob("logback-classic-*.jar")), "the server's logging binding is fetched with it"
+    assert "org.elasticmq.server.Main" in (entry / "bin" / "elasticmq-server").read_text()
+
+    again = setup("--only", "elasticmq", cache=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "from cache" in again.stdout and "building" not in again.stdout

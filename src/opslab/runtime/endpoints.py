@@ -6,11 +6,13 @@ and into scenario runs, so a program that works in one works in the others.
 
 from __future__ import annotations
 
+from opslab.runtime import sqs
 from opslab.settings import Settings
 
 
 def endpoint_environment(settings: Settings) -> dict[str, str]:
-    """KUBECONFIG and the OPSLAB_* variables that point at this platform."""
+    """KUBECONFIG, the OPSLAB_* variables that point at this platform, and the AWS_* ones boto3 needs
+    to reach its SQS queue (endpoint, dummy credentials, region)."""
     p, paths = settings.ports, settings.paths
     env = {
         "KUBECONFIG": str(paths.kubeconfig),
@@ -21,6 +23,7 @@ def endpoint_environment(settings: Settings) -> dict[str, str]:
         "OPSLAB_REDIS_URL": f"redis://127.0.0.1:{p.redis}/0",
         "OPSLAB_ETCD_URL": f"http://127.0.0.1:{p.etcd}",
         "OPSLAB_SHOP_URL": f"http://127.0.0.1:{p.shop}",
+        **sqs.environment(settings),
         "OPSLAB_ROOT": str(paths.root),
         "OPSLAB_STATE_DIR": str(paths.state),
         "OPSLAB_CACHE_DIR": str(paths.cache),

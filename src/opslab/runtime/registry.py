@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from opslab.primitives.errors import ConfigError
 from opslab.runtime.component import Component, RuntimeContext
 from opslab.runtime.components.alertmanager import Alertmanager
+from opslab.runtime.components.elasticmq import ElasticMQ
 from opslab.runtime.components.etcd import Etcd
 from opslab.runtime.components.kafka import Kafka
 from opslab.runtime.components.kube import ApiServer, ControllerManager, Scheduler
@@ -25,6 +26,7 @@ COMPONENT_TYPES: tuple[type[Component], ...] = (
     Alertmanager,
     Kafka,
     Redis,
+    ElasticMQ,
     AlertBridge,
     Shop,
     DriftDetector,

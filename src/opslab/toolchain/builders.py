@@ -39,7 +39,7 @@ class BuildContext:
     """Everything a builder may touch."""
 
     root: Path
-    """The opslab checkout (platform/go/, platform/java/)."""
+    """The opslab checkout (platform/go/<component>/, platform/java/<component>/)."""
     stage: Path
     """The empty directory to fill."""
     log: Path
@@ -93,6 +93,7 @@ def stream(
             raise
         finally:
             watchdog.cancel()
+            proc.stdout.close()
         if time.monotonic() - began >= ctx.timeout:
             raise ToolchainError(f"{what} took longer than {ctx.timeout:.0f}s and was stopped", fix=f"see {ctx.log}")
     if code != 0:
@@ -122,17 +123,20 @@ def check_go(required: str) -> str:
     return ".".join(map(str, found))
 
 
-def check_java() -> None:
+def check_java(needed_by: str) -> None:
+    """PrerequisiteMissing unless Java 17+ and Maven are installed (``needed_by`` names the component)."""
     if shutil.which("java") is None or shutil.which("mvn") is None:
         missing = "java" if shutil.which("java") is None else "mvn"
         raise PrerequisiteMissing(
-            f"{missing} is not installed (Kafka needs Java 17 and Maven)",
+            f"{missing} is not installed ({needed_by} needs Java 17 and Maven)",
             fix="install a Java 17 JDK and Maven (Debian: apt-get install openjdk-17-jdk maven)",
         )
     out = run(["java", "-version"], timeout=30)
     found = parse_version(out.stderr + out.stdout)
     if found is None or found[0] < 17:
-        raise PrerequisiteMissing(f"Java 17 or newer is needed for Kafka (found {found})", fix="install openjdk-17-jdk")
+        raise PrerequisiteMissing(
+            f"Java 17 or newer is needed for {needed_by} (found {found})", fix="install openjdk-17-jdk"
+        )
 
 
 def check_apt() -> None:
@@ -219,26 +223,18 @@ def build_go(component: Component, ctx: BuildContext) -> None:
         (bindir / built).rename(bindir / wanted)
 
 
-# --------------------------------------------------------------------------- Maven (Kafka)
-
-KAFKA_TOOLS = {
-    "kafka-storage": "kafka.tools.StorageTool",
-    "kafka-topics": "org.apache.kafka.tools.TopicCommand",
-    "kafka-console-producer": "org.apache.kafka.tools.ConsoleProducer",
-    "kafka-console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
-    "kafka-consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-}
+# --------------------------------------------------------------------------- Maven (Kafka, ElasticMQ)
 
 
 def build_maven(component: Component, ctx: BuildContext) -> None:
-    check_java()
+    """Copy the component's jars and their dependencies into libs/; write a bin/ script per launcher."""
+    check_java(component.name)
     libs = ctx.stage / "libs"
-    pom = ctx.root / "platform" / "java" / "pom.xml"
-    v = ctx.versions
+    pom = ctx.root / "platform" / "java" / component.name / "pom.xml"
+    properties = [f"-D{key}={value}" for key, value in component.maven_properties]
     args = [
         "mvn", "-B", "-f", str(pom), "dependency:copy-dependencies",
-        "-DincludeScope=runtime", f"-DoutputDirectory={libs}",
-        f"-Dkafka.version={v.kafka}", f"-Dlog4j.version={v.log4j}", f"-Dslf4j.version={v.slf4j}",
+        "-DincludeScope=runtime", f"-DoutputDirectory={libs}", *properties,
     ]  # fmt: skip
     ctx.progress("resolving jars")
     fetched = 0
@@ -250,17 +246,18 @@ def build_maven(component: Component, ctx: BuildContext) -> None:
             if fetched % 20 == 0:
                 ctx.progress(f"downloaded {fetched} artifacts")
 
-    stream(args, ctx, on_line=on_line, what="Maven fetch of the Kafka jars")
-    if not any(libs.glob("kafka_2.13-*.jar")):
-        raise ToolchainError("Maven finished but no kafka_2.13 jar was fetched", fix=f"see {ctx.log}")
+    stream(args, ctx, on_line=on_line, what=f"Maven fetch of the {component.name} jars")
+    if not any(libs.glob(component.main_jar)):
+        raise ToolchainError(f"Maven finished but no {component.main_jar} was fetched", fix=f"see {ctx.log}")
     bindir = ctx.stage / "bin"
     bindir.mkdir()
-    for tool, main_class in KAFKA_TOOLS.items():
+    opts_var, opts_default = component.java_opts
+    for tool, main_class in component.launchers:
         script = (
             "#!/bin/sh\n"
-            f"# {tool}: Apache Kafka {component.version}, run from the jars next to this script.\n"
+            f"# {tool}: {component.name} {component.version}, run from the jars next to this script.\n"
             'here="$(cd "$(dirname "$0")/.." && pwd)"\n'
-            f'exec "${{JAVA:-java}}" ${{KAFKA_JAVA_OPTS:--Xmx256m}} -cp "$here/libs/*" {main_class} "$@"\n'
+            f'exec "${{JAVA:-java}}" ${{{opts_var}:-{opts_default}}} -cp "$here/libs/*" {main_class} "$@"\n'
         )
         write_atomic(bindir / tool, script, mode=0o755)
 

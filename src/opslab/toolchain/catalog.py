@@ -12,7 +12,7 @@ class Source(Enum):
     """How a component is obtained when it is not found ready to use."""
 
     GO = "go"  # built from a generated Go module under platform/go/<component>/
-    MAVEN = "maven"  # jars fetched by platform/java/pom.xml
+    MAVEN = "maven"  # jars fetched by platform/java/<component>/pom.xml
     DEBIAN = "debian"  # a Debian package, downloaded and unpacked into the cache
     PROVIDERS = "providers"  # Terraform providers built into a filesystem mirror
 
@@ -58,7 +58,27 @@ class Component:
     """Debian: extra library packages the binaries load (found through LD_LIBRARY_PATH)."""
     alternative: Tool | None = None
     """A tool on PATH that makes building this component unnecessary (terraform for OpenTofu)."""
+    maven_properties: tuple[tuple[str, str], ...] = ()
+    """Maven: -D properties for platform/java/<name>/pom.xml (the pinned versions it resolves)."""
+    main_jar: str = ""
+    """Maven: the jar that proves the fetch worked (a glob inside libs/, e.g. kafka_2.13-*.jar)."""
+    launchers: tuple[tuple[str, str], ...] = ()
+    """Maven: tool name -> Java main class; each gets a bin/ script running it from the jars in libs/."""
+    java_opts: tuple[str, str] = ("", "")
+    """Maven: the launchers' JVM options variable and its default (e.g. KAFKA_JAVA_OPTS, -Xmx256m)."""
 
+
+KAFKA_LAUNCHERS = (
+    ("kafka-storage", "kafka.tools.StorageTool"),
+    ("kafka-topics", "org.apache.kafka.tools.TopicCommand"),
+    ("kafka-console-producer", "org.apache.kafka.tools.ConsoleProducer"),
+    ("kafka-console-consumer", "org.apache.kafka.tools.consumer.ConsoleConsumer"),
+    ("kafka-consumer-groups", "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"),
+)
+"""Kafka's command-line tools and the classes they run (Kafka's own bin/ scripts are not in its jars)."""
+
+ELASTICMQ_MAIN = "org.elasticmq.server.Main"
+"""ElasticMQ's server; it reads the file named by -Dconfig.file (Typesafe Config)."""
 
 TERRAFORM = Tool("terraform", version_args=("version",), minimum=True, pin="1.6")
 """terraform >= 1.6 on PATH is used instead of OpenTofu."""
@@ -133,14 +153,27 @@ def components(versions: Versions) -> tuple[Component, ...]:
             name="kafka",
             version=versions.kafka,
             source=Source.MAVEN,
-            tools=(
-                Tool("kafka-storage", on_path=False),
-                Tool("kafka-topics", on_path=False),
-                Tool("kafka-console-producer", on_path=False),
-                Tool("kafka-console-consumer", on_path=False),
-                Tool("kafka-consumer-groups", on_path=False),
-            ),
+            tools=tuple(Tool(name, on_path=False) for name, _ in KAFKA_LAUNCHERS),
             summary="Apache Kafka broker and tools (Maven jars)",
+            maven_properties=(
+                ("kafka.version", versions.kafka),
+                ("log4j.version", versions.log4j),
+                ("slf4j.version", versions.slf4j),
+            ),
+            main_jar="kafka_2.13-*.jar",
+            launchers=KAFKA_LAUNCHERS,
+            java_opts=("KAFKA_JAVA_OPTS", "-Xmx256m"),
+        ),
+        Component(
+            name="elasticmq",
+            version=versions.elasticmq,
+            source=Source.MAVEN,
+            tools=(Tool("elasticmq-server", on_path=False),),
+            summary="ElasticMQ, an SQS-compatible queue (Maven jars)",
+            maven_properties=(("elasticmq.version", versions.elasticmq),),
+            main_jar="elasticmq-server_2.13-*.jar",
+            launchers=(("elasticmq-server", ELASTICMQ_MAIN),),
+            java_opts=("ELASTICMQ_JAVA_OPTS", "-Xmx128m"),
         ),
         Component(
             name="etcd",

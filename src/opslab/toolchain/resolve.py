@@ -130,6 +130,10 @@ class Toolchain:
         """The cached Kafka distribution (libs/ and bin/)."""
         return self.entry(self.index["kafka-storage"]).path
 
+    def elasticmq_home(self) -> Path:
+        """The cached ElasticMQ server (libs/ and bin/)."""
+        return self.entry(self.index["elasticmq-server"]).path
+
 
 def _fmt(version: tuple[int, int, int] | None) -> str:
     return "unknown" if version is None else ".".join(map(str, version))

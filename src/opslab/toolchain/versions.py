@@ -47,6 +47,7 @@ class Versions:
     kafka: str
     log4j: str
     slf4j: str
+    elasticmq: str
     prometheus: str
     alertmanager: str
     redis: str
@@ -97,6 +98,7 @@ def load_versions(path: Path) -> Versions:
         kafka=get("kafka"),
         log4j=get("kafka", "log4j"),
         slf4j=get("kafka", "slf4j"),
+        elasticmq=get("elasticmq"),
         prometheus=get("prometheus"),
         alertmanager=get("alertmanager"),
         redis=get("redis"),

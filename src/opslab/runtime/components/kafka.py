@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
-import shutil
 import uuid
 from pathlib import Path
 
 from confluent_kafka import KafkaException, Producer
 
-from opslab.primitives.errors import ComponentFailed, PrerequisiteMissing
+from opslab.primitives.errors import ComponentFailed
 from opslab.primitives.files import write_atomic
 from opslab.primitives.processes import run
 from opslab.primitives.readiness import ProbeResult
 from opslab.runtime.component import Component
+from opslab.runtime.components.jvm import java_binary
 
 READINESS_TOPIC = "opslab.readiness"
 _QUIET = logging.getLogger("opslab.kafka.probe")
@@ -36,16 +35,6 @@ logger.kafka.level = info
 logger.state.name = state.change.logger
 logger.state.level = warn
 """
-
-
-def java_binary() -> str:
-    home = os.environ.get("JAVA_HOME")
-    if home and (Path(home) / "bin" / "java").is_file():
-        return str(Path(home) / "bin" / "java")
-    found = shutil.which("java")
-    if not found:
-        raise PrerequisiteMissing("java is not installed (Kafka needs Java 17)", fix="install openjdk-17-jdk")
-    return found
 
 
 class Kafka(Component):
@@ -104,7 +93,7 @@ class Kafka(Component):
         data.mkdir(parents=True, exist_ok=True)
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         out = run(
-            [java_binary(), "-Xmx256m", "-cp", self._classpath(), "kafka.tools.StorageTool", "format",
+            [java_binary("Kafka"), "-Xmx256m", "-cp", self._classpath(), "kafka.tools.StorageTool", "format",
              "-t", cluster_id, "-c", str(self.properties), "--ignore-formatted"],
             timeout=120,
         )  # fmt: skip
@@ -119,7 +108,7 @@ class Kafka(Component):
 
     def command(self) -> list[str]:
         return [
-            java_binary(),
+            java_binary("Kafka"),
             "-Xms256m",
             "-Xmx768m",
             "-XX:+UseG1GC",
