@@ -2,9 +2,11 @@
 
 The session's platform never touches the learner's own (`make up`) platform: it lives under a
 temporary state directory and every port is shifted by PORT_OFFSET (OPSLAB_TEST_PORT_OFFSET, default
-1000; the lifecycle tests' small platform takes PORT_OFFSET + 1000, so two checkouts testing at once
-need offsets 2000 apart). It is stopped and purged at the end of the session. When a test fails, the
-tail of every component log is printed.
+1000; the lifecycle tests' small platform takes PORT_OFFSET + 1000). A second checkout testing at the
+same time needs an offset whose ports miss both of those sets: 12000 does (5000 does not: etcd would
+land on the first session's Redis); a collision fails fast, `up` names the taken port. The platform is
+stopped and purged at the end of the session. When a test fails, the tail of every component log is
+printed.
 """
 
 from __future__ import annotations
