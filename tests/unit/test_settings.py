@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from opslab.primitives.errors import ConfigError
-from opslab.settings import load
+from opslab.settings import Ports, load
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,3 +68,16 @@ def test_shifted_port_sets_never_collide() -> None:
     shifted = [port + offset for offset in (0, 1000, 2000, 3000) for port in ports]
     assert len(shifted) == len(set(shifted))
     assert max(shifted) <= 65535
+
+
+def test_the_platforms_that_run_side_by_side_never_share_a_port() -> None:
+    """The learner's platform (offset 0), the test session's (1000), the lifecycle tests' small one
+    (2000) and the benchmarks' (3000) run at once; a new default port must not land on another's."""
+    base = [port for _, port in Ports().items()]
+    taken: dict[int, int] = {}
+    for offset in (0, 1000, 2000, 3000):
+        for port in base:
+            assert port + offset not in taken, (
+                f"port {port + offset} is used at offsets {taken.get(port + offset)} and {offset}"
+            )
+            taken[port + offset] = offset
