@@ -58,6 +58,12 @@ def test_bad_requests_are_refused_clearly(platform: Platform) -> None:
 def test_capacity_follows_the_deployment(platform: Platform, api: client.ApiClient) -> None:
     apps = client.AppsV1Api(api)
     base = shop(platform)
+
+    def recorded(reason: str) -> ProbeResult:
+        events = client.CoreV1Api(api).list_namespaced_event("shop", field_selector="involvedObject.name=catalog")
+        reasons = {e.reason for e in events.items}
+        return ProbeResult(reason in reasons, f"events of catalog: {sorted(reasons)}")
+
     apps.patch_namespaced_deployment_scale("catalog", "shop", {"spec": {"replicas": 0}})
     try:
         wait_until(
@@ -67,6 +73,8 @@ def test_capacity_follows_the_deployment(platform: Platform, api: client.ApiClie
         )
         answer = httpx.get(f"{base}/api/products").json()
         assert answer == {"error": "catalog failed: no ready replicas", "service": "gateway"}
+        # The shop's monitor looks once a second: an outage shorter than that can go unrecorded.
+        wait_until(lambda: recorded("ServiceUnavailable"), what="a ServiceUnavailable event on catalog", timeout=15)
     finally:
         apps.patch_namespaced_deployment_scale("catalog", "shop", {"spec": {"replicas": 2}})
     wait_until(
@@ -74,9 +82,7 @@ def test_capacity_follows_the_deployment(platform: Platform, api: client.ApiClie
         what="catalog to serve again",
         timeout=30,
     )
-    events = client.CoreV1Api(api).list_namespaced_event("shop", field_selector="involvedObject.name=catalog")
-    reasons = {e.reason for e in events.items}
-    assert {"ServiceUnavailable", "ServiceRecovered"} <= reasons
+    wait_until(lambda: recorded("ServiceRecovered"), what="a ServiceRecovered event on catalog", timeout=15)
 
 
 def test_a_fault_is_applied_and_reverted(platform: Platform, api: client.ApiClient) -> None:
@@ -142,15 +148,20 @@ def test_each_service_writes_json_logs(platform: Platform) -> None:
 def test_dashboard_queries_return_data_from_the_live_prometheus(platform: Platform) -> None:
     dashboard = json.loads((platform.paths.platform / "kind" / "grafana" / "shop-slo.json").read_text())
     prometheus = f"http://127.0.0.1:{platform.settings.ports.prometheus}"
-    empty = []
-    for panel in dashboard["panels"]:
-        for target in panel["targets"]:
-            expr = target["expr"].replace("$service", ".*")
-            answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
-            assert answer["status"] == "success", f"{panel['title']}: {answer}"
-            if not answer["data"]["result"]:
-                empty.append(panel["title"])
-    assert len(empty) <= 2, f"panels without data on a running shop: {empty}"
+
+    def panels_with_data() -> ProbeResult:
+        empty = []
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$service", ".*")
+                answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
+                assert answer["status"] == "success", f"{panel['title']}: {answer}"
+                if not answer["data"]["result"]:
+                    empty.append(panel["title"])
+        return ProbeResult(len(empty) <= 2, f"panels without data: {empty}")
+
+    # The SLI windows need a minute or so of samples: a platform just started has none yet.
+    wait_until(panels_with_data, what="the dashboard's panels to show data", timeout=120, max_interval=10)
 
 
 def test_kind_profile_manifests_pass_a_server_side_dry_run(platform: Platform) -> None:
@@ -163,3 +174,4 @@ def test_kind_profile_manifests_pass_a_server_side_dry_run(platform: Platform) -
     assert result.returncode == 0, result.stderr
     assert "deployment.apps/shop-simulator created (server dry run)" in result.stdout
     assert "configmap/opslab-shop-dashboard created (server dry run)" in result.stdout
+
