@@ -3,8 +3,9 @@
 defaults  <  opslab.toml in the repository root  <  OPSLAB_* environment variables  <  CLI flags
 
 What a user sets: the node count (``[cluster] nodes``, ``OPSLAB_NODES``, ``--nodes``), each port
-(``[ports] <name>``, ``OPSLAB_PORT_<NAME>``, for example ``OPSLAB_PORT_REDIS``), and the state and
-cache directories (``OPSLAB_STATE_DIR``, ``OPSLAB_CACHE_DIR``). A bad value stops the command before
+(``[ports] <name>``, ``OPSLAB_PORT_<NAME>``, for example ``OPSLAB_PORT_REDIS``), the share of poison
+orders the shop publishes (``[shop] poison_order_rate``, ``OPSLAB_SHOP_POISON_ORDER_RATE``), and the
+state and cache directories (``OPSLAB_STATE_DIR``, ``OPSLAB_CACHE_DIR``). A bad value stops the command before
 anything starts, with a message naming the value, where it came from and what is allowed.
 """
 
@@ -13,14 +14,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from opslab.primitives.errors import ConfigError
 
 MAX_NODES = 500
+Number = TypeVar("Number", int, float)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,15 @@ class Cluster:
 
 
 @dataclass(frozen=True)
+class Shop:
+    """The shop simulator."""
+
+    poison_order_rate: float = 0.0
+    """Share (0-1) of the order events checkout publishes to topic orders broken (poison orders, for
+    the event pipeline lab); a poison-orders Fault adds to it while it is active."""
+
+
+@dataclass(frozen=True)
 class Paths:
     """Where opslab reads and writes."""
 
@@ -127,6 +138,7 @@ class Settings:
     paths: Paths
     ports: Ports = field(default_factory=Ports)
     cluster: Cluster = field(default_factory=Cluster)
+    shop: Shop = field(default_factory=Shop)
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -150,26 +162,36 @@ def find_root(start: Path | None = None) -> Path:
     )
 
 
-def _port(value: Any, source: str) -> int:
+def _checked(
+    value: Any, source: str, convert: Callable[[Any], Number], low: Number, high: Number, *, what: str, fix: str,
+    range_fix: str | None = None,
+) -> Number:  # fmt: skip
+    """``value`` converted and within low..high, or a ConfigError naming ``source``."""
     try:
-        port = int(value)
+        number = convert(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{source}={value!r} is not a port number", fix="use an integer from 1024 to 65535") from None
-    if not 1024 <= port <= 65535:
-        raise ConfigError(f"{source}={port} is out of range", fix="use a port from 1024 to 65535")
-    return port
+        raise ConfigError(f"{source}={value!r} is not {what}", fix=fix) from None
+    if not low <= number <= high:
+        raise ConfigError(f"{source}={number} is out of range", fix=range_fix or fix)
+    return number
+
+
+def _port(value: Any, source: str) -> int:
+    return _checked(
+        value, source, int, 1024, 65535, what="a port number", fix="use an integer from 1024 to 65535",
+        range_fix="use a port from 1024 to 65535",
+    )  # fmt: skip
 
 
 def _nodes(value: Any, source: str) -> int:
-    try:
-        nodes = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"{source}={value!r} is not a number of nodes", fix=f"use an integer from 1 to {MAX_NODES}"
-        ) from None
-    if not 1 <= nodes <= MAX_NODES:
-        raise ConfigError(f"{source}={nodes} is out of range", fix=f"use 1 to {MAX_NODES} nodes")
-    return nodes
+    return _checked(
+        value, source, int, 1, MAX_NODES, what="a number of nodes", fix=f"use an integer from 1 to {MAX_NODES}",
+        range_fix=f"use 1 to {MAX_NODES} nodes",
+    )  # fmt: skip
+
+
+def _share(value: Any, source: str) -> float:
+    return _checked(value, source, float, 0.0, 1.0, what="a number", fix="use a share from 0 to 1, e.g. 0.05")
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -196,7 +218,11 @@ def load(
     root = root or find_root()
     filed = _read_file(root / "opslab.toml")
 
-    known_sections = {"ports": {name for name, _ in Ports().items()}, "cluster": {"nodes"}}
+    known_sections = {
+        "ports": {name for name, _ in Ports().items()},
+        "cluster": {"nodes"},
+        "shop": {"poison_order_rate"},
+    }
     for section, entries in filed.items():
         if section not in known_sections:
             raise ConfigError(
@@ -243,8 +269,15 @@ def load(
         nodes = _nodes(flags["nodes"], "--nodes")
     cluster = Cluster(nodes=nodes)
 
+    poison = Shop.poison_order_rate
+    if "poison_order_rate" in filed.get("shop", {}):
+        poison = _share(filed["shop"]["poison_order_rate"], "opslab.toml shop.poison_order_rate")
+    if "OPSLAB_SHOP_POISON_ORDER_RATE" in env:
+        poison = _share(env["OPSLAB_SHOP_POISON_ORDER_RATE"], "OPSLAB_SHOP_POISON_ORDER_RATE")
+    shop = Shop(poison_order_rate=poison)
+
     state = Path(flags.get("state_dir") or env.get("OPSLAB_STATE_DIR") or root / ".opslab")
     cache_default = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "opslab"
     cache = Path(flags.get("cache_dir") or env.get("OPSLAB_CACHE_DIR") or cache_default)
     paths = Paths(root=root, state=state.expanduser().resolve(), cache=cache.expanduser().resolve())
-    return Settings(paths=paths, ports=port_settings, cluster=cluster)
+    return Settings(paths=paths, ports=port_settings, cluster=cluster, shop=shop)

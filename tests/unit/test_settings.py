@@ -81,3 +81,18 @@ def test_the_platforms_that_run_side_by_side_never_share_a_port() -> None:
                 f"port {port + offset} is used at offsets {taken.get(port + offset)} and {offset}"
             )
             taken[port + offset] = offset
+
+
+def test_the_poison_order_rate_layers_and_is_checked(tmp_path: Path) -> None:
+    (tmp_path / "platform").mkdir()
+    (tmp_path / "platform" / "versions.toml").write_text("")
+    assert load(environ={}, root=tmp_path).shop.poison_order_rate == 0
+    (tmp_path / "opslab.toml").write_text("[shop]\npoison_order_rate = 0.05\n")
+    assert load(environ={}, root=tmp_path).shop.poison_order_rate == 0.05
+    from_env = load(environ={"OPSLAB_SHOP_POISON_ORDER_RATE": "0.2"}, root=tmp_path)
+    assert from_env.shop.poison_order_rate == 0.2
+    with pytest.raises(ConfigError, match=r"OPSLAB_SHOP_POISON_ORDER_RATE=1\.5 is out of range"):
+        load(environ={"OPSLAB_SHOP_POISON_ORDER_RATE": "1.5"}, root=tmp_path)
+    (tmp_path / "opslab.toml").write_text("[shop]\npoison_order_rate = 'some'\n")
+    with pytest.raises(ConfigError, match=r"shop\.poison_order_rate='some' is not a number"):
+        load(environ={}, root=tmp_path)

@@ -87,7 +87,7 @@ async def serve(args: argparse.Namespace) -> None:
         args.redis, max_connections=32, timeout=2, socket_timeout=2, socket_connect_timeout=1
     )
     redis = aioredis.Redis(connection_pool=pool)
-    shop = Shop(view, redis, orders, metrics, logs, seed=args.seed)
+    shop = Shop(view, redis, orders, metrics, logs, seed=args.seed, poison_order_rate=args.poison_order_rate)
     worker = OrdersWorker(
         args.kafka,
         metrics,
@@ -155,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", required=True)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--baseline-rps", type=float, default=5.0)
+    parser.add_argument(
+        "--poison-order-rate", type=float, default=0.0, help="share (0-1) of order events published broken"
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.poison_order_rate <= 1:
+        parser.error(f"--poison-order-rate {args.poison_order_rate} is outside 0..1")
     if not args.kubeconfig and not args.in_cluster:
         parser.error("give --kubeconfig FILE or --in-cluster")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

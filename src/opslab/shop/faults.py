@@ -2,9 +2,13 @@
 
 A fault is declared as a `Fault` custom resource (faults.opslab.dev, namespace shop; the CRD is
 platform/k8s/crds/fault.yaml). The shop simulator applies the ones that change request handling
-(latency, error-rate, outage, slow-consumer) itself; the fault controller applies the others to
-the cluster or the platform (a pod-template label read by KWOK stages, a node label, a stopped
-process, an out-of-band change) and reverts them when the Fault is deleted.
+(latency, error-rate, outage, hang, slow-consumer, poison-orders) itself; the fault controller
+applies the others to the cluster or the platform (a pod-template label read by KWOK stages, a node
+label, a stopped process, an out-of-band change) and reverts them when the Fault is deleted.
+
+A request fault on fulfilment may name a ledger (spec.ledger): it then applies only to the captures
+recorded in that ledger, so concurrent grading runs, each with a ledger of its own, can break
+fulfilment for themselves without breaking it for each other.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from opslab.shop.ledger import LEDGER_NAME
 from opslab.shop.model import Effects
 from opslab.shop.topology import SERVICES
 
@@ -37,13 +42,21 @@ class FaultType(Enum):
     REDIS_DOWN = "redis-down"
     SLOW_CONSUMER = "slow-consumer"
     TERRAFORM_DRIFT = "terraform-drift"
+    HANG = "hang"
+    POISON_ORDERS = "poison-orders"
 
 
-SIMULATED = {FaultType.LATENCY, FaultType.ERROR_RATE, FaultType.OUTAGE, FaultType.SLOW_CONSUMER}
-"""Faults the simulator applies to request handling."""
+REQUEST = {FaultType.LATENCY, FaultType.ERROR_RATE, FaultType.OUTAGE, FaultType.HANG}
+"""Faults that change how the target answers a request (the model's Effects)."""
+SIMULATED = REQUEST | {FaultType.SLOW_CONSUMER, FaultType.POISON_ORDERS}
+"""Faults the simulator applies itself."""
 POD_TEMPLATE = {FaultType.MEMORY_LEAK, FaultType.CRASH_LOOP, FaultType.FAILING_READINESS}
 """Faults applied as a pod-template label that KWOK stages act on."""
-NEEDS_SERVICE = SIMULATED | POD_TEMPLATE | {FaultType.BAD_ROLLOUT}
+NEEDS_SERVICE = REQUEST | POD_TEMPLATE | {FaultType.BAD_ROLLOUT, FaultType.SLOW_CONSUMER}
+POISON_TARGET = "checkout"
+"""poison-orders breaks what checkout publishes; its target may be omitted."""
+LEDGER_TARGET = "fulfilment"
+"""The only service whose requests belong to a ledger (spec.ledger)."""
 
 DESCRIPTIONS = {
     FaultType.LATENCY: "adds latencyMs to every request of the target service",
@@ -58,6 +71,8 @@ DESCRIPTIONS = {
     FaultType.REDIS_DOWN: "stops Redis",
     FaultType.SLOW_CONSUMER: "orders-worker consumes at most messagesPerSecond: Kafka lag builds",
     FaultType.TERRAFORM_DRIFT: "changes a Terraform-managed object (the shop ResourceQuota) out of band",
+    FaultType.HANG: "a share (hangRate) of the target's requests do their work, then hold the answer for hangMs",
+    FaultType.POISON_ORDERS: "a share (poisonRate) of the order events checkout publishes to topic orders are broken",
 }
 
 
@@ -77,6 +92,11 @@ class Fault:
     error_rate: float = 0.0
     messages_per_second: float = 0.0
     image_tag: str = ""
+    hang_rate: float = 0.0
+    hang_ms: float = 0.0
+    poison_rate: float = 0.0
+    ledger: str = ""
+    """Only for request faults on fulfilment: the ledger whose captures it affects ("" = all)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -94,6 +114,10 @@ def parse(name: str, spec: Mapping[str, Any]) -> Fault:
         known = ", ".join(t.value for t in FaultType)
         raise InvalidFault(f"Fault {name}: unknown type {raw_type!r}; known types: {known}") from None
     target = str(spec.get("target", ""))
+    if kind is FaultType.POISON_ORDERS:
+        if target not in ("", POISON_TARGET):
+            raise InvalidFault(f"Fault {name}: poison-orders applies to {POISON_TARGET} only (spec.target)")
+        target = POISON_TARGET
     if kind in NEEDS_SERVICE and target not in SERVICES:
         raise InvalidFault(
             f"Fault {name}: spec.target {target!r} is not a shop service; use one of {', '.join(SERVICES)}"
@@ -106,6 +130,7 @@ def parse(name: str, spec: Mapping[str, Any]) -> Fault:
     node = str(spec.get("node", ""))
     if kind is FaultType.NODE_NOT_READY and not node:
         raise InvalidFault(f"Fault {name}: node-not-ready needs spec.node (a node name)")
+    ledger = _ledger(name, kind, target, spec)
 
     def number(key: str, low: float, high: float, default: float) -> float:
         value = spec.get(key, default)
@@ -126,19 +151,60 @@ def parse(name: str, spec: Mapping[str, Any]) -> Fault:
         error_rate=number("errorRate", 0, 1, 0.5 if kind is FaultType.ERROR_RATE else 0),
         messages_per_second=number("messagesPerSecond", 0, 10_000, 2 if kind is FaultType.SLOW_CONSUMER else 0),
         image_tag=image_tag,
+        hang_rate=number("hangRate", 0, 1, 0.2 if kind is FaultType.HANG else 0),
+        hang_ms=number("hangMs", 1, 600_000, 30_000) if kind is FaultType.HANG else 0.0,
+        poison_rate=number("poisonRate", 0, 1, 0.1 if kind is FaultType.POISON_ORDERS else 0),
+        ledger=ledger,
     )
 
 
-def effects_on(service: str, faults: Iterable[Fault]) -> Effects:
-    """The combined simulator effect of the active faults on one service."""
-    latency, error_rate, outage = 0.0, 0.0, False
+def _ledger(name: str, kind: FaultType, target: str, spec: Mapping[str, Any]) -> str:
+    """spec.ledger, checked: a valid ledger name, on a request fault of fulfilment."""
+    ledger = spec.get("ledger", "")
+    if not ledger:
+        return ""
+    if kind not in REQUEST or target != LEDGER_TARGET:
+        raise InvalidFault(
+            f"Fault {name}: spec.ledger scopes a request fault ({', '.join(sorted(t.value for t in REQUEST))}) "
+            f"on {LEDGER_TARGET} to one ledger; remove it or set spec.target to {LEDGER_TARGET}"
+        )
+    if not isinstance(ledger, str) or not LEDGER_NAME.fullmatch(ledger):
+        raise InvalidFault(f"Fault {name}: spec.ledger {ledger!r} is not a ledger name ({LEDGER_NAME.pattern})")
+    return ledger
+
+
+def combine(first: float, second: float) -> float:
+    """The share that fails when two independent shares (0-1) both apply."""
+    return 1 - (1 - first) * (1 - second)
+
+
+def effects_on(service: str, faults: Iterable[Fault], ledger: str = "") -> Effects:
+    """The combined simulator effect of the active faults on one service (and, for fulfilment,
+    on the captures of ``ledger``: faults scoped to another ledger do not apply)."""
+    latency, error_rate, outage, hang_rate, hang_ms = 0.0, 0.0, False, 0.0, 0.0
     for fault in faults:
-        if fault.target != service:
+        if fault.target != service or (fault.ledger and fault.ledger != ledger):
             continue
         if fault.type is FaultType.LATENCY:
             latency += fault.latency_ms
         elif fault.type is FaultType.ERROR_RATE:
-            error_rate = 1 - (1 - error_rate) * (1 - fault.error_rate)
+            error_rate = combine(error_rate, fault.error_rate)
         elif fault.type is FaultType.OUTAGE:
             outage = True
-    return Effects(latency_ms=latency, error_rate=error_rate, outage=outage)
+        elif fault.type is FaultType.HANG:
+            hang_rate, hang_ms = combine(hang_rate, fault.hang_rate), max(hang_ms, fault.hang_ms)
+    return Effects(latency_ms=latency, error_rate=error_rate, outage=outage, hang_rate=hang_rate, hang_ms=hang_ms)
+
+
+def scoped_ledgers(faults: Iterable[Fault]) -> set[str]:
+    """The ledgers some active fault is scoped to."""
+    return {fault.ledger for fault in faults if fault.ledger}
+
+
+def poison_rate(faults: Iterable[Fault]) -> float:
+    """The share of order events the active poison-orders faults break."""
+    rate = 0.0
+    for fault in faults:
+        if fault.type is FaultType.POISON_ORDERS:
+            rate = combine(rate, fault.poison_rate)
+    return rate

@@ -4,7 +4,8 @@ Each service is a multi-server queue (M/M/c): its servers are its ready replicas
 per-replica concurrency, its service time grows when its CPU limit is below the reference, and
 its arrival rate is measured from the traffic it actually receives. Waiting time follows the
 Sakasegawa approximation of M/M/c; past saturation the excess load is shed with 503s and the
-rest waits the full queue timeout. Active faults add latency, errors or an outage on top.
+rest waits the full queue timeout. Active faults add latency, errors or an outage on top, or hold
+the answer of a share of successful requests (a hang: the work is done, the reply comes late).
 
 Everything here is pure: time and randomness are passed in, so a seed reproduces a run.
 """
@@ -52,6 +53,9 @@ class Effects:
     latency_ms: float = 0.0
     error_rate: float = 0.0
     outage: bool = False
+    hang_rate: float = 0.0
+    """Share of successful requests whose answer is held for ``hang_ms`` after their work is done."""
+    hang_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class Outcome:
     status: int
     """HTTP status the hop answers with."""
     reason: str = ""
+    hold: float = 0.0
+    """Seconds the answer is held after the hop's work is done (a hang fault)."""
 
     @property
     def ok(self) -> bool:
@@ -142,4 +148,6 @@ def hop(
         return Outcome(latency, 500, "bad release")
     if effects.error_rate and rng.random() < effects.error_rate:
         return Outcome(latency, 500, "injected error")
+    if effects.hang_rate and rng.random() < effects.hang_rate:
+        return Outcome(latency, 200, "answer held (fault)", hold=effects.hang_ms / 1000.0)
     return Outcome(latency, 200)

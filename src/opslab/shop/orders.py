@@ -2,12 +2,12 @@
 
 The worker's throughput follows the model too: each ready orders-worker pod processes
 PER_REPLICA_RATE orders per second, and a slow-consumer fault caps it lower, so Kafka lag builds
-when the worker is scaled down, crashing, or throttled.
+when the worker is scaled down, crashing, or throttled. An event that breaks the order contract
+(a poison order) is counted, logged and skipped: it never stops the worker.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -16,6 +16,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from opslab.shop import contract
 from opslab.shop.faults import FaultType
 from opslab.shop.telemetry import Metrics, ServiceLogs
 
@@ -77,13 +78,12 @@ class OrderBus:
             self.brokers_up = False
             self.metrics.dependency_up.labels("kafka").set(0)
 
-    def publish(self, order: dict[str, Any]) -> bool:
+    def publish(self, key: str, value: bytes) -> bool:
+        """Publish one order event (``value``, JSON text) keyed by its order id."""
         if not self.brokers_up:
             return False
         try:
-            self._producer.produce(
-                ORDERS_TOPIC, json.dumps(order).encode(), key=order["order_id"].encode(), on_delivery=self._delivered
-            )
+            self._producer.produce(ORDERS_TOPIC, value, key=key.encode(), on_delivery=self._delivered)
         except BufferError:
             self.metrics.orders_publish_failures.inc()
             return False
@@ -163,12 +163,24 @@ class OrdersWorker:
                 message = consumer.poll(0.5)
                 if message is None or message.error():
                     continue
-                order = json.loads(message.value() or b"{}")
-                self.metrics.orders_consumed.inc()
-                self.logs.write("orders-worker", "info", "order processed", order_id=order.get("order_id"))
+                self.process(message.value(), message.partition(), message.offset())
                 time.sleep(1.0 / rate)
         finally:
             consumer.close()
+
+    def process(self, value: bytes | None, partition: int | None = None, offset: int | None = None) -> bool:
+        """Handle one event: True if it was an order, False if it broke the contract and was skipped."""
+        order = contract.parse(value)
+        if isinstance(order, contract.Violation):
+            self.metrics.orders_rejected.labels(order.reason.value).inc()
+            self.logs.write(
+                "orders-worker", "warning", f"skipped a poison order: {order.message}",
+                reason=order.reason.value, partition=partition, offset=offset,
+            )  # fmt: skip
+            return False
+        self.metrics.orders_consumed.inc()
+        self.logs.write("orders-worker", "info", "order processed", order_id=order.order_id)
+        return True
 
     def _record_lag(self, consumer: Consumer) -> None:
         assigned = consumer.assignment()

@@ -3,6 +3,8 @@
 Every hop asks the queueing model how long it takes and whether it fails, sleeps that long, and
 then does the hop's real work: cart reads and writes Redis, checkout publishes the order to Kafka.
 A failed dependency makes its caller answer 502, so errors travel up the graph as in a real system.
+Fulfilment (/fulfilment/..., opslab.shop.fulfilment) is called by the order pipeline, not through
+the gateway: its capture is one hop of its own.
 """
 
 from __future__ import annotations
@@ -14,25 +16,24 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import generate_latest
 from redis.exceptions import RedisError
 
+from opslab.shop import contract, model, poison
 from opslab.shop import faults as faults_module
-from opslab.shop import model
 from opslab.shop.cluster import ClusterView
+from opslab.shop.fulfilment import Fulfilment
+from opslab.shop.ledger import LedgerBook
 from opslab.shop.orders import OrderBus
+from opslab.shop.responses import Receive, Response, Scope, Send, error, send_bytes, send_json
 from opslab.shop.telemetry import Metrics, ServiceLogs
-from opslab.shop.topology import PRODUCTS, SERVICES
+from opslab.shop.topology import PRICES, PRODUCTS, SERVICES
 
 _MODELLED: contextvars.ContextVar[list[float]] = contextvars.ContextVar("modelled_seconds")
 """Per request: the latency the model asked for, summed over its hops."""
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+RETRY_AFTER = ((b"retry-after", b"1"),)
 
 
 class HopFailed(Exception):
@@ -43,12 +44,6 @@ class HopFailed(Exception):
         self.service = service
         self.status = status
         self.reason = reason
-
-
-@dataclass
-class Response:
-    status: int
-    body: dict[str, Any] | list[Any]
 
 
 class Shop:
@@ -64,6 +59,8 @@ class Shop:
         *,
         seed: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        book: LedgerBook | None = None,
+        poison_order_rate: float = 0.0,
     ) -> None:
         self.view = view
         self.redis = redis
@@ -74,29 +71,73 @@ class Shop:
         self.clock = clock
         self.meters = {name: model.RateMeter() for name in SERVICES}
         self._effects: dict[str, model.Effects] = {}
+        self._ledger_effects: dict[str, model.Effects] = {}
+        self._poison_share = 0.0
         self._effects_version = -1
+        self.poison_order_rate = poison_order_rate
         self.stats = metrics.stats
+        self.fulfilment = Fulfilment(book or LedgerBook(), metrics.fulfilment, self.modelled, self.ledger_effects)
 
     # ------------------------------------------------------------------ the model
 
+    def _refresh_faults(self) -> None:
+        """Recompute what the faults do, once per change of the cluster view."""
+        version = self.view.version
+        if self._effects_version == version:
+            return
+        faults = self.view.faults()
+        self._effects = {name: faults_module.effects_on(name, faults) for name in SERVICES}
+        self._ledger_effects = {
+            ledger: faults_module.effects_on("fulfilment", faults, ledger)
+            for ledger in faults_module.scoped_ledgers(faults)
+        }
+        self._poison_share = faults_module.combine(self.poison_order_rate, faults_module.poison_rate(faults))
+        self._effects_version = version
+
     def effects(self, service: str) -> model.Effects:
         """The faults' effect on ``service``, cached until the cluster view changes."""
-        if self._effects_version != self.view.version:
-            self._effects = {name: faults_module.effects_on(name, self.view.faults()) for name in SERVICES}
-            self._effects_version = self.view.version
+        self._refresh_faults()
         return self._effects[service]
+
+    def ledger_effects(self, ledger: str) -> model.Effects:
+        """The faults' effect on the captures of one fulfilment ledger."""
+        self._refresh_faults()
+        return self._ledger_effects.get(ledger) or self._effects["fulfilment"]
+
+    def poison_share(self) -> float:
+        """The share of order events checkout publishes broken (setting and poison-orders faults)."""
+        self._refresh_faults()
+        return self._poison_share
 
     def arrival_rate(self, service: str) -> float:
         return self.meters[service].current(self.clock())
 
+    def _draw(self, service: str, now: float, effects: model.Effects) -> model.Outcome:
+        """The model's outcome for one request to ``service`` arriving at ``now``."""
+        rate = self.meters[service].observe(now)
+        outcome = model.hop(SERVICES[service], self.view.capacity(service), rate, effects, self.rng)
+        modelled = _MODELLED.get(None)
+        if modelled is not None:
+            modelled[0] += outcome.latency + outcome.hold
+        return outcome
+
+    def _account(self, service: str, route: str, status: int, note: str, began: float, **fields: object) -> None:
+        """Count a hop's answer and write its log line (errors always, the rest sampled)."""
+        elapsed = self.clock() - began
+        self.stats.record(service, route, status, elapsed)
+        duration_ms = round(elapsed * 1000, 1)
+        if status >= 500:
+            self.logs.write(service, "error", note, route=route, status=status, duration_ms=duration_ms, **fields)
+        elif self.logs.sample(service):
+            level = "warning" if status >= 400 else "info"
+            self.logs.write(
+                service, level, note or "handled", route=route, status=status, duration_ms=duration_ms, **fields
+            )
+
     async def call(self, service: str, route: str, body: Callable[[], Awaitable[Any]] | None = None) -> Any:
         """One hop: modelled latency and failure for ``service``, then ``body`` (its downstream work)."""
         began = self.clock()
-        rate = self.meters[service].observe(began)
-        outcome = model.hop(SERVICES[service], self.view.capacity(service), rate, self.effects(service), self.rng)
-        modelled = _MODELLED.get(None)
-        if modelled is not None:
-            modelled[0] += outcome.latency
+        outcome = self._draw(service, began, self.effects(service))
         inflight = self.stats.inflight
         inflight[service] += 1
         status, reason, result = outcome.status, outcome.reason, None
@@ -109,18 +150,43 @@ class Shop:
                     status, reason = 502, f"{failed.service} failed: {failed.reason}"
                 except (ConnectionError, OSError, TimeoutError, RedisError) as exc:
                     status, reason = 503, f"backing service unavailable: {type(exc).__name__}"
+            if outcome.hold:
+                await asyncio.sleep(outcome.hold)
         finally:
             inflight[service] -= 1
-        elapsed = self.clock() - began
-        self.stats.record(service, route, status, elapsed)
+        self._account(service, route, status, reason, began)
         if status >= 500:
-            self.logs.write(service, "error", reason, route=route, status=status, duration_ms=round(elapsed * 1000, 1))
             raise HopFailed(service, status, reason)
-        if self.logs.sample(service):
-            self.logs.write(
-                service, "info", "handled", route=route, status=status, duration_ms=round(elapsed * 1000, 1)
-            )
         return result
+
+    async def modelled(
+        self, service: str, route: str, work: Callable[[], Response], effects: model.Effects
+    ) -> Response:
+        """A hop whose work answers the request itself (fulfilment): the model's latency and failures,
+        then ``work`` (synchronous, so atomic on the event loop), then any held answer (a hang)."""
+        began = self.clock()
+        outcome = self._draw(service, began, effects)
+        inflight = self.stats.inflight
+        inflight[service] += 1
+        try:
+            await asyncio.sleep(outcome.latency)
+            if outcome.ok:
+                response = work()
+            else:
+                unavailable = outcome.status == 503
+                response = error(
+                    outcome.status,
+                    f"{service}: {outcome.reason}",
+                    "unavailable" if unavailable else "server-error",
+                    retryable=True,
+                    headers=RETRY_AFTER if unavailable else (),
+                )
+            if outcome.hold:
+                await asyncio.sleep(outcome.hold)
+        finally:
+            inflight[service] -= 1
+        self._account(service, route, response.status, response.note, began, **(response.fields or {}))
+        return response
 
     # ------------------------------------------------------------------ routes
 
@@ -137,7 +203,7 @@ class Shop:
 
         found = await self.call("gateway", "get-product", lambda: self.call("catalog", "get-product", catalog))
         return (
-            Response(200, {"sku": sku, "price_cents": 100 + PRODUCTS.index(sku) * 7})
+            Response(200, {"sku": sku, "price_cents": PRICES[sku]})
             if found
             else Response(404, {"error": f"no product {sku}"})
         )
@@ -180,8 +246,8 @@ class Shop:
             if not items:
                 items = {self.rng.choice(PRODUCTS): 1}  # a "buy now" of one item
             await self.call("payments", route, pay)
-            order = {"order_id": order_id, "user": user, "items": items, "ts": time.time()}
-            if not self.orders.publish(order):
+            order = contract.new_order(order_id, user, items, time.time())
+            if not self.orders.publish(order_id, self.order_event(order)):
                 raise HopFailed("kafka", 503, "order bus unavailable")
             await self.redis.delete(f"cart:{user}")
             return order
@@ -189,10 +255,21 @@ class Shop:
         order = await self.call("gateway", route, lambda: self.call("checkout", route, checkout_body))
         return Response(201, order)
 
+    def order_event(self, order: dict[str, Any]) -> bytes:
+        """The event published for ``order``: itself, or (at the poison share) a broken version of it."""
+        share = self.poison_share()
+        if share and self.rng.random() < share:
+            kind = poison.choose(self.rng)
+            self.metrics.orders_poisoned.labels(kind.value).inc()
+            return poison.poisoned(order, kind, self.rng)
+        return json.dumps(order).encode()
+
     # ------------------------------------------------------------------ ASGI
 
-    async def dispatch(self, method: str, path: str, body: bytes) -> Response:
+    async def dispatch(self, method: str, path: str, body: bytes, scope: Scope | None = None) -> Response:
         parts = [p for p in path.split("/") if p]
+        if parts[:1] == ["fulfilment"]:
+            return await self.fulfilment.handle(method, parts[1:], scope or {}, body)
         if parts[:1] != ["api"]:
             return Response(404, {"error": f"no route {method} {path}"})
         rest = parts[1:]
@@ -220,10 +297,10 @@ class Shop:
             return
         path, method = scope["path"], scope["method"]
         if path == "/metrics":
-            await _send(send, 200, generate_latest(self.metrics.registry), b"text/plain; version=0.0.4")
+            await send_bytes(send, 200, generate_latest(self.metrics.registry), b"text/plain; version=0.0.4")
             return
         if path == "/healthz":
-            await _send(send, 200, b"ok", b"text/plain")
+            await send_bytes(send, 200, b"ok", b"text/plain")
             return
         body = b""
         if method == "POST":
@@ -235,21 +312,10 @@ class Shop:
         began, modelled = self.clock(), [0.0]
         token = _MODELLED.set(modelled)
         try:
-            response = await self.dispatch(method, path, body)
+            response = await self.dispatch(method, path, body, scope)
         except HopFailed as failed:
             response = Response(failed.status, {"error": failed.reason, "service": failed.service})
         finally:
             _MODELLED.reset(token)
         self.stats.overhead.observe(max(self.clock() - began - modelled[0], 0.0))
-        await _send(send, response.status, json.dumps(response.body).encode(), b"application/json")
-
-
-async def _send(send: Send, status: int, body: bytes, content_type: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        await send_json(send, response)

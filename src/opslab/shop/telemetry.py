@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from opslab.shop.contract import Reason
+from opslab.shop.poison import PoisonKind
 from opslab.shop.topology import ROUTES, SERVICES
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -112,6 +114,54 @@ class RequestStatsCollector(Collector):
         yield overhead
 
 
+class FulfilmentStats:
+    """Fulfilment's counters, updated only from the event loop, exported by FulfilmentCollector."""
+
+    def __init__(self) -> None:
+        self.captures = 0
+        self.duplicate_captures = 0
+        self.replays = 0
+        self.rejected: dict[str, int] = {}
+        self.entries = 0
+        self.ledgers = 0
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+
+class FulfilmentCollector(Collector):
+    """Exports FulfilmentStats as shop_fulfilment_*."""
+
+    def __init__(self, stats: FulfilmentStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self.stats
+        yield CounterMetricFamily(
+            "shop_fulfilment_captures", "Captures fulfilment recorded, in every ledger.", value=stats.captures
+        )
+        yield CounterMetricFamily(
+            "shop_fulfilment_duplicate_captures",
+            "Captures recorded for an order its ledger had already captured (a double capture).",
+            value=stats.duplicate_captures,
+        )
+        yield CounterMetricFamily(
+            "shop_fulfilment_idempotent_replays",
+            "Capture requests answered with the first capture of their Idempotency-Key (nothing recorded).",
+            value=stats.replays,
+        )
+        rejected = CounterMetricFamily(
+            "shop_fulfilment_rejected", "Capture requests refused with a 4xx or 507, by reason.", labels=["reason"]
+        )
+        for reason, value in list(stats.rejected.items()):
+            rejected.add_metric([reason], value)
+        yield rejected
+        yield GaugeMetricFamily(
+            "shop_fulfilment_ledger_entries", "Captures held in memory, over all ledgers.", value=stats.entries
+        )
+        yield GaugeMetricFamily("shop_fulfilment_ledgers", "Ledgers holding captures.", value=stats.ledgers)
+
+
 class Metrics:
     """Every series the shop exports, in one registry (served at /metrics)."""
 
@@ -120,6 +170,8 @@ class Metrics:
         r = self.registry
         self.stats = RequestStats()
         r.register(RequestStatsCollector(self.stats))
+        self.fulfilment = FulfilmentStats()
+        r.register(FulfilmentCollector(self.fulfilment))
         self.saturation = Gauge(
             "shop_saturation_ratio",
             "Offered load per server of the service's queue (1 = saturated), from the queueing model.",
@@ -146,6 +198,18 @@ class Metrics:
             "shop_orders_publish_failures", "Order events Kafka did not accept.", registry=r
         )
         self.orders_consumed = Counter("shop_orders_consumed", "Order events orders-worker processed.", registry=r)
+        self.orders_poisoned = Counter(
+            "shop_orders_poisoned",
+            "Broken order events checkout published (poison_order_rate setting or a poison-orders Fault), by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.orders_rejected = Counter(
+            "shop_orders_rejected",
+            "Order events orders-worker set aside because they break the order contract, by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "shop_orders_consumer_lag_messages",
             "Messages in topic orders not yet processed by the orders-worker consumer group.",
@@ -157,6 +221,10 @@ class Metrics:
         for service in SERVICES:
             self.saturation.labels(service)
             self.ready.labels(service)
+        for reason in Reason:  # present at 0, so the first poison order counts in increase()
+            self.orders_rejected.labels(reason.value)
+        for kind in PoisonKind:
+            self.orders_poisoned.labels(kind.value)
 
 
 class ServiceLogs:
@@ -214,3 +282,8 @@ class ServiceLogs:
         with self._lock:
             for handle in self.files.values():
                 handle.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            for handle in self.files.values():
+                handle.close()

@@ -18,11 +18,12 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("checkout", base_ms=15.0, concurrency=8),
         ServiceSpec("payments", base_ms=40.0, concurrency=2),
         ServiceSpec("orders-worker", base_ms=20.0, concurrency=4),
+        ServiceSpec("fulfilment", base_ms=10.0, concurrency=16),
     )
 }
 """Every service of the shop, each a Deployment of the same name in namespace shop."""
 
-HTTP_SERVICES = ("gateway", "catalog", "cart", "checkout", "payments")
+HTTP_SERVICES = ("gateway", "catalog", "cart", "checkout", "payments", "fulfilment")
 
 
 @dataclass(frozen=True)
@@ -47,3 +48,5 @@ ROUTES: tuple[Route, ...] = (
 )
 
 PRODUCTS = tuple(f"sku-{i:03d}" for i in range(1, 41))
+PRICES: dict[str, int] = {sku: 100 + index * 7 for index, sku in enumerate(PRODUCTS)}
+"""Price of each product in cents."""

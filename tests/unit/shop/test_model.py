@@ -94,3 +94,13 @@ def test_rate_meter_tracks_a_steady_rate() -> None:
         meter.observe(t)
     assert meter.current(t) == pytest.approx(50, rel=0.05)
     assert meter.current(t + 20) < 2
+
+
+def test_a_hang_holds_the_answer_of_its_share_of_successful_requests() -> None:
+    rng = random.Random(4)
+    effects = Effects(hang_rate=0.25, hang_ms=2000)
+    outcomes = [model.hop(SPEC, Capacity(ready=2), 1, effects, rng) for _ in range(4000)]
+    held = [o for o in outcomes if o.hold]
+    assert len(held) / len(outcomes) == pytest.approx(0.25, abs=0.03)
+    assert all(o.ok and o.hold == 2.0 for o in held)
+    assert all(o.hold == 0 for o in (model.hop(SPEC, Capacity(ready=2), 1, Effects(), rng) for _ in range(100)))

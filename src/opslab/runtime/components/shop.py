@@ -43,6 +43,7 @@ class Shop(Component):
             f"--state-dir={self.ctx.paths.state}",
             f"--log-dir={self.ctx.paths.logs / 'shop'}",
             f"--seed={SHOP_SEED}",
+            f"--poison-order-rate={self.ctx.settings.shop.poison_order_rate}",
         ]
 
     def environment(self) -> dict[str, str]:
