@@ -145,7 +145,7 @@ class Fulfilment:
     """The routes under /fulfilment/. ``modelled`` and ``effects`` come from the shop's model."""
 
     def __init__(
-        self, book: LedgerBook, stats: FulfilmentStats, modelled: Modelled, effects: Callable[[str], Effects]
+        self, book: LedgerBook, stats: FulfilmentStats, modelled: Modelled, effects: Callable[[str, str], Effects]
     ) -> None:
         self.book = book
         self.stats = stats
@@ -165,13 +165,11 @@ class Fulfilment:
     async def handle(self, method: str, route: list[str], scope: Scope, body: bytes) -> Response:
         request = Request.of(scope)
         if method == "POST" and route == ["capture"]:
-            began, wall = time.monotonic(), time.time()
+            began, wall, order = time.monotonic(), time.time(), order_id_of(body)
             answer = await self.modelled(
-                SERVICE, "capture", lambda: self.capture(request, body), self.effects(request.ledger_hint)
+                SERVICE, "capture", lambda: self.capture(request, body), self.effects(request.ledger_hint, order)
             )
-            self.attempts.append(
-                Attempt(request.ledger_hint, order_id_of(body), wall, answer.status, time.monotonic() - began)
-            )
+            self.attempts.append(Attempt(request.ledger_hint, order, wall, answer.status, time.monotonic() - began))
             return answer
         reader = self.readers.get((method, *route))
         if reader is None:

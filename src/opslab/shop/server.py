@@ -72,6 +72,8 @@ class Shop:
         self.meters = {name: model.RateMeter() for name in SERVICES}
         self._effects: dict[str, model.Effects] = {}
         self._ledger_effects: dict[str, model.Effects] = {}
+        self._order_faults: tuple[faults_module.Fault, ...] = ()
+        self._faults: tuple[faults_module.Fault, ...] = ()
         self._poison_share = 0.0
         self._effects_version = -1
         self.poison_order_rate = poison_order_rate
@@ -91,6 +93,8 @@ class Shop:
             ledger: faults_module.effects_on("fulfilment", faults, ledger)
             for ledger in faults_module.scoped_ledgers(faults)
         }
+        self._order_faults = faults_module.order_scoped(faults)
+        self._faults = faults
         self._poison_share = faults_module.combine(self.poison_order_rate, faults_module.poison_rate(faults))
         self._effects_version = version
 
@@ -99,9 +103,11 @@ class Shop:
         self._refresh_faults()
         return self._effects[service]
 
-    def ledger_effects(self, ledger: str) -> model.Effects:
-        """The faults' effect on the captures of one fulfilment ledger."""
+    def ledger_effects(self, ledger: str, order: str = "") -> model.Effects:
+        """The faults' effect on the captures of one fulfilment ledger (and order)."""
         self._refresh_faults()
+        if order and any(order in fault.orders for fault in self._order_faults):
+            return faults_module.effects_on("fulfilment", self._faults, ledger, order)
         return self._ledger_effects.get(ledger) or self._effects["fulfilment"]
 
     def poison_share(self) -> float:

@@ -223,6 +223,20 @@ def test_a_fault_scoped_to_a_ledger_spares_the_others(logs: ServiceLogs) -> None
     run(make_shop(logs, view=view), scenario)
 
 
+def test_a_fault_scoped_to_some_orders_spares_the_others(logs: ServiceLogs) -> None:
+    view = FakeView()
+    scoped = {"type": "outage", "target": "fulfilment", "ledger": "run-1", "orders": ["ord-000000000002"]}
+    view.set_faults(parse("f", scoped))
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        run1 = {"X-Ledger": "run-1"}
+        assert (await client.post(CAPTURE, json=order(2), headers=run1)).status_code == 503
+        assert (await client.post(CAPTURE, json=order(1), headers=run1)).status_code == 201
+        assert (await client.post(CAPTURE, json=order(2), headers={"X-Ledger": "run-2"})).status_code == 201
+
+    run(make_shop(logs, view=view), scenario)
+
+
 def test_every_capture_request_is_in_its_ledgers_attempt_log_with_its_answer(logs: ServiceLogs) -> None:
     view = FakeView()
     view.set_faults(parse("f", {"type": "outage", "target": "fulfilment", "ledger": "run-1"}))
