@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from fulfilment import Fulfilment, Permanent, Transient
 from prometheus_client import Counter, Gauge, start_http_server
 
@@ -221,7 +222,23 @@ class Processor:
             for key in due:
                 del self.paused[key]
 
+    def ensure_topics(self) -> None:
+        """Create the retry tiers and the dead-letter topic up front: a consumer only sees topics
+        that existed when it subscribed (until its next metadata refresh, minutes later)."""
+        admin = AdminClient({"bootstrap.servers": self.s.bootstrap})
+        main = admin.list_topics(self.s.topic, timeout=10).topics.get(self.s.topic)
+        partitions = len(main.partitions) if main is not None and main.partitions else 1
+        names = [*self.s.topics[1:], self.s.dlq]
+        wanted = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in names]
+        for topic, future in admin.create_topics(wanted).items():
+            try:
+                future.result(15)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise RuntimeError(f"cannot create {topic}: {exc}") from None
+
     def run(self) -> None:
+        self.ensure_topics()
         self.consumer.subscribe(self.s.topics, on_revoke=self.on_revoke, on_lost=self.on_lost)
         last_commit = time.monotonic()
         while not self.stopping:

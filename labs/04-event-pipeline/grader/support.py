@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import random
+import signal
 import socket
 import subprocess
 import time
@@ -33,7 +34,14 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from opslab.grading import isolation
-from opslab.grading.fixtures import LearnerError, learner_file, python, start_learner, stop_learner
+from opslab.grading.fixtures import (
+    LearnerError,
+    learner_file,
+    python,
+    signal_learner,
+    start_learner,
+    stop_learner,
+)  # fmt: skip
 from opslab.grading.sandbox import Sandbox
 from opslab.primitives.processes import kill_group
 from opslab.shop import contract
@@ -318,7 +326,7 @@ class Processor:
     def terminate(self, grace: float = 10) -> float | None:
         """SIGTERM, then the seconds until it exited (None: still running after ``grace``, then killed)."""
         began = time.monotonic()
-        kill_group(self.proc.pid, 15)
+        signal_learner(self.proc, signal.SIGTERM)
         try:
             self.proc.wait(grace)
             return time.monotonic() - began

@@ -167,34 +167,36 @@ def test_sigterm_commits_and_exits_within_10_s(open_stream: Callable[..., Stream
     assert took <= 10
 
 
-@check(points=4, section="Processor", timeout=150, hint="Commit what is done in the on_revoke callback, so the "
+@check(points=4, section="Processor", timeout=180, hint="Commit what is done in the on_revoke callback, so the "
        "member that takes a partition over starts where you stopped.")  # fmt: skip
 def test_a_rebalance_hands_partitions_over_without_redoing_work(
     open_stream: Callable[..., Stream], started: Processors
 ) -> None:
-    """a second processor joins, then the first leaves: no gap, and no order processed twice"""
+    """two more processors join, then the first leaves: no gap, and no order processed twice"""
     stream = open_stream("rebalance")
-    stream.fault("latency", latencyMs=3)
-    stream.produce(3000)
-    first = started.start(stream)
-    done = progress_or_fail(stream, first, 300, 60)
-    second = started.start(stream)
+    stream.produce(15_000)  # no added latency: work finished between two commits is what a handover risks
     admin = AdminClient({"bootstrap.servers": stream.kafka})
 
-    def both_members() -> bool:
+    def members_with_partitions() -> int:
         group = admin.describe_consumer_groups([stream.group])[stream.group].result(10)
-        return sum(1 for m in group.members if m.assignment.topic_partitions) >= 2
+        return sum(1 for m in group.members if m.assignment.topic_partitions)
 
-    assert wait_for(both_members, 45, interval=1), "the second processor never got partitions of its own"
-    progress_or_fail(stream, second, done + 400, 60)
+    first = started.start(stream)
+    done = progress_or_fail(stream, first, 1000, 60)
+    for joining in (2, 3):
+        member = started.start(stream)
+        assert wait_for(lambda n=joining: members_with_partitions() >= n, 45, interval=0.5), (
+            f"processor number {joining} never got partitions of its own"
+        )
+        done = progress_or_fail(stream, member, done + 1000, 60)
     assert first.terminate(grace=10) is not None, "the first processor did not leave within 10 s of SIGTERM"
-    all_accounted_for(stream, 90, alive_or_fail(second))
+    all_accounted_for(stream, 90, alive_or_fail(started.running[-1]))
     lost, doubled = lost_and_doubled(stream)
-    assert not lost, f"{describe(lost)} orders were lost in the rebalance"
-    assert not doubled, f"{describe(doubled)} orders were captured twice in the rebalance"
+    assert not lost, f"{describe(lost)} orders were lost in the rebalances"
+    assert not doubled, f"{describe(doubled)} orders were captured twice in the rebalances"
     redone = stream.replays()
-    assert redone <= 10, (
-        f"{redone} captures were repeated (absorbed by idempotency) across the rebalance: partitions were handed "
+    assert redone <= 3, (
+        f"{redone} captures were repeated (absorbed by idempotency) across the rebalances: partitions were handed "
         "over without committing what was done"
     )
 
@@ -212,22 +214,28 @@ def test_retries_back_off_and_do_not_block_the_partition(
     stream.produce(1)
     stuck = next(iter(stream.valid_ids))
     stream.fault("outage", orders=[stuck])
-    stream.produce(200)
+    stream.produce(30)
     processor = started.start(stream)
-    three = wait_for(lambda: len(stream.attempts(stuck)) >= 4 or (alive_or_fail(processor)() or False), 60)
-    tries = [a["at"] for a in stream.attempts(stuck)]
-    assert three or len(tries) >= 3, f"order {stuck} was tried {len(tries)} times in 60 s; at least 3 are expected"
-    others = [c["captured_at"] for c in stream.captures() if c["order_id"] != stuck]
+    check_alive = alive_or_fail(processor)
+
+    def four_tries() -> bool:
+        check_alive()
+        return len(stream.attempts(stuck)) >= 4
+
+    wait_for(four_tries, 60)
+    tries = [a["at"] for a in stream.attempts(stuck)][:4]
+    assert len(tries) >= 4, f"order {stuck} was tried {len(tries)} times in 60 s; at least 4 tries are expected"
     gaps = [b - a for a, b in itertools.pairwise(tries)]
-    assert gaps[0] >= 0.2, f"the first retry came {gaps[0]:.3f} s after the failure: a hot loop, not a backoff"
-    assert len(tries) <= 12, f"order {stuck} was tried {len(tries)} times within a minute: the retries do not back off"
-    assert gaps[-1] >= 1.8 * gaps[0], (
-        f"the pauses between tries of {stuck} do not grow: {', '.join(f'{g:.2f}' for g in gaps)} s"
+    shown = ", ".join(f"{g:.2f}" for g in gaps)
+    assert min(gaps) >= 0.3, (
+        f"a retry of {stuck} came {min(gaps):.3f} s after the try before (pauses: {shown} s): a hot loop"
     )
+    assert gaps[-1] >= 1.5 * min(gaps[:-1]), f"the pauses between the tries of {stuck} do not grow: {shown} s"
+    others = [c["captured_at"] for c in stream.captures() if c["order_id"] != stuck]
     ahead = [t for t in others if t < tries[-1]]
-    assert len(others) >= 150 and len(ahead) >= len(others) // 2, (
-        f"only {len(ahead)} of the {len(others)} orders behind {stuck} on its partition were captured before its "
-        "last retry: the retries hold the partition up"
+    assert len(others) == 30 and len(ahead) >= 15, (
+        f"only {len(ahead)} of the 30 orders behind {stuck} on its partition were captured before its 4th try: "
+        "the retries hold the partition up"
     )
 
 

@@ -43,8 +43,9 @@ MAX_ATTEMPTS = 200_000
 """Capture requests remembered over all ledgers (the oldest are forgotten first; about 0.2 KB each)."""
 REPLAYED = ((b"idempotent-replayed", b"true"),)
 
-Modelled = Callable[[str, str, Callable[[], Response], Effects], Awaitable[Response]]
-"""Runs a hop of ``service`` for ``route``: the model's latency and failures, then the work."""
+Modelled = Callable[[str, str, Callable[[], Response], Effects, bool], Awaitable[Response]]
+"""Runs a hop of ``service`` for ``route``: the model's latency and failures, then the work; the
+last argument says whether it counts in the service's RED metrics."""
 
 
 class Refusal(Exception):
@@ -166,8 +167,14 @@ class Fulfilment:
         request = Request.of(scope)
         if method == "POST" and route == ["capture"]:
             began, wall, order = time.monotonic(), time.time(), order_id_of(body)
+            # Captures in other ledgers than the shop's own are graders' and learners' experiments:
+            # they have their own counters and attempt log, and stay out of the shop's SLOs.
             answer = await self.modelled(
-                SERVICE, "capture", lambda: self.capture(request, body), self.effects(request.ledger_hint, order)
+                SERVICE,
+                "capture",
+                lambda: self.capture(request, body),
+                self.effects(request.ledger_hint, order),
+                request.ledger_hint == DEFAULT_LEDGER,
             )
             self.attempts.append(Attempt(request.ledger_hint, order, wall, answer.status, time.monotonic() - began))
             return answer

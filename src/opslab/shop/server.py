@@ -127,10 +127,13 @@ class Shop:
             modelled[0] += outcome.latency + outcome.hold
         return outcome
 
-    def _account(self, service: str, route: str, status: int, note: str, began: float, **fields: object) -> None:
+    def _account(
+        self, service: str, route: str, status: int, note: str, began: float, *, counted: bool = True, **fields: object
+    ) -> None:
         """Count a hop's answer and write its log line (errors always, the rest sampled)."""
         elapsed = self.clock() - began
-        self.stats.record(service, route, status, elapsed)
+        if counted:
+            self.stats.record(service, route, status, elapsed)
         duration_ms = round(elapsed * 1000, 1)
         if status >= 500:
             self.logs.write(service, "error", note, route=route, status=status, duration_ms=duration_ms, **fields)
@@ -166,10 +169,11 @@ class Shop:
         return result
 
     async def modelled(
-        self, service: str, route: str, work: Callable[[], Response], effects: model.Effects
+        self, service: str, route: str, work: Callable[[], Response], effects: model.Effects, counted: bool = True
     ) -> Response:
         """A hop whose work answers the request itself (fulfilment): the model's latency and failures,
-        then ``work`` (synchronous, so atomic on the event loop), then any held answer (a hang)."""
+        then ``work`` (synchronous, so atomic on the event loop), then any held answer (a hang).
+        ``counted`` False keeps the request out of the service's RED metrics (and so its SLOs)."""
         began = self.clock()
         outcome = self._draw(service, began, effects)
         inflight = self.stats.inflight
@@ -191,7 +195,7 @@ class Shop:
                 await asyncio.sleep(outcome.hold)
         finally:
             inflight[service] -= 1
-        self._account(service, route, response.status, response.note, began, **(response.fields or {}))
+        self._account(service, route, response.status, response.note, began, counted=counted, **(response.fields or {}))
         return response
 
     # ------------------------------------------------------------------ routes

@@ -223,6 +223,23 @@ def test_a_fault_scoped_to_a_ledger_spares_the_others(logs: ServiceLogs) -> None
     run(make_shop(logs, view=view), scenario)
 
 
+def test_only_the_shops_own_ledger_counts_in_its_red_metrics(logs: ServiceLogs) -> None:
+    view = FakeView()
+    view.set_faults(parse("f", {"type": "error-rate", "target": "fulfilment", "errorRate": 1, "ledger": "run-1"}))
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        assert (await client.post(CAPTURE, json=order(1), headers={"X-Ledger": "run-1"})).status_code == 500
+        assert (await client.post(CAPTURE, json=order(1))).status_code == 201
+        text = (await client.get("/metrics")).text
+        assert metric(text, 'shop_http_requests_total{code="500",route="capture",service="fulfilment"}') == 0, (
+            "a grading run's faults must not burn the shop's error budget"
+        )
+        assert metric(text, 'shop_http_requests_total{code="201",route="capture",service="fulfilment"}') == 1
+        assert metric(text, "shop_fulfilment_captures_total") == 1
+
+    run(make_shop(logs, view=view), scenario)
+
+
 def test_a_fault_scoped_to_some_orders_spares_the_others(logs: ServiceLogs) -> None:
     view = FakeView()
     scoped = {"type": "outage", "target": "fulfilment", "ledger": "run-1", "orders": ["ord-000000000002"]}
