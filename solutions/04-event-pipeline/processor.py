@@ -35,7 +35,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from fulfilment import Fulfilment, Permanent, Transient
 from prometheus_client import Counter, Gauge, start_http_server
 
-COMMIT_EVERY = 1.0
+COMMIT_EVERY = 2.0
 """Seconds between asynchronous commits of finished work."""
 
 PROCESSED = Counter("orders_processed", "Orders handled, by outcome", ["outcome"])
@@ -243,7 +243,7 @@ class Processor:
         last_commit = time.monotonic()
         while not self.stopping:
             self.resume_due()
-            batch = self.consumer.consume(num_messages=200, timeout=0.2)
+            batch = self.consumer.consume(num_messages=50, timeout=0.2)
             IN_FLIGHT.set(len(batch))
             skip: set[tuple[str, int]] = set()
             for message in batch:

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from opslab.grading.fixtures import (
     signal_learner,
     start_learner,
     stop_learner,
+    wait_for,
 )  # fmt: skip
 from opslab.grading.sandbox import Sandbox
 from opslab.primitives.processes import kill_group
@@ -67,16 +68,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
-    """The predicate's first truthy value within ``timeout`` seconds, else its last (falsy) one."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------------- orders
