@@ -287,11 +287,38 @@ def load_cases(directory: Path) -> list[Case]:
     return cases
 
 
+def evaluation_order(rules: Path) -> list[str]:
+    """``rules``' group names, groups without alerts first (file order otherwise).
+
+    Without ``group_eval_order`` promtool evaluates groups in a random order at each step, so an
+    alert can read a recording rule's value from the step before and a verdict would flip between
+    runs. Prometheus itself gives no order either; the grader fixes the one a learner means."""
+    try:
+        groups = (yaml.safe_load(rules.read_text()) or {}).get("groups") or []
+    except (OSError, yaml.YAMLError, AttributeError):
+        return []
+    named = [g for g in groups if isinstance(g, dict) and isinstance(g.get("name"), str)]
+
+    def alerts(group: dict[str, Any]) -> bool:
+        return any(isinstance(r, dict) and "alert" in r for r in group.get("rules") or [])
+
+    return [g["name"] for g in sorted(named, key=alerts)]
+
+
+def in_fixed_order(tests: Path, rules: Path, target: Path) -> None:
+    """Write ``tests`` to ``target`` with a ``group_eval_order`` when the learner gave none."""
+    spec = yaml.safe_load(tests.read_text())
+    if isinstance(spec, dict) and not spec.get("group_eval_order") and (order := evaluation_order(rules)):
+        spec["group_eval_order"] = order
+    target.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
 def promtool_passes(rules: Path, series: tuple[tuple[int, str, str], ...], test: dict[str, Any], path: Path) -> bool:
     """Run one promtool unit test against ``rules``; True if it passes."""
     spec = {
         "rule_files": [str(rules)],
         "evaluation_interval": "5s",
+        "group_eval_order": evaluation_order(rules),
         "tests": [{
             "interval": "5s",
             "input_series": [{"series": LAG.format(group=g, partition=p), "values": v} for p, g, v in series],
