@@ -30,15 +30,23 @@ class Mutant:
     find: str
     replace: str
     caught_by: str
+    also: tuple[tuple[str, str], ...] = ()
+    """Further (find, replace) edits of the same file, for a mistake that shows in two places."""
+
+    @property
+    def edits(self) -> list[tuple[str, str]]:
+        return [(self.find, self.replace), *self.also]
 
     def apply(self, directory: Path) -> None:
-        """Apply the mutant to a copy; its ``find`` must occur exactly once (no silent no-op, no ambiguity)."""
+        """Apply the mutant to a copy; each ``find`` must occur exactly once (no silent no-op, no ambiguity)."""
         path = directory / self.file
         text = path.read_text()
-        count = text.count(self.find)
-        if count != 1:
-            raise AssertionError(f"mutant {self.name}: its find occurs {count} times in {self.file}, not once")
-        path.write_text(text.replace(self.find, self.replace))
+        for find, replace in self.edits:
+            count = text.count(find)
+            if count != 1:
+                raise AssertionError(f"mutant {self.name}: its find occurs {count} times in {self.file}, not once")
+            text = text.replace(find, replace)
+        path.write_text(text)
 
 
 def load_mutants(path: Path) -> list[Mutant]:
@@ -46,7 +54,10 @@ def load_mutants(path: Path) -> list[Mutant]:
     names = [item["name"] for item in items]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     assert not duplicates, f"{path}: mutant names used twice: {duplicates}"
-    return [Mutant(**item) for item in items]
+    return [
+        Mutant(**{**item, "also": tuple((edit["find"], edit["replace"]) for edit in item.get("also", []))})
+        for item in items
+    ]
 
 
 def copy_submission(source: Path, work: Path, mutant: Mutant | None = None) -> Path:

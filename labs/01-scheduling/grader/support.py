@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import time
-from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from opslab.grading import isolation
-from opslab.grading.fixtures import LearnerError, audited, find_object
+from opslab.grading.fixtures import LearnerError, audited, find_object, wait_for
 
 ZONE = "topology.kubernetes.io/zone"
 TAINT = "opslab.dev/dedicated"
@@ -38,16 +36,6 @@ KINDS = {"Deployment", "PodDisruptionBudget", "PriorityClass"}
 
 def node_names(run_id: str, cell: str) -> dict[str, str]:
     return {slot: f"grade-{run_id}-{cell}-{slot}" for slot in LAYOUT}
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
-    """The first truthy value of ``predicate`` within ``timeout`` seconds (exceptions propagate)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def ready(pod: client.V1Pod) -> bool:

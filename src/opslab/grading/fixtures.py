@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
 import pytest
 import yaml
 from kubernetes import client
@@ -119,9 +121,30 @@ def start_learner(
         return _spawn(args, cwd, env, sandbox=sandbox, stdout=out, what=what, readable=readable)
 
 
+def signal_learner(proc: subprocess.Popen[Any], sig: int) -> None:
+    """Send ``sig`` to the learner's program itself.
+
+    In the sandbox the program runs in a session of its own under bubblewrap, which does not pass
+    signals on (and dies at a SIGTERM, taking the program with it): the signal goes to bubblewrap's
+    descendants, not to bubblewrap. Without the sandbox it goes to the program's process group.
+    """
+    try:
+        wrapper = psutil.Process(proc.pid)
+        inside = [child for child in wrapper.children(recursive=True) if child.name() != "bwrap"]
+        sandboxed = wrapper.name() == "bwrap"
+    except psutil.NoSuchProcess:
+        return
+    if not sandboxed:
+        kill_group(proc.pid, sig)
+        return
+    for child in inside:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.send_signal(sig)
+
+
 def stop_learner(proc: subprocess.Popen[Any], grace: float = 10) -> None:
-    """SIGTERM the program's process group, then SIGKILL what is left after ``grace`` seconds."""
-    kill_group(proc.pid, 15)
+    """SIGTERM the program, then SIGKILL its process group after ``grace`` seconds."""
+    signal_learner(proc, signal.SIGTERM)
     try:
         proc.wait(grace)
     except subprocess.TimeoutExpired:
@@ -143,6 +166,20 @@ def eventually(predicate: Callable[[], Any], timeout: float, interval: float = 0
             return value
         time.sleep(interval)
     return value
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
+    """The first truthy value of ``predicate`` within ``timeout`` seconds, else its last one.
+
+    Unlike ``eventually``, exceptions propagate: a predicate can fail the check at once (say, when
+    the learner's program died while the grader waited for its work).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
 
 
 def python() -> str:

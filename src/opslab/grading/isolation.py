@@ -278,8 +278,26 @@ def sweep(api: client.ApiClient, runs: set[str] | None = None, *, kafka: str | N
             except ApiException as exc:
                 if exc.status != 404:
                     log.warning("cannot delete %s/%s: %s", kind, name, exc.reason)
+    gone += _sweep_faults(api, selector)
     if kafka:
         gone += sweep_kafka(kafka, runs)
+    return gone
+
+
+def _sweep_faults(api: client.ApiClient, selector: str) -> list[str]:
+    """Delete the shop Faults grading runs created (lab 4 breaks fulfilment for its own ledgers)."""
+    from opslab.shop.faults import GROUP, PLURAL, VERSION  # noqa: PLC0415 (only sweeps need it)
+
+    custom, gone = client.CustomObjectsApi(api), []
+    try:
+        listing: Any = custom.list_namespaced_custom_object(GROUP, VERSION, "shop", PLURAL, label_selector=selector)
+    except ApiException:
+        return []  # no shop (or no Fault CRD) on this platform: nothing of ours there
+    for item in listing.get("items", []):
+        name = item["metadata"]["name"]
+        with contextlib.suppress(ApiException):
+            custom.delete_namespaced_custom_object(GROUP, VERSION, "shop", PLURAL, name)
+            gone.append(f"fault/{name}")
     return gone
 
 

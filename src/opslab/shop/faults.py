@@ -57,6 +57,8 @@ POISON_TARGET = "checkout"
 """poison-orders breaks what checkout publishes; its target may be omitted."""
 LEDGER_TARGET = "fulfilment"
 """The only service whose requests belong to a ledger (spec.ledger)."""
+MAX_SCOPED_ORDERS = 1000
+"""The most order ids one fault may name (spec.orders)."""
 
 DESCRIPTIONS = {
     FaultType.LATENCY: "adds latencyMs to every request of the target service",
@@ -97,6 +99,8 @@ class Fault:
     poison_rate: float = 0.0
     ledger: str = ""
     """Only for request faults on fulfilment: the ledger whose captures it affects ("" = all)."""
+    orders: frozenset[str] = frozenset()
+    """Only for request faults on fulfilment: the order ids whose captures it affects (empty = all)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -131,6 +135,7 @@ def parse(name: str, spec: Mapping[str, Any]) -> Fault:
     if kind is FaultType.NODE_NOT_READY and not node:
         raise InvalidFault(f"Fault {name}: node-not-ready needs spec.node (a node name)")
     ledger = _ledger(name, kind, target, spec)
+    orders = _orders(name, kind, target, spec)
 
     def number(key: str, low: float, high: float, default: float) -> float:
         value = spec.get(key, default)
@@ -155,6 +160,7 @@ def parse(name: str, spec: Mapping[str, Any]) -> Fault:
         hang_ms=number("hangMs", 1, 600_000, 30_000) if kind is FaultType.HANG else 0.0,
         poison_rate=number("poisonRate", 0, 1, 0.1 if kind is FaultType.POISON_ORDERS else 0),
         ledger=ledger,
+        orders=orders,
     )
 
 
@@ -173,17 +179,38 @@ def _ledger(name: str, kind: FaultType, target: str, spec: Mapping[str, Any]) ->
     return ledger
 
 
+def _orders(name: str, kind: FaultType, target: str, spec: Mapping[str, Any]) -> frozenset[str]:
+    """spec.orders, checked: up to MAX_SCOPED_ORDERS order ids, on a request fault of fulfilment."""
+    orders = spec.get("orders")
+    if not orders:
+        return frozenset()
+    if kind not in REQUEST or target != LEDGER_TARGET:
+        raise InvalidFault(
+            f"Fault {name}: spec.orders scopes a request fault ({', '.join(sorted(t.value for t in REQUEST))}) "
+            f"on {LEDGER_TARGET} to some orders; remove it or set spec.target to {LEDGER_TARGET}"
+        )
+    if (
+        not isinstance(orders, list)
+        or len(orders) > MAX_SCOPED_ORDERS
+        or not all(isinstance(o, str) and 0 < len(o) <= 64 for o in orders)
+    ):
+        raise InvalidFault(f"Fault {name}: spec.orders must be a list of up to {MAX_SCOPED_ORDERS} order ids")
+    return frozenset(orders)
+
+
 def combine(first: float, second: float) -> float:
     """The share that fails when two independent shares (0-1) both apply."""
     return 1 - (1 - first) * (1 - second)
 
 
-def effects_on(service: str, faults: Iterable[Fault], ledger: str = "") -> Effects:
+def effects_on(service: str, faults: Iterable[Fault], ledger: str = "", order: str = "") -> Effects:
     """The combined simulator effect of the active faults on one service (and, for fulfilment,
-    on the captures of ``ledger``: faults scoped to another ledger do not apply)."""
+    on the captures of ``ledger`` and ``order``: faults scoped to other ledgers or orders do not apply)."""
     latency, error_rate, outage, hang_rate, hang_ms = 0.0, 0.0, False, 0.0, 0.0
     for fault in faults:
         if fault.target != service or (fault.ledger and fault.ledger != ledger):
+            continue
+        if fault.orders and order not in fault.orders:
             continue
         if fault.type is FaultType.LATENCY:
             latency += fault.latency_ms
@@ -199,6 +226,11 @@ def effects_on(service: str, faults: Iterable[Fault], ledger: str = "") -> Effec
 def scoped_ledgers(faults: Iterable[Fault]) -> set[str]:
     """The ledgers some active fault is scoped to."""
     return {fault.ledger for fault in faults if fault.ledger}
+
+
+def order_scoped(faults: Iterable[Fault]) -> tuple[Fault, ...]:
+    """The active faults scoped to some orders (their effect depends on each capture's order)."""
+    return tuple(fault for fault in faults if fault.orders)
 
 
 def poison_rate(faults: Iterable[Fault]) -> float:

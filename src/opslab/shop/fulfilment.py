@@ -4,6 +4,7 @@
     GET    /fulfilment/ledger           the captures, oldest first (?order= ?since= ?after= ?limit=)
     GET    /fulfilment/ledger/summary   captures, distinct orders, duplicated orders and their ids
     DELETE /fulfilment/ledger           delete the ledger
+    GET    /fulfilment/ledger/attempts  every capture request and its answer (?order= ?limit=)
     GET    /fulfilment/ledgers          every ledger and its size
 
 Every route works on one ledger, named by the `X-Ledger` header or the `?ledger=` query
@@ -19,8 +20,11 @@ capacity give 500 and 503 (with `Retry-After`); those are worth retrying.
 
 from __future__ import annotations
 
+import json
 import re
+import time
 import urllib.parse
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -35,10 +39,13 @@ IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
 """1-255 visible ASCII characters."""
 PAGE = 1000
 MAX_PAGE = 10_000
+MAX_ATTEMPTS = 200_000
+"""Capture requests remembered over all ledgers (the oldest are forgotten first; about 0.2 KB each)."""
 REPLAYED = ((b"idempotent-replayed", b"true"),)
 
-Modelled = Callable[[str, str, Callable[[], Response], Effects], Awaitable[Response]]
-"""Runs a hop of ``service`` for ``route``: the model's latency and failures, then the work."""
+Modelled = Callable[[str, str, Callable[[], Response], Effects, bool], Awaitable[Response]]
+"""Runs a hop of ``service`` for ``route``: the model's latency and failures, then the work; the
+last argument says whether it counts in the service's RED metrics."""
 
 
 class Refusal(Exception):
@@ -111,18 +118,45 @@ class Request:
         return value
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One capture request: when it came, for which order, and what it was answered."""
+
+    ledger: str
+    order_id: str
+    at: float
+    status: int
+    seconds: float
+
+    def as_json(self) -> dict[str, object]:
+        return {"order_id": self.order_id, "at": self.at, "status": self.status, "seconds": round(self.seconds, 4)}
+
+
+def order_id_of(body: bytes) -> str:
+    """The order id a capture request names, if any (for the attempt log; never raises)."""
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    order_id = value.get("order_id") if isinstance(value, dict) else None
+    return order_id[:64] if isinstance(order_id, str) else ""
+
+
 class Fulfilment:
     """The routes under /fulfilment/. ``modelled`` and ``effects`` come from the shop's model."""
 
     def __init__(
-        self, book: LedgerBook, stats: FulfilmentStats, modelled: Modelled, effects: Callable[[str], Effects]
+        self, book: LedgerBook, stats: FulfilmentStats, modelled: Modelled, effects: Callable[[str, str], Effects]
     ) -> None:
         self.book = book
         self.stats = stats
         self.modelled = modelled
         self.effects = effects
+        self.attempts: deque[Attempt] = deque(maxlen=MAX_ATTEMPTS)
+        """Every capture request, answered or not: how a consumer's retries and backoff look from here."""
         self.readers: dict[tuple[str, ...], Callable[[Request], Response]] = {
             ("GET", "ledger"): self.captures,
+            ("GET", "ledger", "attempts"): self.attempts_of,
             ("GET", "ledger", "summary"): self.summary,
             ("DELETE", "ledger"): self.delete,
             ("GET", "ledgers"): self.ledgers,
@@ -132,9 +166,18 @@ class Fulfilment:
     async def handle(self, method: str, route: list[str], scope: Scope, body: bytes) -> Response:
         request = Request.of(scope)
         if method == "POST" and route == ["capture"]:
-            return await self.modelled(
-                SERVICE, "capture", lambda: self.capture(request, body), self.effects(request.ledger_hint)
+            began, wall, order = time.monotonic(), time.time(), order_id_of(body)
+            # Captures in other ledgers than the shop's own are graders' and learners' experiments:
+            # they have their own counters and attempt log, and stay out of the shop's SLOs.
+            answer = await self.modelled(
+                SERVICE,
+                "capture",
+                lambda: self.capture(request, body),
+                self.effects(request.ledger_hint, order),
+                request.ledger_hint == DEFAULT_LEDGER,
             )
+            self.attempts.append(Attempt(request.ledger_hint, order, wall, answer.status, time.monotonic() - began))
+            return answer
         reader = self.readers.get((method, *route))
         if reader is None:
             return Response(404, {"error": f"no route {method} /fulfilment/{'/'.join(route)}"})
@@ -205,6 +248,13 @@ class Fulfilment:
                 "next_after": page[-1].seq if more else None,
             },
         )
+
+    def attempts_of(self, request: Request) -> Response:
+        """The ledger's capture requests, oldest first, with their answers (including faults and refusals)."""
+        ledger, order = request.ledger(), request.query.get("order")
+        limit = int(request.number("limit", int, 1, MAX_ATTEMPTS) or MAX_PAGE)
+        chosen = [a for a in self.attempts if a.ledger == ledger and (order is None or a.order_id == order)]
+        return Response(200, {"ledger": ledger, "attempts": [a.as_json() for a in chosen[-limit:]]})
 
     def summary(self, request: Request) -> Response:
         ledger = request.ledger()

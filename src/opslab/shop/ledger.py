@@ -30,8 +30,9 @@ from typing import Any
 LEDGER_NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?")
 """A ledger's name: 1-63 characters, lower-case letters, digits, '.', '_' and '-' (a DNS label or a run id)."""
 DEFAULT_LEDGER = "default"
-MAX_ENTRIES = 1_000_000
-"""Captures the book holds over all ledgers: 250-470 MB of memory at the cap (see docs/shop.md)."""
+MAX_ENTRIES = 200_000
+"""Captures the book holds over all ledgers: 50-94 MB of memory at the cap (see docs/shop.md); a
+grading run writes a few thousand and deletes its ledger afterwards."""
 DUPLICATE_IDS_SHOWN = 1000
 """How many duplicated order ids a summary lists (the counts are always complete)."""
 

@@ -72,6 +72,8 @@ class Shop:
         self.meters = {name: model.RateMeter() for name in SERVICES}
         self._effects: dict[str, model.Effects] = {}
         self._ledger_effects: dict[str, model.Effects] = {}
+        self._order_faults: tuple[faults_module.Fault, ...] = ()
+        self._faults: tuple[faults_module.Fault, ...] = ()
         self._poison_share = 0.0
         self._effects_version = -1
         self.poison_order_rate = poison_order_rate
@@ -91,6 +93,8 @@ class Shop:
             ledger: faults_module.effects_on("fulfilment", faults, ledger)
             for ledger in faults_module.scoped_ledgers(faults)
         }
+        self._order_faults = faults_module.order_scoped(faults)
+        self._faults = faults
         self._poison_share = faults_module.combine(self.poison_order_rate, faults_module.poison_rate(faults))
         self._effects_version = version
 
@@ -99,9 +103,11 @@ class Shop:
         self._refresh_faults()
         return self._effects[service]
 
-    def ledger_effects(self, ledger: str) -> model.Effects:
-        """The faults' effect on the captures of one fulfilment ledger."""
+    def ledger_effects(self, ledger: str, order: str = "") -> model.Effects:
+        """The faults' effect on the captures of one fulfilment ledger (and order)."""
         self._refresh_faults()
+        if order and any(order in fault.orders for fault in self._order_faults):
+            return faults_module.effects_on("fulfilment", self._faults, ledger, order)
         return self._ledger_effects.get(ledger) or self._effects["fulfilment"]
 
     def poison_share(self) -> float:
@@ -121,10 +127,13 @@ class Shop:
             modelled[0] += outcome.latency + outcome.hold
         return outcome
 
-    def _account(self, service: str, route: str, status: int, note: str, began: float, **fields: object) -> None:
+    def _account(
+        self, service: str, route: str, status: int, note: str, began: float, *, counted: bool = True, **fields: object
+    ) -> None:
         """Count a hop's answer and write its log line (errors always, the rest sampled)."""
         elapsed = self.clock() - began
-        self.stats.record(service, route, status, elapsed)
+        if counted:
+            self.stats.record(service, route, status, elapsed)
         duration_ms = round(elapsed * 1000, 1)
         if status >= 500:
             self.logs.write(service, "error", note, route=route, status=status, duration_ms=duration_ms, **fields)
@@ -160,10 +169,11 @@ class Shop:
         return result
 
     async def modelled(
-        self, service: str, route: str, work: Callable[[], Response], effects: model.Effects
+        self, service: str, route: str, work: Callable[[], Response], effects: model.Effects, counted: bool = True
     ) -> Response:
         """A hop whose work answers the request itself (fulfilment): the model's latency and failures,
-        then ``work`` (synchronous, so atomic on the event loop), then any held answer (a hang)."""
+        then ``work`` (synchronous, so atomic on the event loop), then any held answer (a hang).
+        ``counted`` False keeps the request out of the service's RED metrics (and so its SLOs)."""
         began = self.clock()
         outcome = self._draw(service, began, effects)
         inflight = self.stats.inflight
@@ -185,7 +195,7 @@ class Shop:
                 await asyncio.sleep(outcome.hold)
         finally:
             inflight[service] -= 1
-        self._account(service, route, response.status, response.note, began, **(response.fields or {}))
+        self._account(service, route, response.status, response.note, began, counted=counted, **(response.fields or {}))
         return response
 
     # ------------------------------------------------------------------ routes

@@ -39,12 +39,21 @@ def test_every_check_has_a_mutant_and_every_mutant_applies_once(lab: Lab, track:
     assert not unproven, f"{lab.name} ({track}): no mutant proves these checks can fail: {unproven}"
     for mutant in found:
         text = (directory / mutant.file).read_text()
-        assert text.count(mutant.find) == 1, f"{mutant.name}: its find occurs {text.count(mutant.find)} times"
-        assert mutant.replace != mutant.find, f"{mutant.name} changes nothing"
+        for find, replace in mutant.edits:
+            assert text.count(find) == 1, f"{mutant.name}: its find occurs {text.count(find)} times"
+            assert replace != find, f"{mutant.name} changes nothing"
 
 
 def test_every_lab_has_mutants() -> None:
     assert {lab.name for lab, _, _ in CASES} == {lab.name for lab in all_labs(ROOT)}
+
+
+def test_a_mutant_may_edit_two_places(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("x = 1\ny = 2\n")
+    Mutant("m", "a.py", "x = 1", "x = 3", "test_x", also=(("y = 2", "y = 4"),)).apply(tmp_path)
+    assert (tmp_path / "a.py").read_text() == "x = 3\ny = 4\n"
+    with pytest.raises(AssertionError, match="occurs 0 times"):
+        Mutant("m", "a.py", "x = 3", "x = 5", "test_x", also=(("z = 1", "z = 2"),)).apply(tmp_path)
 
 
 def test_a_mutant_that_matches_nothing_is_refused(tmp_path: Path) -> None:

@@ -61,6 +61,18 @@ def test_a_ledger_scoped_fault_applies_to_that_ledger_only() -> None:
     assert effects_on("fulfilment", faults) == other
 
 
+def test_an_order_scoped_fault_applies_to_those_orders_only() -> None:
+    fault = parse("x", {"type": "outage", "target": "fulfilment", "ledger": "run-1", "orders": ["ord-1", "ord-2"]})
+    assert fault.orders == frozenset({"ord-1", "ord-2"})
+    assert effects_on("fulfilment", [fault], "run-1", "ord-2").outage
+    assert not effects_on("fulfilment", [fault], "run-1", "ord-3").outage
+    assert not effects_on("fulfilment", [fault], "run-2", "ord-1").outage
+    with pytest.raises(InvalidFault, match=r"spec\.orders scopes"):
+        parse("y", {"type": "outage", "target": "payments", "orders": ["ord-1"]})
+    with pytest.raises(InvalidFault, match="list of up to 1000"):
+        parse("z", {"type": "outage", "target": "fulfilment", "orders": "ord-1"})
+
+
 def test_poison_shares_combine() -> None:
     faults = [parse(n, {"type": "poison-orders", "poisonRate": 0.5}) for n in ("a", "b")]
     assert poison_rate(faults) == 0.75

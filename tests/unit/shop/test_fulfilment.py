@@ -223,6 +223,61 @@ def test_a_fault_scoped_to_a_ledger_spares_the_others(logs: ServiceLogs) -> None
     run(make_shop(logs, view=view), scenario)
 
 
+def test_only_the_shops_own_ledger_counts_in_its_red_metrics(logs: ServiceLogs) -> None:
+    view = FakeView()
+    view.set_faults(parse("f", {"type": "error-rate", "target": "fulfilment", "errorRate": 1, "ledger": "run-1"}))
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        assert (await client.post(CAPTURE, json=order(1), headers={"X-Ledger": "run-1"})).status_code == 500
+        assert (await client.post(CAPTURE, json=order(1))).status_code == 201
+        text = (await client.get("/metrics")).text
+        assert metric(text, 'shop_http_requests_total{code="500",route="capture",service="fulfilment"}') == 0, (
+            "a grading run's faults must not burn the shop's error budget"
+        )
+        assert metric(text, 'shop_http_requests_total{code="201",route="capture",service="fulfilment"}') == 1
+        assert metric(text, "shop_fulfilment_captures_total") == 1
+
+    run(make_shop(logs, view=view), scenario)
+
+
+def test_a_fault_scoped_to_some_orders_spares_the_others(logs: ServiceLogs) -> None:
+    view = FakeView()
+    scoped = {"type": "outage", "target": "fulfilment", "ledger": "run-1", "orders": ["ord-000000000002"]}
+    view.set_faults(parse("f", scoped))
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        run1 = {"X-Ledger": "run-1"}
+        assert (await client.post(CAPTURE, json=order(2), headers=run1)).status_code == 503
+        assert (await client.post(CAPTURE, json=order(1), headers=run1)).status_code == 201
+        assert (await client.post(CAPTURE, json=order(2), headers={"X-Ledger": "run-2"})).status_code == 201
+
+    run(make_shop(logs, view=view), scenario)
+
+
+def test_every_capture_request_is_in_its_ledgers_attempt_log_with_its_answer(logs: ServiceLogs) -> None:
+    view = FakeView()
+    view.set_faults(parse("f", {"type": "outage", "target": "fulfilment", "ledger": "run-1"}))
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        run1 = {"X-Ledger": "run-1"}
+        await client.post(CAPTURE, json=order(1), headers=run1)
+        view.set_faults()
+        await client.post(CAPTURE, json=order(1), headers=run1)
+        await client.post(CAPTURE, json=order(2), headers=run1)
+        await client.post(CAPTURE, content=b"{not json", headers=run1)
+        await client.post(CAPTURE, json=order(1), headers={"X-Ledger": "run-2"})
+        answer = await client.get("/fulfilment/ledger/attempts", params={"order": "ord-000000000001"}, headers=run1)
+        attempts = answer.json()["attempts"]
+        assert [a["status"] for a in attempts] == [503, 201], "a refused attempt is logged too, run-2's is not"
+        assert attempts[0]["at"] <= attempts[1]["at"] and all(a["order_id"] == "ord-000000000001" for a in attempts)
+        every = (await client.get("/fulfilment/ledger/attempts", headers=run1)).json()["attempts"]
+        assert [(a["order_id"], a["status"]) for a in every] == [
+            ("ord-000000000001", 503), ("ord-000000000001", 201), ("ord-000000000002", 201), ("", 400),
+        ]  # fmt: skip
+
+    run(make_shop(logs, view=view), scenario)
+
+
 def test_a_hang_records_the_capture_then_holds_the_answer(logs: ServiceLogs) -> None:
     view = FakeView()
     view.set_faults(parse("f", {"type": "hang", "target": "fulfilment", "hangRate": 1, "hangMs": 400}))

@@ -1,0 +1,379 @@
+"""Helpers shared by lab 4's checks: the run's order streams, the fulfilment ledger, faults, and the
+learner's processors.
+
+Isolation: each check opens a ``Stream`` of its own: a topic ``grading-<run>-<key>-orders`` (the
+learner's retry and dead-letter topics are ``<topic>.<anything>``, under the same prefix), a
+consumer group of the same prefix, and a fulfilment ledger ``<run>-<key>`` that only this check
+writes and reads. Faults are Fault objects scoped to that ledger (and, where a check needs it, to
+some orders), so other runs and the shop's own traffic never see them. Everything is labelled with
+the run id and removed afterwards (and by `opslab lab sweep` after a crash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from opslab.grading import isolation
+from opslab.grading.fixtures import (
+    LearnerError,
+    learner_file,
+    python,
+    signal_learner,
+    start_learner,
+    stop_learner,
+    wait_for,
+)  # fmt: skip
+from opslab.grading.sandbox import Sandbox
+from opslab.primitives.processes import kill_group
+from opslab.shop import contract
+from opslab.shop.faults import GROUP, PLURAL, VERSION
+from opslab.shop.topology import PRODUCTS
+
+SHOP_NAMESPACE = "shop"
+DLQ_HEADERS = ("error-class", "error-message", "attempts", "original-topic", "original-partition", "original-offset")
+"""The headers every dead letter must carry (README, task 1)."""
+_quiet = logging.getLogger("opslab.grading.lab04.kafka")
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
+
+
+def env_or_fail(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        pytest.fail(f"the platform is not running (no {name}): start it with `make up`")
+    return value
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ---------------------------------------------------------------------- orders
+
+
+def new_order_id(rng: random.Random) -> str:
+    return f"ord-{rng.getrandbits(48):012x}"
+
+
+def valid_order(rng: random.Random) -> dict[str, Any]:
+    items = {sku: rng.randint(1, 3) for sku in rng.sample(PRODUCTS, rng.randint(1, 3))}
+    return contract.new_order(new_order_id(rng), f"user-{rng.randint(1, 500)}", items, time.time())
+
+
+def poison_order(rng: random.Random, index: int) -> tuple[str, bytes]:
+    """An order the API refuses for good (a key, the raw value): three kinds, in turn."""
+    order = valid_order(rng)
+    kind = index % 3
+    if kind == 0:
+        return order["order_id"], json.dumps(order).encode()[:-7]  # cut off: not JSON
+    if kind == 1:
+        order["items"] = {"sku-999": 1}  # an unknown product
+        return order["order_id"], json.dumps(order).encode()
+    order["amount_cents"] += 1  # the amount does not match the items
+    return order["order_id"], json.dumps(order).encode()
+
+
+@dataclass
+class Sent:
+    order_id: str
+    partition: int
+    offset: int
+    valid: bool
+
+
+# ---------------------------------------------------------------------- the run's stream
+
+
+@dataclass
+class Stream:
+    """One check's topic, consumer group, fulfilment ledger and faults."""
+
+    kafka: str
+    shop: str
+    api: client.ApiClient
+    run_id: str
+    key: str
+    partitions: int = 4
+    sent: dict[str, Sent] = field(default_factory=dict)
+    faults: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        prefix = isolation.topic_prefix(self.run_id)
+        self.topic = f"{prefix}{self.key}-orders"
+        self.group = f"{prefix}{self.key}-processor"
+        self.dlq = f"{self.topic}.dlq"
+        self.ledger = f"{self.run_id}-{self.key}"
+        self.rng = random.Random(f"{self.run_id}-{self.key}")
+        self.admin = AdminClient({"bootstrap.servers": self.kafka, "logger": _quiet})
+        futures = self.admin.create_topics([NewTopic(self.topic, num_partitions=self.partitions, replication_factor=1)])
+        for future in futures.values():
+            future.result(30)
+        self.producer = Producer({"bootstrap.servers": self.kafka, "logger": _quiet, "linger.ms": 5,
+                                  "enable.idempotence": True})  # fmt: skip
+        self.http = httpx.Client(base_url=self.shop, headers={"X-Ledger": self.ledger}, timeout=10)
+
+    # -------------------------------------------------------------- producing
+
+    def produce(self, valid: int, poison: int = 0, *, orders: list[dict[str, Any]] | None = None) -> list[Sent]:
+        """Publish ``valid`` good orders (or the given ones) and ``poison`` bad ones, shuffled; wait for the acks."""
+        records = [(o["order_id"], json.dumps(o).encode(), True) for o in orders or []]
+        records += [
+            (o["order_id"], json.dumps(o).encode(), True) for o in (valid_order(self.rng) for _ in range(valid))
+        ]
+        records += [(*poison_order(self.rng, i), False) for i in range(poison)]
+        self.rng.shuffle(records)
+        sent: list[Sent] = []
+
+        def delivered(error: KafkaError | None, message: Any, order_id: str, ok: bool) -> None:
+            if error is None:
+                sent.append(Sent(order_id, message.partition(), message.offset(), ok))
+
+        for order_id, value, ok in records:
+            while True:
+                try:
+                    self.producer.produce(self.topic, value, key=order_id.encode(),
+                                          on_delivery=lambda e, m, i=order_id, v=ok: delivered(e, m, i, v))  # fmt: skip
+                    break
+                except BufferError:
+                    self.producer.poll(0.1)
+        if self.producer.flush(60) != 0 or len(sent) != len(records):
+            raise RuntimeError("Kafka did not take the grader's orders within 60 s")
+        for record in sent:
+            self.sent[record.order_id] = record
+        return sent
+
+    @property
+    def valid_ids(self) -> set[str]:
+        return {s.order_id for s in self.sent.values() if s.valid}
+
+    @property
+    def poison_ids(self) -> set[str]:
+        return {s.order_id for s in self.sent.values() if not s.valid}
+
+    # -------------------------------------------------------------- the ledger
+
+    def summary(self) -> dict[str, Any]:
+        answer = self.http.get("/fulfilment/ledger/summary")
+        answer.raise_for_status()
+        return dict(answer.json())
+
+    def captures(self) -> list[dict[str, Any]]:
+        """Every capture in the run's ledger, oldest first."""
+        found: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            page = self.http.get("/fulfilment/ledger", params={"after": after, "limit": 10_000}).json()
+            found += page["captures"]
+            if not page["more"]:
+                return found
+            after = page["next_after"]
+
+    def captured(self) -> dict[str, int]:
+        """How often each order was captured."""
+        counts: dict[str, int] = {}
+        for capture in self.captures():
+            counts[capture["order_id"]] = counts.get(capture["order_id"], 0) + 1
+        return counts
+
+    def attempts(self, order: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": 200_000}
+        if order:
+            params["order"] = order
+        return list(self.http.get("/fulfilment/ledger/attempts", params=params).json()["attempts"])
+
+    def replays(self) -> int:
+        """Captures answered from an idempotency key: work done again that idempotency absorbed."""
+        return sum(1 for a in self.attempts() if a["status"] == 200)
+
+    # -------------------------------------------------------------- Kafka
+
+    def dead_letters(self) -> list[tuple[str, dict[str, str], bytes]]:
+        """(key, headers, value) of every message on ``<topic>.dlq`` so far."""
+        return [((m.key() or b"").decode(), {k: (v or b"").decode(errors="replace") for k, v in m.headers() or []},
+                 m.value() or b"") for m in read_topic(self.kafka, self.dlq)]  # fmt: skip
+
+    def ends(self) -> int:
+        """Messages on the main topic so far (the sum of its partitions' end offsets)."""
+        consumer = Consumer({"bootstrap.servers": self.kafka, "group.id": self.group, "logger": _quiet})
+        try:
+            return sum(
+                consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
+                for p in range(self.partitions)
+            )
+        finally:
+            consumer.close()
+
+    def committed(self) -> dict[int, int]:
+        """The group's committed offset per partition of the main topic (-1: none)."""
+        consumer = Consumer({"bootstrap.servers": self.kafka, "group.id": self.group, "logger": _quiet})
+        try:
+            parts = consumer.committed([TopicPartition(self.topic, p) for p in range(self.partitions)], timeout=10)
+            return {tp.partition: tp.offset for tp in parts}
+        finally:
+            consumer.close()
+
+    # -------------------------------------------------------------- faults
+
+    def fault(self, kind: str, **spec: Any) -> str:
+        """A Fault on fulfilment for this stream's ledger only; removed by ``clear_faults``."""
+        name = f"{self.ledger}-{kind}-{uuid.uuid4().hex[:5]}"
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Fault",
+            "metadata": {"name": name, "labels": isolation.labels(self.run_id)},
+            "spec": {"type": kind, "target": "fulfilment", "ledger": self.ledger, **spec},
+        }  # fmt: skip
+        client.CustomObjectsApi(self.api).create_namespaced_custom_object(GROUP, VERSION, SHOP_NAMESPACE, PLURAL, body)
+        self.faults.append(name)
+        return name
+
+    def clear_fault(self, name: str) -> None:
+        with contextlib.suppress(ApiException):
+            client.CustomObjectsApi(self.api).delete_namespaced_custom_object(
+                GROUP, VERSION, SHOP_NAMESPACE, PLURAL, name
+            )
+        if name in self.faults:
+            self.faults.remove(name)
+
+    def close(self) -> None:
+        for name in list(self.faults):
+            self.clear_fault(name)
+        with contextlib.suppress(httpx.HTTPError):
+            self.http.delete("/fulfilment/ledger")
+        self.http.close()
+
+
+def read_topic(kafka: str, topic: str) -> list[Any]:
+    """Every message of ``topic`` from the start to its current end (no group, nothing committed)."""
+    consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"grader-reader-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "logger": _quiet})  # fmt: skip
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return []
+        ends = {}
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if high > low:
+                ends[partition] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        found = []
+        deadline = time.monotonic() + 30
+        while ends and time.monotonic() < deadline:
+            message = consumer.poll(1)
+            if message is None or message.error():
+                continue
+            found.append(message)
+            if message.offset() + 1 >= ends.get(message.partition(), 0):
+                ends.pop(message.partition(), None)
+        return found
+    finally:
+        consumer.close()
+
+
+# ---------------------------------------------------------------------- the learner's processor
+
+
+@dataclass
+class Processor:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    metrics_port: int
+    started: float
+
+    def tail(self, lines: int = 3) -> str:
+        text = self.log.read_text(errors="replace").strip().splitlines() if self.log.exists() else []
+        return " | ".join(line.strip() for line in text[-lines:])[:400] or "(no output)"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """kill -9, no warning: what a crash or an OOM kill does."""
+        kill_group(self.proc.pid)
+        self.proc.wait()
+
+    def terminate(self, grace: float = 10) -> float | None:
+        """SIGTERM, then the seconds until it exited (None: still running after ``grace``, then killed)."""
+        began = time.monotonic()
+        signal_learner(self.proc, signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+            return time.monotonic() - began
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+
+@dataclass
+class Processors:
+    """Starts the learner's processor.py for a stream (several instances, restarts); stops them all."""
+
+    lab_path: Path
+    sandbox: Sandbox
+    logs: Path
+    running: list[Processor] = field(default_factory=list)
+
+    def start(self, stream: Stream) -> Processor:
+        script = learner_file(self.lab_path, "processor.py")
+        port = free_port()
+        log = self.logs / f"processor-{stream.key}-{len(self.running)}.log"
+        args = [python(), str(script), "--bootstrap", stream.kafka, "--topic", stream.topic, "--group", stream.group,
+                "--fulfilment", stream.shop, "--ledger", stream.ledger, "--metrics-port", str(port)]  # fmt: skip
+        proc = start_learner(args, cwd=self.lab_path, log=log, sandbox=self.sandbox, what="processor.py")
+        running = Processor(proc, log, port, time.monotonic())
+        self.running.append(running)
+        return running
+
+    def stop_all(self) -> None:
+        for running in self.running:
+            if running.alive():
+                stop_learner(running.proc, grace=5)
+
+
+@contextlib.contextmanager
+def processors(lab_path: Path, sandbox: Sandbox, logs: Path) -> Iterator[Processors]:
+    started = Processors(lab_path, sandbox, logs)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+def progress_or_fail(stream: Stream, processor: Processor, at_least: int, timeout: float) -> int:
+    """Wait until the ledger holds ``at_least`` distinct orders; fail clearly if the processor died."""
+
+    def enough() -> int:
+        if not processor.alive():
+            raise LearnerError(f"processor.py exited with status {processor.proc.returncode}: {processor.tail()}")
+        orders = int(stream.summary()["orders"])
+        return orders if orders >= at_least else 0
+
+    reached = wait_for(enough, timeout)
+    if not reached:
+        raise LearnerError(
+            f"processor.py captured {stream.summary()['orders']} orders in {timeout:.0f} s, "
+            f"{at_least} were expected by then: {processor.tail()}"
+        )
+    return int(reached)

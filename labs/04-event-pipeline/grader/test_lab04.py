@@ -1,0 +1,292 @@
+"""Lab 4 checks: a Kafka order processor that loses nothing and does nothing twice, under real
+faults, crashes, rebalances and shutdowns; its dead letters and their re-drive."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+from support import DLQ_HEADERS, Processor, Processors, Stream, progress_or_fail, wait_for
+
+from opslab.grading.fixtures import LearnerError, learner_file, python, run_learner
+from opslab.grading.rubric import check
+from opslab.grading.sandbox import Sandbox
+
+ERROR_CLASSES = {"malformed", "rejected", "retries-exhausted"}
+
+
+def all_accounted_for(stream: Stream, timeout: float, processor_alive: Callable[[], None] | None = None) -> bool:
+    """Wait until every valid order is captured and every poison order dead-lettered."""
+
+    def done() -> bool:
+        if processor_alive:
+            processor_alive()
+        if stream.summary()["orders"] < len(stream.valid_ids):
+            return False
+        return not stream.poison_ids or len(stream.dead_letters()) >= len(stream.poison_ids)
+
+    return bool(wait_for(done, timeout, interval=1))
+
+
+def lost_and_doubled(stream: Stream) -> tuple[list[str], list[str]]:
+    counts = stream.captured()
+    lost = sorted(stream.valid_ids - set(counts))
+    doubled = sorted(order for order, n in counts.items() if n > 1)
+    return lost, doubled
+
+
+def describe(ids: list[str]) -> str:
+    return f"{len(ids)} ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})"
+
+
+def alive_or_fail(processor: Processor) -> Callable[[], None]:
+    def check_alive() -> None:
+        if not processor.alive():
+            raise LearnerError(f"processor.py exited with status {processor.proc.returncode}: {processor.tail()}")
+
+    return check_alive
+
+
+# ---------------------------------------------------------------------- exactly once
+
+
+@check(points=6, section="Processor", timeout=180, hint="Capture with the order id as Idempotency-Key (or remember "
+       "captured ids), commit only after the capture, and send transient failures to a retry topic.")  # fmt: skip
+def test_every_order_is_captured_exactly_once_despite_faults(open_stream: Callable[..., Stream],
+                                                            started: Processors) -> None:  # fmt: skip
+    """with 20 % of captures failing and some answers held past any timeout, every order is captured once"""
+    stream = open_stream("once")
+    stream.fault("error-rate", errorRate=0.2)
+    stream.fault("hang", hangRate=0.02, hangMs=6000)
+    stream.produce(600)
+    processor = started.start(stream)
+    finished = all_accounted_for(stream, 140, alive_or_fail(processor))
+    lost, doubled = lost_and_doubled(stream)
+    exhausted = {key for key, headers, _ in stream.dead_letters() if headers.get("error-class") == "retries-exhausted"}
+    lost = [order for order in lost if order not in exhausted or len(stream.attempts(order)) < 3]
+    assert not doubled, (
+        f"{describe(doubled)} orders were captured twice: a retry after a timeout repeated a capture that had "
+        "happened (send the order id as Idempotency-Key)"
+    )
+    assert not lost, f"{describe(lost)} orders were never captured{'' if finished else ' within 140 s'}"
+
+
+@check(points=4, section="Processor", timeout=90, hint="Send what can never succeed to <topic>.dlq at once, with "
+       "the headers of README task 1, and keep the original bytes.")  # fmt: skip
+def test_poison_orders_go_to_the_dead_letter_topic_with_their_story(
+    open_stream: Callable[..., Stream], started: Processors
+) -> None:
+    """each poison order lands once on <topic>.dlq, unchanged, with error class, attempts and origin"""
+    stream = open_stream("poison")
+    sent = stream.produce(200, poison=30)
+    processor = started.start(stream)
+    all_accounted_for(stream, 60, alive_or_fail(processor))
+    letters = stream.dead_letters()
+    assert letters, f"nothing arrived on {stream.dlq} within 60 s (30 poison orders were sent)"
+    by_origin = {(s.partition, s.offset): s for s in sent}
+    seen: dict[str, int] = {}
+    for key, headers, _value in letters:
+        missing = [h for h in DLQ_HEADERS if h not in headers]
+        assert not missing, f"a dead letter lacks the header(s) {', '.join(missing)} (it has {sorted(headers)})"
+        assert headers["error-class"] in ERROR_CLASSES, (
+            f"error-class {headers['error-class']!r} is not one of {', '.join(sorted(ERROR_CLASSES))}"
+        )
+        try:
+            origin = (int(headers["original-partition"]), int(headers["original-offset"]))
+            attempts = int(headers["attempts"])
+        except ValueError:
+            raise AssertionError(
+                f"original-partition, original-offset and attempts must be numbers: {headers}"
+            ) from None
+        record = by_origin.get(origin)
+        assert headers["original-topic"] == stream.topic and record is not None, (
+            f"a dead letter names {headers['original-topic']}/{origin}, which is not where an order was sent"
+        )
+        assert record.order_id not in stream.valid_ids, f"the valid order {record.order_id} was dead-lettered"
+        assert attempts >= 1, f"attempts is {attempts} for {record.order_id}"
+        assert key == record.order_id, f"the dead letter of {record.order_id} lost its key (it has {key!r})"
+        seen[record.order_id] = seen.get(record.order_id, 0) + 1
+    missing_ids = sorted(stream.poison_ids - set(seen))
+    twice = sorted(order for order, n in seen.items() if n > 1)
+    assert not missing_ids, f"{describe(missing_ids)} poison orders are not on {stream.dlq}"
+    assert not twice, f"{describe(twice)} poison orders are on {stream.dlq} more than once"
+
+
+# ---------------------------------------------------------------------- crashes and shutdowns
+
+
+@check(points=6, section="Processor", timeout=240, hint="A crash must cost neither an order nor a double capture: "
+       "commit offsets only after the effect, and make the effect idempotent.")  # fmt: skip
+def test_kill_9_and_restart_lose_nothing_and_capture_nothing_twice(
+    open_stream: Callable[..., Stream], started: Processors
+) -> None:
+    """killed with SIGKILL three times mid-stream and restarted, it still captures every order once"""
+    stream = open_stream("crash")
+    # Captures take 20 ms, so a crash always finds work taken from Kafka but not yet done.
+    stream.fault("latency", latencyMs=20)
+    stream.produce(1500)
+    processor = started.start(stream)
+    for mark in (250, 600, 950):
+        progress_or_fail(stream, processor, mark, 60)
+        # Give an auto-commit (every 5 s by default) the chance to commit what is not done yet.
+        wait_for(lambda p=processor: time.monotonic() - p.started >= 6, 10)
+        processor.kill()
+        processor = started.start(stream)
+    all_accounted_for(stream, 90, alive_or_fail(processor))
+    lost, doubled = lost_and_doubled(stream)
+    assert not lost, (
+        f"{describe(lost)} orders were lost across the crashes: offsets were committed before their capture"
+    )
+    assert not doubled, f"{describe(doubled)} orders were captured twice after a crash (no idempotency)"
+
+
+@check(points=4, section="Processor", timeout=120, hint="On SIGTERM stop taking new messages, finish the one in "
+       "hand, commit synchronously, close the consumer, exit 0 (within 10 s).")  # fmt: skip
+def test_sigterm_commits_and_exits_within_10_s(open_stream: Callable[..., Stream], started: Processors) -> None:
+    """SIGTERM mid-stream: it exits 0 within 10 s, with every capture committed"""
+    stream = open_stream("term")
+    stream.fault("latency", latencyMs=3)
+    stream.produce(3000)
+    processor = started.start(stream)
+    progress_or_fail(stream, processor, 300, 60)
+    took = processor.terminate(grace=10)
+    assert took is not None, "processor.py was still running 10 s after SIGTERM (then killed)"
+    assert processor.proc.returncode == 0, f"processor.py exited {processor.proc.returncode} on SIGTERM"
+    captured = set(stream.captured())
+    committed = stream.committed()
+    beyond = sorted(o for o in captured if stream.sent[o].offset >= committed.get(stream.sent[o].partition, -1))
+    assert not beyond, (
+        f"{describe(beyond)} orders were captured but their offsets not committed at shutdown: a restart "
+        "processes them again"
+    )
+    below = sorted(o for o, s in stream.sent.items() if s.offset < committed.get(s.partition, -1) and o not in captured)
+    assert not below, f"{describe(below)} orders were committed but never captured"
+    assert took <= 10
+
+
+@check(points=4, section="Processor", timeout=180, hint="Commit what is done in the on_revoke callback, so the "
+       "member that takes a partition over starts where you stopped.")  # fmt: skip
+def test_a_rebalance_hands_partitions_over_without_redoing_work(
+    open_stream: Callable[..., Stream], started: Processors
+) -> None:
+    """three more processors join, then the first leaves: no gap, and no order processed twice"""
+    stream = open_stream("rebalance")
+    stream.produce(2400)  # no added latency: work finished between two commits is what a handover risks
+    admin = AdminClient({"bootstrap.servers": stream.kafka})
+
+    def members_with_partitions() -> int:
+        group = admin.describe_consumer_groups([stream.group])[stream.group].result(10)
+        return sum(1 for m in group.members if m.assignment.topic_partitions)
+
+    first = started.start(stream)
+    done = progress_or_fail(stream, first, 300, 60)
+    for joining in (2, 3, 4):  # each join takes partitions away from a member that was working on them
+        member = started.start(stream)
+        assert wait_for(lambda n=joining: members_with_partitions() >= n, 45, interval=0.5), (
+            f"processor number {joining} never got partitions of its own"
+        )
+        done = progress_or_fail(stream, member, done + 150, 60)
+    assert first.terminate(grace=10) is not None, "the first processor did not leave within 10 s of SIGTERM"
+    all_accounted_for(stream, 90, alive_or_fail(started.running[-1]))
+    lost, doubled = lost_and_doubled(stream)
+    assert not lost, f"{describe(lost)} orders were lost in the rebalances"
+    assert not doubled, f"{describe(doubled)} orders were captured twice in the rebalances"
+    redone = stream.replays()
+    assert redone <= 3, (
+        f"{redone} captures were repeated (absorbed by idempotency) across the rebalances: partitions were handed "
+        "over without committing what was done"
+    )
+
+
+# ---------------------------------------------------------------------- retries
+
+
+@check(points=5, section="Retries", timeout=120, hint="Retry later, not now: exponential backoff with jitter on a "
+       "retry topic (or paused partition), so the orders behind a failing one keep flowing.")  # fmt: skip
+def test_retries_back_off_and_do_not_block_the_partition(
+    open_stream: Callable[..., Stream], started: Processors
+) -> None:
+    """a failing order is retried with growing pauses while the orders behind it on its partition go through"""
+    stream = open_stream("backoff", partitions=1)
+    stream.produce(1)
+    stuck = next(iter(stream.valid_ids))
+    stream.fault("outage", orders=[stuck])
+    stream.produce(30)
+    processor = started.start(stream)
+    check_alive = alive_or_fail(processor)
+
+    def four_tries() -> bool:
+        check_alive()
+        return len(stream.attempts(stuck)) >= 4
+
+    wait_for(four_tries, 60)
+    tries = [a["at"] for a in stream.attempts(stuck)][:4]
+    assert len(tries) >= 4, f"order {stuck} was tried {len(tries)} times in 60 s; at least 4 tries are expected"
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
+    shown = ", ".join(f"{g:.2f}" for g in gaps)
+    assert min(gaps) >= 0.3, (
+        f"a retry of {stuck} came {min(gaps):.3f} s after the try before (pauses: {shown} s): a hot loop"
+    )
+    assert gaps[-1] >= 1.5 * min(gaps[:-1]), f"the pauses between the tries of {stuck} do not grow: {shown} s"
+    others = [c["captured_at"] for c in stream.captures() if c["order_id"] != stuck]
+    ahead = [t for t in others if t < tries[-1]]
+    assert len(others) == 30 and len(ahead) >= 15, (
+        f"only {len(ahead)} of the 30 orders behind {stuck} on its partition were captured before its 4th try: "
+        "the retries hold the partition up"
+    )
+
+
+# ---------------------------------------------------------------------- re-drive
+
+
+def redrive(lab_path: Path, sandbox: Sandbox, stream: Stream, *args: str) -> str:
+    script = learner_file(lab_path, "redrive.py")
+    result = run_learner(
+        [python(), str(script), *args, "--bootstrap", stream.kafka, "--topic", stream.topic], cwd=lab_path,
+        timeout=60, what="redrive.py", sandbox=sandbox,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise LearnerError(f"redrive.py {' '.join(args)} exited {result.returncode}: {result.tail()}")
+    return result.stdout
+
+
+@check(points=4, section="Re-drive", timeout=150, hint="redrive.py apply --error-class C sends the matching dead "
+       "letters back to the main topic and records each one, so a second run sends nothing.")  # fmt: skip
+def test_redrive_sends_fixed_dead_letters_back_once(
+    lab_path: Path, sandbox: Sandbox, open_stream: Callable[..., Stream], started: Processors
+) -> None:
+    """after a fix, re-driving the exhausted dead letters captures each once; the poison stays put"""
+    stream = open_stream("redrive")
+    stream.produce(12)
+    broken = sorted(stream.valid_ids)[:6]
+    outage = stream.fault("outage", orders=broken)
+    stream.produce(100, poison=9)
+    processor = started.start(stream)
+
+    def exhausted() -> set[str]:
+        alive_or_fail(processor)()
+        return {k for k, h, _ in stream.dead_letters() if h.get("error-class") == "retries-exhausted"}
+
+    assert wait_for(lambda: exhausted() >= set(broken), 90, interval=1), (
+        f"the orders failing for good ({len(broken)}) did not all reach {stream.dlq} as retries-exhausted in 90 s"
+    )
+    stream.clear_fault(outage)  # the fix
+    ends = stream.ends()
+    redrive(lab_path, sandbox, stream, "apply", "--error-class", "retries-exhausted")
+    sent_back = stream.ends() - ends
+    assert sent_back == len(broken), (
+        f"`redrive.py apply --error-class retries-exhausted` put {sent_back} messages on {stream.topic}; "
+        f"{len(broken)} dead letters have that class"
+    )
+    assert wait_for(lambda: set(broken) <= set(stream.captured()), 45, interval=1), (
+        f"re-driven orders were not captured within 45 s: {sorted(set(broken) - set(stream.captured()))}"
+    )
+    ends = stream.ends()
+    redrive(lab_path, sandbox, stream, "apply", "--error-class", "retries-exhausted")
+    again = stream.ends() - ends
+    assert again == 0, f"a second `redrive.py apply` sent {again} dead letters again: each must go back once"
+    _, doubled = lost_and_doubled(stream)
+    assert not doubled, f"{describe(doubled)} orders were captured twice after the re-drive"
