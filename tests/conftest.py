@@ -92,15 +92,28 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         instance.down(purge=True)
 
 
-GRADINGS_WANTED = pytest.StashKey[bool]()
+GRADINGS_WANTED = pytest.StashKey[set[str]]()
+"""The keys of the lab gradings the selected tests read (see the ``grading`` marker)."""
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what will not run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    config.stash[GRADINGS_WANTED] = any("gradings" in getattr(item, "fixturenames", ()) for item in items)
+    wanted = set()
+    for item in items:
+        marker = item.get_closest_marker("grading")
+        params = getattr(item, "callspec", None)
+        if marker is None or params is None:
+            continue
+        track: Track = params.params["track"]
+        what = marker.args[0]
+        wanted.add(track.key(params.params["mutant"].name if what == "mutant" else what))
+    config.stash[GRADINGS_WANTED] = wanted
 
 
 @pytest.fixture(scope="session")
-def gradings(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Concurrent]:
+def gradings(
+    platform: Platform, tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[Concurrent]:
     """Every lab grading tests/labs looks at (solution, starter, each mutant, per track), submitted at
     once and graded ``OPSLAB_TEST_GRADING_JOBS`` at a time (default 2) on the session's platform.
 
@@ -110,14 +123,17 @@ def gradings(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> It
     pool = Concurrent(
         platform, tmp_path_factory.mktemp("gradings"), jobs=int(os.environ.get("OPSLAB_TEST_GRADING_JOBS", "2"))
     )
+    wanted = pytestconfig.stash.get(GRADINGS_WANTED, set())
     tracks: list[Track] = all_tracks()
     # Whole-lab gradings first (they take longest), then the single-check mutant runs.
     for track in tracks:
-        pool.submit(track.key("solution"), track.lab, track.solution)
-        pool.submit(track.key("starter"), track.lab, track.starter)
+        for what, source in (("solution", track.solution), ("starter", track.starter)):
+            if track.key(what) in wanted:
+                pool.submit(track.key(what), track.lab, source)
     for track in tracks:
         for mutant in track.mutants:
-            pool.submit(track.key(mutant.name), track.lab, track.solution, mutant)
+            if track.key(mutant.name) in wanted:
+                pool.submit(track.key(mutant.name), track.lab, track.solution, mutant)
     yield pool
     pool.close()
 
@@ -133,7 +149,7 @@ def _lab_gradings_start_with_the_platform(request: pytest.FixtureRequest) -> Non
     GRADINGS_WAIT_FOR), so the gradings overlap the integration tests instead of running after them."""
     if request.node.path.name in GRADINGS_WAIT_FOR:
         return
-    if request.node.get_closest_marker("platform") and request.config.stash.get(GRADINGS_WANTED, False):
+    if request.node.get_closest_marker("platform") and request.config.stash.get(GRADINGS_WANTED, set()):
         request.getfixturevalue("gradings")
 
 

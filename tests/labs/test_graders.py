@@ -5,13 +5,15 @@
 - every broken variant of the solution (solutions/NN-topic/mutants.yaml) is caught by the check
   meant for it, failing on its own assertion (not in a fixture, not by never running).
 
-The gradings run concurrently (see conftest.py); each test waits for its own.
+The gradings run concurrently (see conftest.py); each test waits for its own, and only the
+gradings of the selected tests run (`-k lab-4` grades lab 4 alone).
 """
 
 from __future__ import annotations
 
 import pytest
 
+from opslab.grading.runner import list_checks
 from tests.labs.support import Concurrent, Mutant, Track, all_tracks, assert_caught, failed
 
 pytestmark = [pytest.mark.platform, pytest.mark.slow]
@@ -19,15 +21,17 @@ TRACKS = all_tracks()
 MUTANTS = [(track, mutant) for track in TRACKS for mutant in track.mutants]
 
 
+@pytest.mark.grading("solution")
 @pytest.mark.parametrize("track", TRACKS, ids=lambda t: t.label)
 def test_the_solution_scores_full_marks(track: Track, gradings: Concurrent) -> None:
     result = gradings.result(track.key("solution"))
     assert not result.problem, result.problem
-    assert len(result.checks) >= 8
+    assert {c.id for c in result.checks} == {c.id for c in list_checks(track.lab, gradings.platform.settings)}
     assert result.earned == result.total, failed(result)
     assert result.passed
 
 
+@pytest.mark.grading("starter")
 @pytest.mark.parametrize("track", TRACKS, ids=lambda t: t.label)
 def test_the_untouched_starter_earns_nothing(track: Track, gradings: Concurrent) -> None:
     result = gradings.result(track.key("starter"))
@@ -40,6 +44,7 @@ def test_the_untouched_starter_earns_nothing(track: Track, gradings: Concurrent)
         assert "Traceback" not in item.reason and "\n" not in item.reason.strip(), item.reason
 
 
+@pytest.mark.grading("mutant")
 @pytest.mark.parametrize(("track", "mutant"), MUTANTS, ids=[f"{t.label}-{m.name}" for t, m in MUTANTS])
 def test_each_broken_variant_is_caught(track: Track, mutant: Mutant, gradings: Concurrent) -> None:
     assert_caught(gradings.result(track.key(mutant.name)), mutant)
