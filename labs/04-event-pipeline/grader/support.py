@@ -18,6 +18,7 @@ import os
 import random
 import signal
 import socket
+import struct
 import subprocess
 import time
 import uuid
@@ -118,6 +119,7 @@ class Stream:
     partitions: int = 4
     sent: dict[str, Sent] = field(default_factory=dict)
     faults: list[str] = field(default_factory=list)
+    other_ledgers: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         prefix = isolation.topic_prefix(self.run_id)
@@ -179,12 +181,15 @@ class Stream:
         answer.raise_for_status()
         return dict(answer.json())
 
-    def captures(self) -> list[dict[str, Any]]:
-        """Every capture in the run's ledger, oldest first."""
+    def captures(self, ledger: str | None = None) -> list[dict[str, Any]]:
+        """Every capture in the run's ledger (or in ``ledger``, another of this stream's), oldest first."""
+        if ledger:
+            self.other_ledgers.add(ledger)
         found: list[dict[str, Any]] = []
         after = 0
         while True:
-            page = self.http.get("/fulfilment/ledger", params={"after": after, "limit": 10_000}).json()
+            page = self.http.get("/fulfilment/ledger", params={"after": after, "limit": 10_000},
+                                 headers={"X-Ledger": ledger or self.ledger}).json()  # fmt: skip
             found += page["captures"]
             if not page["more"]:
                 return found
@@ -259,8 +264,9 @@ class Stream:
     def close(self) -> None:
         for name in list(self.faults):
             self.clear_fault(name)
-        with contextlib.suppress(httpx.HTTPError):
-            self.http.delete("/fulfilment/ledger")
+        for ledger in (self.ledger, *self.other_ledgers):
+            with contextlib.suppress(httpx.HTTPError):
+                self.http.delete("/fulfilment/ledger", headers={"X-Ledger": ledger})
         self.http.close()
 
 
@@ -290,6 +296,105 @@ def read_topic(kafka: str, topic: str) -> list[Any]:
         return found
     finally:
         consumer.close()
+
+
+# ---------------------------------------------------------------------- Kafka's commit log
+
+OFFSETS_TOPIC = "__consumer_offsets"
+
+
+def java_string_hash(text: str) -> int:
+    """Java's String.hashCode (UTF-16 code units, 32-bit overflow): how Kafka places a group."""
+    units = text.encode("utf-16-be")
+    value = 0
+    for index in range(0, len(units), 2):
+        value = (31 * value + int.from_bytes(units[index : index + 2], "big")) & 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def offset_commit_key(key: bytes) -> tuple[str, str, int] | None:
+    """(group, topic, partition) of an OffsetCommit record's key in __consumer_offsets (key
+    versions 0 and 1: int16 version, string group, string topic, int32 partition), else None."""
+    try:
+        (version,) = struct.unpack_from(">h", key, 0)
+        if version not in (0, 1):
+            return None
+        position, fields = 2, []
+        for _ in range(2):
+            (length,) = struct.unpack_from(">h", key, position)
+            fields.append(key[position + 2 : position + 2 + length].decode())
+            position += 2 + length
+        (partition,) = struct.unpack_from(">i", key, position)
+    except (struct.error, UnicodeDecodeError):
+        return None
+    return fields[0], fields[1], partition
+
+
+@dataclass
+class CommitLog:
+    """The offset commits a group makes from now on, read where Kafka keeps them: one record per
+    committed partition in the group's partition of __consumer_offsets."""
+
+    kafka: str
+    group: str
+    topic: str
+
+    def __post_init__(self) -> None:
+        self.reader = Consumer({"bootstrap.servers": self.kafka, "group.id": f"grader-commits-{uuid.uuid4().hex[:8]}",
+                                "enable.auto.commit": False, "logger": _quiet})  # fmt: skip
+        metadata = self.reader.list_topics(OFFSETS_TOPIC, timeout=10).topics[OFFSETS_TOPIC]
+        hashed = java_string_hash(self.group)
+        partition = 0 if hashed == -(1 << 31) else abs(hashed) % len(metadata.partitions)
+        self.partition = TopicPartition(OFFSETS_TOPIC, partition)
+        self.start = self.reader.get_watermark_offsets(self.partition, timeout=10)[1]
+
+    def count(self) -> int:
+        """Commit records of the group for the topic since this log was opened."""
+        end = self.reader.get_watermark_offsets(self.partition, timeout=10)[1]
+        self.reader.assign([TopicPartition(OFFSETS_TOPIC, self.partition.partition, self.start)])
+        found, deadline = 0, time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline:
+                message = self.reader.poll(0.5)
+                if message is None or message.error():
+                    if self.reader.position([self.partition])[0].offset >= end:
+                        return found
+                    continue
+                key = offset_commit_key(message.key() or b"")
+                if key and key[:2] == (self.group, self.topic) and message.value() is not None:
+                    found += 1
+                if message.offset() + 1 >= end:
+                    return found
+            raise RuntimeError(f"could not read {OFFSETS_TOPIC} to its end within 30 s")
+        finally:
+            self.reader.close()
+
+
+def plain_captures(stream: Stream, ledger: str, count: int, limit: float) -> None:
+    """What a consumer with no guarantees does: read, capture, nothing else (no commits, no
+    retries); the grader's yardstick for the learner's throughput, on a ledger of its own."""
+    consumer = Consumer({"bootstrap.servers": stream.kafka, "group.id": f"{stream.group}-yardstick",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False, "logger": _quiet})  # fmt: skip
+    stream.other_ledgers.add(ledger)
+    consumer.subscribe([stream.topic])
+    headers = {"X-Ledger": ledger, "Content-Type": "application/json"}
+    seen, deadline = 0, time.monotonic() + limit
+    try:
+        with httpx.Client(base_url=stream.shop, timeout=5) as http:
+            while seen < count and time.monotonic() < deadline:
+                for message in consumer.consume(num_messages=50, timeout=0.5):
+                    if not message.error():
+                        with contextlib.suppress(httpx.HTTPError):
+                            http.post("/fulfilment/capture", content=message.value(), headers=headers)
+                        seen += 1
+    finally:
+        consumer.close()
+
+
+def capture_rate(captures: list[dict[str, Any]]) -> float:
+    """Captures per second from the first to the last (start-up and group joins left out)."""
+    times = sorted(c["captured_at"] for c in captures)
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
 
 
 # ---------------------------------------------------------------------- the learner's processor

@@ -4,29 +4,47 @@ faults, crashes, rebalances and shutdowns; its dead letters and their re-drive."
 from __future__ import annotations
 
 import itertools
-import time
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
-from support import DLQ_HEADERS, Processor, Processors, Stream, progress_or_fail, wait_for
+from support import (
+    DLQ_HEADERS,
+    CommitLog,
+    Processor,
+    Processors,
+    Stream,
+    capture_rate,
+    plain_captures,
+    progress_or_fail,
+    wait_for,
+)  # fmt: skip
 
 from opslab.grading.fixtures import LearnerError, learner_file, python, run_learner
 from opslab.grading.rubric import check
 from opslab.grading.sandbox import Sandbox
 
 ERROR_CLASSES = {"malformed", "rejected", "retries-exhausted"}
+ORDERS_AT_SPEED = 1000
+"""Orders on the full topic of the throughput check."""
 
 
 def all_accounted_for(stream: Stream, timeout: float, processor_alive: Callable[[], None] | None = None) -> bool:
-    """Wait until every valid order is captured and every poison order dead-lettered."""
+    """Wait until every valid order is captured or dead-lettered as retries-exhausted, and every
+    poison order dead-lettered."""
 
     def done() -> bool:
         if processor_alive:
             processor_alive()
-        if stream.summary()["orders"] < len(stream.valid_ids):
+        captured = stream.summary()["orders"]
+        if captured >= len(stream.valid_ids) and not stream.poison_ids:
+            return True
+        letters = stream.dead_letters()
+        exhausted = {k for k, h, _ in letters if h.get("error-class") == "retries-exhausted"} & stream.valid_ids
+        if captured + len(exhausted) < len(stream.valid_ids) or len(letters) - len(exhausted) < len(stream.poison_ids):
             return False
-        return not stream.poison_ids or len(stream.dead_letters()) >= len(stream.poison_ids)
+        return stream.valid_ids <= set(stream.captured()) | exhausted
 
     return bool(wait_for(done, timeout, interval=1))
 
@@ -36,6 +54,16 @@ def lost_and_doubled(stream: Stream) -> tuple[list[str], list[str]]:
     lost = sorted(stream.valid_ids - set(counts))
     doubled = sorted(order for order, n in counts.items() if n > 1)
     return lost, doubled
+
+
+def committed_past_uncaptured(stream: Stream) -> bool:
+    """Is an offset committed beyond a valid order that was not captured (yet)?"""
+    committed = stream.committed()
+    captured = stream.captured()
+    return any(
+        s.valid and s.offset < committed.get(s.partition, -1) and s.order_id not in captured
+        for s in stream.sent.values()
+    )
 
 
 def describe(ids: list[str]) -> str:
@@ -131,9 +159,13 @@ def test_kill_9_and_restart_lose_nothing_and_capture_nothing_twice(
     processor = started.start(stream)
     for mark in (250, 600, 950):
         progress_or_fail(stream, processor, mark, 60)
-        # Give an auto-commit (every 5 s by default) the chance to commit what is not done yet.
-        wait_for(lambda p=processor: time.monotonic() - p.started >= 6, 10)
+        # Slow every capture down, so whatever commits offsets before the effect (an auto-commit,
+        # every 5 s by default, or a commit at consume time) is caught in the act: the crash comes
+        # the moment an offset is committed past an order not captured, or after 9 s.
+        slow = stream.fault("latency", latencyMs=1500)
+        wait_for(lambda: committed_past_uncaptured(stream), 9, interval=0.5)
         processor.kill()
+        stream.clear_fault(slow)
         processor = started.start(stream)
     all_accounted_for(stream, 90, alive_or_fail(processor))
     lost, doubled = lost_and_doubled(stream)
@@ -165,6 +197,34 @@ def test_sigterm_commits_and_exits_within_10_s(open_stream: Callable[..., Stream
     below = sorted(o for o, s in stream.sent.items() if s.offset < committed.get(s.partition, -1) and o not in captured)
     assert not below, f"{describe(below)} orders were committed but never captured"
     assert took <= 10
+
+
+@check(points=4, section="Processor", timeout=150, hint="Batch the commits (asynchronous, every second or so, "
+       "and synchronous only on revocation and shutdown); keep one HTTP client; no sleep or flush per message.")  # fmt: skip
+def test_it_keeps_up_and_batches_its_commits(open_stream: Callable[..., Stream], started: Processors) -> None:
+    """on a full topic it captures at least half as fast as a consumer with no guarantees, and
+    commits at most once per 5 orders"""
+    stream = open_stream("throughput")
+    stream.produce(ORDERS_AT_SPEED)
+    commits = CommitLog(stream.kafka, stream.group, stream.topic)
+    yardstick = f"{stream.ledger}-yardstick"
+    # Both run at once, so both see the same machine: its load cancels out of the ratio.
+    plain = threading.Thread(target=plain_captures, args=(stream, yardstick, ORDERS_AT_SPEED, 100), daemon=True)
+    processor = started.start(stream)
+    plain.start()
+    finished = all_accounted_for(stream, 100, alive_or_fail(processor))
+    plain.join(timeout=10)
+    assert finished, f"only {stream.summary()['orders']} of {ORDERS_AT_SPEED} orders were captured within 100 s"
+    mine, theirs = capture_rate(stream.captures()), capture_rate(stream.captures(yardstick))
+    assert mine >= 0.5 * theirs, (
+        f"{mine:.0f} captures/s, less than half of the {theirs:.0f}/s of a plain consumer that captures the same "
+        "orders with no guarantees: something in your loop costs more than the capture"
+    )
+    records = commits.count()
+    assert records <= ORDERS_AT_SPEED / 5, (
+        f"{records} offset commits for {ORDERS_AT_SPEED} orders: commit a batch of finished work every second or "
+        "so, not after each message"
+    )
 
 
 @check(points=4, section="Processor", timeout=180, hint="Commit what is done in the on_revoke callback, so the "
