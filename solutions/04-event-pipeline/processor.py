@@ -7,7 +7,8 @@ Design (the README's "what good looks like"):
 - at least once: offsets are committed only for messages whose effect is durable (the capture was
   accepted, or the message was written to a retry or dead-letter topic and the broker acked it);
   no auto-commit. Commits are asynchronous and batched (every COMMIT_EVERY seconds), synchronous
-  on partition revocation and at shutdown.
+  on partition revocation and at shutdown; an offset counts as committed only once the broker
+  confirms it (on_commit), so one lost to a rebalance is sent again.
 - exactly-once effects: every capture carries the order id as its Idempotency-Key, so a
   redelivered order is answered with the original capture instead of capturing twice.
 - non-blocking retries: a transient failure moves the order to the retry tier of its attempt
@@ -106,6 +107,7 @@ class Processor:
         self.stopping = False
         self.progress = Progress()
         self.paused: dict[tuple[str, int], float] = {}  # retry partitions waiting for their head to be due
+        self.owned: set[tuple[str, int]] = set()  # the partitions assigned to us now
         self.fulfilment = Fulfilment(settings.fulfilment, settings.ledger, settings.timeout)
         self.producer = Producer(
             {
@@ -123,6 +125,7 @@ class Processor:
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": 10000,
                 "max.poll.interval.ms": 60000,
+                "on_commit": self.on_commit,
             }
         )
 
@@ -186,17 +189,33 @@ class Processor:
         if self.producer.flush(10) > 0:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "retry/dead-letter writes not acknowledged"))
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=not wait)
+            done = self.consumer.commit(offsets=offsets, asynchronous=not wait)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 raise
-        for tp in offsets:
-            self.progress.committed[(tp.topic, tp.partition)] = tp.offset
+            return
+        if wait and done:
+            self.on_commit(None, done)
+
+    def on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """What the broker confirmed is committed; an async commit that failed (a rebalance was under
+        way) stays pending, so the next commit, or the one on revoke, sends it again."""
+        if error is not None:
+            print(f"processor: commit failed, will retry: {error}", file=sys.stderr)
+            return
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            if tp.error is None and key in self.progress.done:
+                self.progress.committed[key] = max(self.progress.committed.get(key, -1), tp.offset)
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Hand the partitions over cleanly: commit what is done before another member takes them."""
         keys = {(tp.topic, tp.partition) for tp in partitions}
-        self.commit(only=keys, wait=True)
+        self.owned -= keys
+        try:
+            self.commit(only=keys, wait=True)
+        except KafkaException as exc:  # the group moved on: the next owner redoes, idempotency absorbs it
+            print(f"processor: commit on revoke failed: {exc}", file=sys.stderr)
         self.progress.forget(partitions)
         for key in keys:
             self.paused.pop(key, None)
@@ -239,7 +258,7 @@ class Processor:
 
     def run(self) -> None:
         self.ensure_topics()
-        self.consumer.subscribe(self.s.topics, on_revoke=self.on_revoke, on_lost=self.on_lost)
+        self.consumer.subscribe(self.s.topics, on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost)
         last_commit = time.monotonic()
         while not self.stopping:
             self.resume_due()
@@ -248,12 +267,14 @@ class Processor:
             skip: set[tuple[str, int]] = set()
             for message in batch:
                 key = (message.topic(), message.partition())
-                if key in skip or key in self.paused:
-                    continue  # rewound to a retry that is not due: the rest comes again later
                 if message.error():
                     if message.error().code() != KafkaError._PARTITION_EOF:
                         print(f"processor: {message.error()}", file=sys.stderr)
                     continue
+                if key not in self.owned:
+                    continue  # fetched before its partition was revoked in this consume(): its new owner has it
+                if key in skip or key in self.paused:
+                    continue  # rewound to a retry that is not due: the rest comes again later
                 if message.topic() != self.s.topic and self.wait_until_due(message):
                     skip.add(key)
                     continue
@@ -266,11 +287,21 @@ class Processor:
                 self.commit()
                 self.report_lag()
                 last_commit = time.monotonic()
-        self.commit(wait=True)
+        try:
+            self.commit(wait=True)
+        except KafkaException as exc:
+            # A rebalance is under way (the group's generation moved on): close() below revokes
+            # what is still ours, and on_revoke commits it in the new generation.
+            print(f"processor: final commit deferred to the revoke: {exc}", file=sys.stderr)
         self.consumer.close()  # leaves the group now: its partitions move without waiting for a timeout
+
+    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions added to ours (cooperative rebalancing hands them over a few at a time)."""
+        self.owned |= {(tp.topic, tp.partition) for tp in partitions}
 
     def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions lost without a revoke (session timed out): their work is not ours to commit."""
+        self.owned -= {(tp.topic, tp.partition) for tp in partitions}
         self.progress.forget(partitions)
         for tp in partitions:
             self.paused.pop((tp.topic, tp.partition), None)

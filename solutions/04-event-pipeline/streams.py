@@ -103,7 +103,7 @@ class StreamWorker:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Capture each order on a Redis stream exactly once.")
-    parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:16379/0"))
+    parser.add_argument("--redis", default=os.environ.get("OPSLAB_REDIS_URL", "redis://127.0.0.1:16379/0"))
     parser.add_argument("--stream", default="orders")
     parser.add_argument("--group", default="fulfilment")
     parser.add_argument("--consumer", default=f"{socket.gethostname()}-{os.getpid()}")

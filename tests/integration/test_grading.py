@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from kubernetes import client
 
 from opslab.grading import isolation, preview
@@ -102,6 +103,22 @@ def test_a_learner_program_cannot_escape_its_sandbox_or_rbac(
     assert tried["admin variables"] == []
     assert (grader / "test_lab.py").read_text() == "def test_real(): assert False\n"
     assert client.CoreV1Api(api).read_namespace("shop").status.phase == "Active"
+
+
+def test_a_sweep_removes_the_redis_keys_of_its_runs_and_nothing_else(platform: Platform) -> None:
+    url = endpoint_environment(platform.settings)["OPSLAB_REDIS_URL"]
+    gone_run, kept_run = new_run_id(), new_run_id()
+    mine = [f"{isolation.topic_prefix(gone_run)}claim:orders", f"{isolation.topic_prefix(gone_run)}claim:orders:dead"]
+    others = [f"{isolation.topic_prefix(kept_run)}claim:orders", "cart:user-1-sweep-test"]
+    connection = redis.Redis.from_url(url)
+    try:
+        for key in mine + others:
+            connection.xadd(key, {"order": b"{}"})
+        assert sorted(isolation.sweep_redis(url, {gone_run})) == sorted(f"redis-key/{k}" for k in mine)
+        assert connection.exists(*mine) == 0 and connection.exists(*others) == len(others)
+    finally:
+        connection.delete(*mine, *others)
+        connection.close()
 
 
 CONFTEST = """

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from support import Processors, Stream, env_or_fail, processors
+from support import Processors, RedisStream, Stream, env_or_fail, processors
 
 from opslab.grading.sandbox import Sandbox
 
@@ -26,7 +26,25 @@ def open_stream(kube_api: client.ApiClient, run_id: str, lab_namespace: str) -> 
     opened: list[Stream] = []
 
     def make(key: str, partitions: int = 4) -> Stream:
-        stream = Stream(kafka, shop, kube_api, run_id, key, partitions)
+        stream = Stream(kafka=kafka, shop=shop, api=kube_api, run_id=run_id, key=key, partitions=partitions)
+        opened.append(stream)
+        return stream
+
+    yield make
+    for stream in opened:
+        stream.close()
+
+
+@pytest.fixture(scope="session")
+def open_redis_stream(
+    kube_api: client.ApiClient, run_id: str, lab_namespace: str
+) -> Iterator[Callable[[str], RedisStream]]:
+    """Opens a check's own Redis stream (key, group, dead-letter stream, ledger, faults); removes them at the end."""
+    redis_url, shop = env_or_fail("OPSLAB_REDIS_URL"), env_or_fail("OPSLAB_SHOP_URL")
+    opened: list[RedisStream] = []
+
+    def make(key: str) -> RedisStream:
+        stream = RedisStream(redis_url=redis_url, shop=shop, api=kube_api, run_id=run_id, key=key)
         opened.append(stream)
         return stream
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kubernetes import client
@@ -107,64 +108,37 @@ class Sent:
 # ---------------------------------------------------------------------- the run's stream
 
 
-@dataclass
-class Stream:
-    """One check's topic, consumer group, fulfilment ledger and faults."""
+@dataclass(kw_only=True)
+class Ledgered:
+    """One check's fulfilment ledger, its faults, and the orders it sent (whatever carried them)."""
 
-    kafka: str
     shop: str
     api: client.ApiClient
     run_id: str
     key: str
-    partitions: int = 4
     sent: dict[str, Sent] = field(default_factory=dict)
     faults: list[str] = field(default_factory=list)
     other_ledgers: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        prefix = isolation.topic_prefix(self.run_id)
-        self.topic = f"{prefix}{self.key}-orders"
-        self.group = f"{prefix}{self.key}-processor"
-        self.dlq = f"{self.topic}.dlq"
+        self.prefix = isolation.topic_prefix(self.run_id)
         self.ledger = f"{self.run_id}-{self.key}"
         self.rng = random.Random(f"{self.run_id}-{self.key}")
-        self.admin = AdminClient({"bootstrap.servers": self.kafka, "logger": _quiet})
-        futures = self.admin.create_topics([NewTopic(self.topic, num_partitions=self.partitions, replication_factor=1)])
-        for future in futures.values():
-            future.result(30)
-        self.producer = Producer({"bootstrap.servers": self.kafka, "logger": _quiet, "linger.ms": 5,
-                                  "enable.idempotence": True})  # fmt: skip
         self.http = httpx.Client(base_url=self.shop, headers={"X-Ledger": self.ledger}, timeout=10)
 
-    # -------------------------------------------------------------- producing
-
-    def produce(self, valid: int, poison: int = 0, *, orders: list[dict[str, Any]] | None = None) -> list[Sent]:
-        """Publish ``valid`` good orders (or the given ones) and ``poison`` bad ones, shuffled; wait for the acks."""
+    def records(self, valid: int, poison: int, orders: list[dict[str, Any]] | None) -> list[tuple[str, bytes, bool]]:
+        """(order id, bytes, valid) of the given orders, ``valid`` good and ``poison`` bad ones, shuffled."""
         records = [(o["order_id"], json.dumps(o).encode(), True) for o in orders or []]
         records += [
             (o["order_id"], json.dumps(o).encode(), True) for o in (valid_order(self.rng) for _ in range(valid))
         ]
         records += [(*poison_order(self.rng, i), False) for i in range(poison)]
         self.rng.shuffle(records)
-        sent: list[Sent] = []
+        return records
 
-        def delivered(error: KafkaError | None, message: Any, order_id: str, ok: bool) -> None:
-            if error is None:
-                sent.append(Sent(order_id, message.partition(), message.offset(), ok))
-
-        for order_id, value, ok in records:
-            while True:
-                try:
-                    self.producer.produce(self.topic, value, key=order_id.encode(),
-                                          on_delivery=lambda e, m, i=order_id, v=ok: delivered(e, m, i, v))  # fmt: skip
-                    break
-                except BufferError:
-                    self.producer.poll(0.1)
-        if self.producer.flush(60) != 0 or len(sent) != len(records):
-            raise RuntimeError("Kafka did not take the grader's orders within 60 s")
-        for record in sent:
-            self.sent[record.order_id] = record
-        return sent
+    def dead_letters(self) -> list[tuple[str, dict[str, str], bytes]]:
+        """(order id, headers or fields, bytes) of every dead letter so far."""
+        raise NotImplementedError
 
     @property
     def valid_ids(self) -> set[str]:
@@ -208,36 +182,16 @@ class Stream:
             params["order"] = order
         return list(self.http.get("/fulfilment/ledger/attempts", params=params).json()["attempts"])
 
-    def replays(self) -> int:
-        """Captures answered from an idempotency key: work done again that idempotency absorbed."""
-        return sum(1 for a in self.attempts() if a["status"] == 200)
-
-    # -------------------------------------------------------------- Kafka
-
-    def dead_letters(self) -> list[tuple[str, dict[str, str], bytes]]:
-        """(key, headers, value) of every message on ``<topic>.dlq`` so far."""
-        return [((m.key() or b"").decode(), {k: (v or b"").decode(errors="replace") for k, v in m.headers() or []},
-                 m.value() or b"") for m in read_topic(self.kafka, self.dlq)]  # fmt: skip
-
-    def ends(self) -> int:
-        """Messages on the main topic so far (the sum of its partitions' end offsets)."""
-        consumer = Consumer({"bootstrap.servers": self.kafka, "group.id": self.group, "logger": _quiet})
-        try:
-            return sum(
-                consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
-                for p in range(self.partitions)
-            )
-        finally:
-            consumer.close()
-
-    def committed(self) -> dict[int, int]:
-        """The group's committed offset per partition of the main topic (-1: none)."""
-        consumer = Consumer({"bootstrap.servers": self.kafka, "group.id": self.group, "logger": _quiet})
-        try:
-            parts = consumer.committed([TopicPartition(self.topic, p) for p in range(self.partitions)], timeout=10)
-            return {tp.partition: tp.offset for tp in parts}
-        finally:
-            consumer.close()
+    def replays(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Captures answered from an idempotency key (work done again that idempotency absorbed),
+        each with the attempt of the same order before it."""
+        last: dict[str, dict[str, Any]] = {}
+        found = []
+        for attempt in self.attempts():
+            if attempt["status"] == 200 and attempt["order_id"] in last:
+                found.append((last[attempt["order_id"]], attempt))
+            last[attempt["order_id"]] = attempt
+        return found
 
     # -------------------------------------------------------------- faults
 
@@ -268,6 +222,153 @@ class Stream:
             with contextlib.suppress(httpx.HTTPError):
                 self.http.delete("/fulfilment/ledger", headers={"X-Ledger": ledger})
         self.http.close()
+
+
+@dataclass(kw_only=True)
+class Stream(Ledgered):
+    """One check's Kafka topic and consumer group, with its ledger and faults."""
+
+    kafka: str
+    partitions: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.topic = f"{self.prefix}{self.key}-orders"
+        self.group = f"{self.prefix}{self.key}-processor"
+        self.dlq = f"{self.topic}.dlq"
+        self.admin = AdminClient({"bootstrap.servers": self.kafka, "logger": _quiet})
+        futures = self.admin.create_topics([NewTopic(self.topic, num_partitions=self.partitions, replication_factor=1)])
+        for future in futures.values():
+            future.result(30)
+        self.producer = Producer({"bootstrap.servers": self.kafka, "logger": _quiet, "linger.ms": 5,
+                                  "enable.idempotence": True})  # fmt: skip
+
+    # -------------------------------------------------------------- producing
+
+    def produce(self, valid: int, poison: int = 0, *, orders: list[dict[str, Any]] | None = None) -> list[Sent]:
+        """Publish ``valid`` good orders (or the given ones) and ``poison`` bad ones, shuffled; wait for the acks."""
+        records = self.records(valid, poison, orders)
+        sent: list[Sent] = []
+
+        def delivered(error: KafkaError | None, message: Any, order_id: str, ok: bool) -> None:
+            if error is None:
+                sent.append(Sent(order_id, message.partition(), message.offset(), ok))
+
+        for order_id, value, ok in records:
+            while True:
+                try:
+                    self.producer.produce(self.topic, value, key=order_id.encode(),
+                                          on_delivery=lambda e, m, i=order_id, v=ok: delivered(e, m, i, v))  # fmt: skip
+                    break
+                except BufferError:
+                    self.producer.poll(0.1)
+        if self.producer.flush(60) != 0 or len(sent) != len(records):
+            raise RuntimeError("Kafka did not take the grader's orders within 60 s")
+        for record in sent:
+            self.sent[record.order_id] = record
+        return sent
+
+    # -------------------------------------------------------------- Kafka
+
+    def dead_letters(self) -> list[tuple[str, dict[str, str], bytes]]:
+        """(key, headers, value) of every message on ``<topic>.dlq`` so far."""
+        return [((m.key() or b"").decode(), {k: (v or b"").decode(errors="replace") for k, v in m.headers() or []},
+                 m.value() or b"") for m in read_topic(self.kafka, self.dlq)]  # fmt: skip
+
+    def ends(self) -> int:
+        """Messages on the main topic so far (the sum of its partitions' end offsets)."""
+        consumer = Consumer({"bootstrap.servers": self.kafka, "group.id": self.group, "logger": _quiet})
+        try:
+            return sum(
+                consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
+                for p in range(self.partitions)
+            )
+        finally:
+            consumer.close()
+
+    def committed(self) -> dict[int, int]:
+        """The group's committed offset per partition of the main topic (-1: none)."""
+        consumer = Consumer({"bootstrap.servers": self.kafka, "group.id": self.group, "logger": _quiet})
+        try:
+            parts = consumer.committed([TopicPartition(self.topic, p) for p in range(self.partitions)], timeout=10)
+            return {tp.partition: tp.offset for tp in parts}
+        finally:
+            consumer.close()
+
+
+@dataclass(kw_only=True)
+class RedisStream(Ledgered):
+    """One check's Redis stream, consumer group and dead-letter stream ``<stream>:dead``, with its
+    ledger and faults. Entries carry the order's bytes in the field ``order``."""
+
+    redis_url: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.stream = f"{self.prefix}{self.key}:orders"
+        self.group = f"{self.prefix}{self.key}-workers"
+        self.dead = f"{self.stream}:dead"
+        self.redis = redis.Redis.from_url(self.redis_url, socket_timeout=10)
+        self.order_of: dict[str, str] = {}
+        """Entry id -> order id."""
+
+    def produce(self, valid: int, poison: int = 0, *, orders: list[dict[str, Any]] | None = None) -> list[Sent]:
+        sent = []
+        pipe = self.redis.pipeline(transaction=False)
+        records = self.records(valid, poison, orders)
+        for _, value, _ in records:
+            pipe.xadd(self.stream, {"order": value})
+        for (order_id, _, ok), entry in zip(records, pipe.execute(), strict=True):
+            self.order_of[entry.decode()] = order_id
+            sent.append(Sent(order_id, 0, len(self.sent) + len(sent), ok))
+        for record in sent:
+            self.sent[record.order_id] = record
+        return sent
+
+    def pending(self) -> set[str]:
+        """Entry ids delivered to a consumer of the group and not acknowledged."""
+        found: set[str] = set()
+        start = "-"
+        while True:
+            page = self.redis.xpending_range(self.stream, self.group, min=start, max="+", count=1000)
+            found |= {p["message_id"].decode() for p in page}
+            if len(page) < 1000:
+                return found
+            start = "(" + page[-1]["message_id"].decode()
+
+    def delivered(self) -> set[str]:
+        """Entry ids the group has handed out so far (up to its last-delivered id)."""
+        groups = {g["name"].decode(): g for g in self.redis.xinfo_groups(self.stream)}
+        group = groups.get(self.group)
+        if group is None:
+            return set()
+        last = tuple(int(n) for n in group["last-delivered-id"].decode().split("-"))
+        return {e for e in self.order_of if tuple(int(n) for n in e.split("-")) <= last}
+
+    def acked_past_uncaptured(self) -> bool:
+        """Is an entry acknowledged whose order was neither captured nor dead-lettered?"""
+        with contextlib.suppress(redis.ResponseError):
+            acked = self.delivered() - self.pending()
+            if not acked:
+                return False
+            done = set(self.captured()) | {order for order, _, _ in self.dead_letters()}
+            return any(self.order_of[e] in self.valid_ids and self.order_of[e] not in done for e in acked)
+        return False
+
+    def dead_letters(self) -> list[tuple[str, dict[str, str], bytes]]:
+        """(order id, fields, order bytes) of every entry of ``<stream>:dead``; the order is found by
+        the entry's ``original-id`` field ('?' when it has none)."""
+        letters = []
+        for _, fields in self.redis.xrange(self.dead):
+            text = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+            letters.append((self.order_of.get(text.get("original-id", ""), "?"), text, fields.get(b"order", b"")))
+        return letters
+
+    def close(self) -> None:
+        super().close()
+        with contextlib.suppress(redis.RedisError):
+            self.redis.delete(self.stream, self.dead)
+        self.redis.close()
 
 
 def read_topic(kafka: str, topic: str) -> list[Any]:
@@ -406,6 +507,7 @@ class Processor:
     log: Path
     metrics_port: int
     started: float
+    program: str
 
     def tail(self, lines: int = 3) -> str:
         text = self.log.read_text(errors="replace").strip().splitlines() if self.log.exists() else []
@@ -447,7 +549,20 @@ class Processors:
         args = [python(), str(script), "--bootstrap", stream.kafka, "--topic", stream.topic, "--group", stream.group,
                 "--fulfilment", stream.shop, "--ledger", stream.ledger, "--metrics-port", str(port)]  # fmt: skip
         proc = start_learner(args, cwd=self.lab_path, log=log, sandbox=self.sandbox, what="processor.py")
-        running = Processor(proc, log, port, time.monotonic())
+        running = Processor(proc, log, port, time.monotonic(), "processor.py")
+        self.running.append(running)
+        return running
+
+    def start_streams(
+        self, stream: RedisStream, consumer: str, *, claim_after: float = 2, max_deliveries: int = 4
+    ) -> Processor:
+        script = learner_file(self.lab_path, "streams.py")
+        log = self.logs / f"streams-{stream.key}-{consumer}.log"
+        args = [python(), str(script), "--redis", stream.redis_url, "--stream", stream.stream, "--group", stream.group,
+                "--consumer", consumer, "--claim-after", str(claim_after), "--max-deliveries", str(max_deliveries),
+                "--fulfilment", stream.shop, "--ledger", stream.ledger]  # fmt: skip
+        proc = start_learner(args, cwd=self.lab_path, log=log, sandbox=self.sandbox, what="streams.py")
+        running = Processor(proc, log, 0, time.monotonic(), "streams.py")
         self.running.append(running)
         return running
 
@@ -466,19 +581,21 @@ def processors(lab_path: Path, sandbox: Sandbox, logs: Path) -> Iterator[Process
         started.stop_all()
 
 
-def progress_or_fail(stream: Stream, processor: Processor, at_least: int, timeout: float) -> int:
+def progress_or_fail(stream: Ledgered, processor: Processor, at_least: int, timeout: float) -> int:
     """Wait until the ledger holds ``at_least`` distinct orders; fail clearly if the processor died."""
 
     def enough() -> int:
         if not processor.alive():
-            raise LearnerError(f"processor.py exited with status {processor.proc.returncode}: {processor.tail()}")
+            raise LearnerError(
+                f"{processor.program} exited with status {processor.proc.returncode}: {processor.tail()}"
+            )
         orders = int(stream.summary()["orders"])
         return orders if orders >= at_least else 0
 
     reached = wait_for(enough, timeout)
     if not reached:
         raise LearnerError(
-            f"processor.py captured {stream.summary()['orders']} orders in {timeout:.0f} s, "
+            f"{processor.program} captured {stream.summary()['orders']} orders in {timeout:.0f} s, "
             f"{at_least} were expected by then: {processor.tail()}"
         )
     return int(reached)

@@ -12,8 +12,10 @@ from confluent_kafka.admin import AdminClient
 from support import (
     DLQ_HEADERS,
     CommitLog,
+    Ledgered,
     Processor,
     Processors,
+    RedisStream,
     Stream,
     capture_rate,
     plain_captures,
@@ -30,7 +32,7 @@ ORDERS_AT_SPEED = 1000
 """Orders on the full topic of the throughput check."""
 
 
-def all_accounted_for(stream: Stream, timeout: float, processor_alive: Callable[[], None] | None = None) -> bool:
+def all_accounted_for(stream: Ledgered, timeout: float, processor_alive: Callable[[], None] | None = None) -> bool:
     """Wait until every valid order is captured or dead-lettered as retries-exhausted, and every
     poison order dead-lettered."""
 
@@ -49,7 +51,7 @@ def all_accounted_for(stream: Stream, timeout: float, processor_alive: Callable[
     return bool(wait_for(done, timeout, interval=1))
 
 
-def lost_and_doubled(stream: Stream) -> tuple[list[str], list[str]]:
+def lost_and_doubled(stream: Ledgered) -> tuple[list[str], list[str]]:
     counts = stream.captured()
     lost = sorted(stream.valid_ids - set(counts))
     doubled = sorted(order for order, n in counts.items() if n > 1)
@@ -73,7 +75,9 @@ def describe(ids: list[str]) -> str:
 def alive_or_fail(processor: Processor) -> Callable[[], None]:
     def check_alive() -> None:
         if not processor.alive():
-            raise LearnerError(f"processor.py exited with status {processor.proc.returncode}: {processor.tail()}")
+            raise LearnerError(
+                f"{processor.program} exited with status {processor.proc.returncode}: {processor.tail()}"
+            )
 
     return check_alive
 
@@ -202,8 +206,7 @@ def test_sigterm_commits_and_exits_within_10_s(open_stream: Callable[..., Stream
 @check(points=4, section="Processor", timeout=150, hint="Batch the commits (asynchronous, every second or so, "
        "and synchronous only on revocation and shutdown); keep one HTTP client; no sleep or flush per message.")  # fmt: skip
 def test_it_keeps_up_and_batches_its_commits(open_stream: Callable[..., Stream], started: Processors) -> None:
-    """on a full topic it captures at least half as fast as a consumer with no guarantees, and
-    commits at most once per 5 orders"""
+    """on a full topic it captures at least half as fast as a plain consumer, committing at most once per 5 orders"""
     stream = open_stream("throughput")
     stream.produce(ORDERS_AT_SPEED)
     commits = CommitLog(stream.kafka, stream.group, stream.topic)
@@ -255,9 +258,13 @@ def test_a_rebalance_hands_partitions_over_without_redoing_work(
     assert not lost, f"{describe(lost)} orders were lost in the rebalances"
     assert not doubled, f"{describe(doubled)} orders were captured twice in the rebalances"
     redone = stream.replays()
-    assert redone <= 3, (
-        f"{redone} captures were repeated (absorbed by idempotency) across the rebalances: partitions were handed "
-        "over without committing what was done"
+    shown = "; ".join(
+        f"{again['order_id']}: {before['status']} in {before['seconds']:.2f} s, again {again['at'] - before['at']:.1f} s later"
+        for before, again in redone[:3]
+    )
+    assert len(redone) <= 3, (
+        f"{len(redone)} captures were repeated (absorbed by idempotency) across the rebalances ({shown}): "
+        "partitions were handed over without committing what was done"
     )
 
 
@@ -350,3 +357,79 @@ def test_redrive_sends_fixed_dead_letters_back_once(
     assert again == 0, f"a second `redrive.py apply` sent {again} dead letters again: each must go back once"
     _, doubled = lost_and_doubled(stream)
     assert not doubled, f"{describe(doubled)} orders were captured twice after the re-drive"
+
+
+# ---------------------------------------------------------------------- Redis Streams
+
+
+@check(points=5, section="Redis Streams", timeout=150, hint="XACK an entry only after its capture (a failed one "
+       "stays pending); every loop, XAUTOCLAIM the entries idle longer than --claim-after, a dead consumer's "
+       "included; send the order id as Idempotency-Key.")  # fmt: skip
+def test_streams_claims_what_a_dead_consumer_left_and_captures_it_once(
+    open_redis_stream: Callable[[str], RedisStream], started: Processors
+) -> None:
+    """a consumer killed mid-stream (10 % of captures failing) leaves entries pending; another claims them: all captured once"""
+    stream = open_redis_stream("claim")
+    stream.fault("error-rate", errorRate=0.1)
+    stream.fault("latency", latencyMs=20)
+    stream.produce(300)
+    first = started.start_streams(stream, "first")
+    progress_or_fail(stream, first, 80, 60)
+    # Slow the captures down and crash the consumer the moment an entry is acknowledged before
+    # its capture (or after 9 s): what it held pending is the next consumer's to claim.
+    slow = stream.fault("latency", latencyMs=1500)
+    wait_for(stream.acked_past_uncaptured, 9, interval=0.5)
+    first.kill()
+    stream.clear_fault(slow)
+    second = started.start_streams(stream, "second")
+    finished = all_accounted_for(stream, 90, alive_or_fail(second))
+    lost, doubled = lost_and_doubled(stream)
+    exhausted = {
+        order for order, fields, _ in stream.dead_letters() if fields.get("error-class") == "retries-exhausted"
+    }
+    lost = [order for order in lost if order not in exhausted or len(stream.attempts(order)) < 3]
+    assert not lost, (
+        f"{describe(lost)} orders were never captured{'' if finished else ' within 90 s'}: acknowledged before "
+        "their capture, or left pending and never claimed (by the dead consumer, or after a failed capture)"
+    )
+    assert not doubled, f"{describe(doubled)} orders were captured twice (no idempotency)"
+    assert wait_for(lambda: not stream.pending(), 10), (
+        f"{len(stream.pending())} entries are still pending in {stream.group}: acknowledge each once it is done"
+    )
+
+
+@check(points=4, section="Redis Streams", timeout=120, hint="Read the delivery count from XPENDING; an entry "
+       "refused for good, or failing on its --max-deliveries-th delivery, goes to <stream>:dead (XADD with the "
+       "order, error-class and original-id) and is acknowledged, both in one MULTI.")  # fmt: skip
+def test_streams_dead_letters_after_the_last_delivery(
+    open_redis_stream: Callable[[str], RedisStream], started: Processors
+) -> None:
+    """poison goes to <stream>:dead at once, an order that keeps failing after exactly --max-deliveries tries"""
+    stream = open_redis_stream("dead")
+    stream.produce(1)
+    stuck = next(iter(stream.valid_ids))
+    stream.fault("outage", orders=[stuck])
+    stream.produce(40, poison=6)
+    worker = started.start_streams(stream, "only", claim_after=0.5, max_deliveries=3)
+    all_accounted_for(stream, 60, alive_or_fail(worker))
+    letters = stream.dead_letters()
+    assert letters, f"nothing arrived on {stream.dead} within 60 s (6 poison orders and one that always fails)"
+    seen: dict[str, list[str]] = {}
+    for order, fields, _ in letters:
+        assert order != "?", f"a dead letter has no original-id naming the entry it came from (it has {sorted(fields)})"
+        seen.setdefault(order, []).append(fields.get("error-class", ""))
+    expected = stream.poison_ids | {stuck}
+    missing = sorted(expected - set(seen))
+    assert not missing, f"{describe(missing)} orders that cannot succeed are not on {stream.dead}"
+    wrong = sorted(set(seen) - expected)
+    assert not wrong, f"{describe(wrong)} orders that could succeed were dead-lettered"
+    twice = sorted(order for order, classes in seen.items() if len(classes) > 1)
+    assert not twice, f"{describe(twice)} orders are on {stream.dead} more than once"
+    for order in stream.poison_ids:
+        assert seen[order][0] in {"malformed", "rejected"}, f"poison order {order} has error-class {seen[order][0]!r}"
+    assert seen[stuck][0] == "retries-exhausted", f"the failing order has error-class {seen[stuck][0]!r}"
+    tries = len(stream.attempts(stuck))
+    assert tries == 3, f"the failing order was tried {tries} times before it was dead-lettered; --max-deliveries is 3"
+    assert wait_for(lambda: not stream.pending(), 10), (
+        f"{len(stream.pending())} entries are still pending: acknowledge each dead letter once it is written"
+    )

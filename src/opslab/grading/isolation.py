@@ -3,7 +3,8 @@
 Every grading run has an id (OPSLAB_GRADING_RUN, made by the runner). Everything the run creates
 in the cluster carries the label ``opslab.dev/grading-run=<id>``: its namespace (the run's
 anchor, annotated with the grader process that owns it), simulated nodes, cluster roles and
-run-scoped CRDs; its Kafka topics and consumer groups are named ``grading-<id>-...``.
+run-scoped CRDs; its Kafka topics and consumer groups, and its Redis keys, are named
+``grading-<id>-...``.
 
 Two sweeps remove them:
 - ``sweep(run_id)`` after a run has ended, however it ended (the runner calls it);
@@ -242,7 +243,9 @@ def _release_custom_objects(api: client.ApiClient, namespace: str) -> None:
             break
 
 
-def sweep(api: client.ApiClient, runs: set[str] | None = None, *, kafka: str | None = None) -> list[str]:
+def sweep(
+    api: client.ApiClient, runs: set[str] | None = None, *, kafka: str | None = None, redis: str | None = None
+) -> list[str]:
     """Delete what the given runs created (``None``: every grading run's); return what was deleted."""
     selector = RUN_LABEL if runs is None else f"{RUN_LABEL} in ({','.join(sorted(runs))})"
     if runs is not None and not runs:
@@ -281,6 +284,8 @@ def sweep(api: client.ApiClient, runs: set[str] | None = None, *, kafka: str | N
     gone += _sweep_faults(api, selector)
     if kafka:
         gone += sweep_kafka(kafka, runs)
+    if redis:
+        gone += sweep_redis(redis, runs)
     return gone
 
 
@@ -307,10 +312,8 @@ def sweep_kafka(bootstrap: str, runs: set[str] | None) -> list[str]:
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415
 
     def ours(name: str) -> bool:
-        if not name.startswith(TOPIC_PREFIX):
-            return False
-        run = name[len(TOPIC_PREFIX) :].split("-", 1)[0]
-        return runs is None or run in runs
+        run = _run_of_name(name)
+        return bool(run) and (runs is None or run in runs)
 
     quiet = logging.getLogger("opslab.grading.kafka")
     quiet.addHandler(logging.NullHandler())
@@ -336,7 +339,7 @@ def sweep_kafka(bootstrap: str, runs: set[str] | None) -> list[str]:
     return gone
 
 
-def sweep_stale(api: client.ApiClient, *, kafka: str | None = None) -> list[str]:
+def sweep_stale(api: client.ApiClient, *, kafka: str | None = None, redis: str | None = None) -> list[str]:
     """Remove what grading runs whose grader is gone left behind; live runs are untouched."""
     live = live_runs(api)
     seen: set[str] = set()
@@ -348,7 +351,48 @@ def sweep_stale(api: client.ApiClient, *, kafka: str | None = None) -> list[str]
     gone = sweep(api, stale) if stale else []
     if kafka:
         gone += _sweep_stale_kafka(kafka, live)
+    if redis:
+        gone += sweep_stale_redis(redis, live)
     return gone
+
+
+def _run_of_name(name: str) -> str:
+    """The run id in a ``grading-<id>-...`` name (or a key ``grading-<id>-...:...``)."""
+    return name[len(TOPIC_PREFIX) :].split("-", 1)[0] if name.startswith(TOPIC_PREFIX) else ""
+
+
+def _grading_keys(url: str) -> list[str]:
+    import redis as redis_client  # noqa: PLC0415 (only sweeps need Redis)
+
+    try:
+        connection = redis_client.Redis.from_url(url, socket_timeout=5)
+        return [key.decode(errors="replace") for key in connection.scan_iter(match=f"{TOPIC_PREFIX}*", count=1000)]
+    except redis_client.RedisError as exc:
+        log.warning("cannot list the Redis keys of grading runs: %s", exc)
+        return []
+
+
+def sweep_redis(url: str, runs: set[str] | None) -> list[str]:
+    """Delete the Redis keys (lab 4's streams) of the given runs (``None``: of every grading run)."""
+    import redis as redis_client  # noqa: PLC0415
+
+    ours = [key for key in _grading_keys(url) if _run_of_name(key) and (runs is None or _run_of_name(key) in runs)]
+    gone = []
+    try:
+        connection = redis_client.Redis.from_url(url, socket_timeout=5)
+        for key in ours:
+            if connection.delete(key):
+                gone.append(f"redis-key/{key}")
+    except redis_client.RedisError as exc:
+        log.warning("cannot sweep Redis of grading runs: %s", exc)
+    return gone
+
+
+def sweep_stale_redis(url: str, live: set[str]) -> list[str]:
+    """Delete the Redis keys of grading runs not in ``live`` (their grader is gone)."""
+    stale = {_run_of_name(key) for key in _grading_keys(url)} - live
+    stale = {run for run in stale if valid_run_id(run)}
+    return sweep_redis(url, stale) if stale else []
 
 
 def _sweep_stale_kafka(bootstrap: str, live: set[str]) -> list[str]:
@@ -361,7 +405,7 @@ def _sweep_stale_kafka(bootstrap: str, live: set[str]) -> list[str]:
         names += [g.group_id for g in admin.list_consumer_groups().result(10).valid]
     except (KafkaException, TimeoutError):
         return []
-    runs = {n[len(TOPIC_PREFIX) :].split("-", 1)[0] for n in names if n.startswith(TOPIC_PREFIX)}
+    runs = {_run_of_name(n) for n in names} - {""}
     stale = {r for r in runs - live if valid_run_id(r)}
     return sweep_kafka(bootstrap, stale) if stale else []
 

@@ -171,11 +171,11 @@ def _admin(settings: Settings) -> ApiClient | None:
 
 
 def sweep_run(settings: Settings, run_id: str) -> list[str]:
-    """Remove what the run ``run_id`` left in the cluster and in Kafka (after it ended, however)."""
+    """Remove what the run ``run_id`` left in the cluster, Kafka and Redis (after it ended, however)."""
     api = _admin(settings)
     if api is None:
         return []
-    return isolation.sweep(api, {run_id}, kafka=f"127.0.0.1:{settings.ports.kafka}")
+    return isolation.sweep(api, {run_id}, kafka=f"127.0.0.1:{settings.ports.kafka}", redis=_redis_url(settings))
 
 
 def sweep_stale_runs(settings: Settings) -> list[str]:
@@ -183,7 +183,11 @@ def sweep_stale_runs(settings: Settings) -> list[str]:
     api = _admin(settings)
     if api is None:
         return []
-    return isolation.sweep_stale(api, kafka=f"127.0.0.1:{settings.ports.kafka}")
+    return isolation.sweep_stale(api, kafka=f"127.0.0.1:{settings.ports.kafka}", redis=_redis_url(settings))
+
+
+def _redis_url(settings: Settings) -> str:
+    return f"redis://127.0.0.1:{settings.ports.redis}/0"
 
 
 def read_grade(grade_file: Path, lab: Lab, target: Path, run_dir: Path, limit: float) -> Grade:
