@@ -108,6 +108,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         what = marker.args[0]
         wanted.add(track.key(params.params["mutant"].name if what == "mutant" else what))
     config.stash[GRADINGS_WANTED] = wanted
+    # Tests that stop Kafka or Redis run before the gradings start (right after GRADINGS_WAIT_FOR),
+    # never while a grading needs them.
+    first = [i for i in items if i.path.name in GRADINGS_WAIT_FOR]
+    stoppers = [i for i in items if i.get_closest_marker("before_gradings") and i not in first]
+    if stoppers and wanted:
+        at = max((items.index(i) for i in first), default=-1) + 1
+        rest = [i for i in items[at:] if i not in stoppers]
+        items[:] = [i for i in items[:at] if i not in stoppers] + stoppers + rest
 
 
 @pytest.fixture(scope="session")
@@ -147,7 +155,7 @@ platform start-ups against their limits, which a machine busy grading would make
 def _lab_gradings_start_with_the_platform(request: pytest.FixtureRequest) -> None:
     """When lab tests are selected, start their gradings as soon as a platform test runs (after
     GRADINGS_WAIT_FOR), so the gradings overlap the integration tests instead of running after them."""
-    if request.node.path.name in GRADINGS_WAIT_FOR:
+    if request.node.path.name in GRADINGS_WAIT_FOR or request.node.get_closest_marker("before_gradings"):
         return
     if request.node.get_closest_marker("platform") and request.config.stash.get(GRADINGS_WANTED, set()):
         request.getfixturevalue("gradings")
