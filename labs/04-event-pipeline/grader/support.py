@@ -34,6 +34,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from prometheus_client.parser import text_string_to_metric_families
 
 from opslab.grading import isolation
 from opslab.grading.fixtures import (
@@ -103,6 +104,8 @@ class Sent:
     partition: int
     offset: int
     valid: bool
+    value: bytes = b""
+    """The bytes as published (a dead letter must keep them)."""
 
 
 # ---------------------------------------------------------------------- the run's stream
@@ -252,7 +255,7 @@ class Stream(Ledgered):
 
         def delivered(error: KafkaError | None, message: Any, order_id: str, ok: bool) -> None:
             if error is None:
-                sent.append(Sent(order_id, message.partition(), message.offset(), ok))
+                sent.append(Sent(order_id, message.partition(), message.offset(), ok, message.value()))
 
         for order_id, value, ok in records:
             while True:
@@ -318,9 +321,9 @@ class RedisStream(Ledgered):
         records = self.records(valid, poison, orders)
         for _, value, _ in records:
             pipe.xadd(self.stream, {"order": value})
-        for (order_id, _, ok), entry in zip(records, pipe.execute(), strict=True):
+        for (order_id, value, ok), entry in zip(records, pipe.execute(), strict=True):
             self.order_of[entry.decode()] = order_id
-            sent.append(Sent(order_id, 0, len(self.sent) + len(sent), ok))
+            sent.append(Sent(order_id, 0, len(self.sent) + len(sent), ok, value))
         for record in sent:
             self.sent[record.order_id] = record
         return sent
@@ -434,7 +437,8 @@ def offset_commit_key(key: bytes) -> tuple[str, str, int] | None:
 @dataclass
 class CommitLog:
     """The offset commits a group makes from now on, read where Kafka keeps them: one record per
-    committed partition in the group's partition of __consumer_offsets."""
+    committed partition in the group's partition of __consumer_offsets. Only commits that move a
+    partition's offset count."""
 
     kafka: str
     group: str
@@ -454,6 +458,7 @@ class CommitLog:
         end = self.reader.get_watermark_offsets(self.partition, timeout=10)[1]
         self.reader.assign([TopicPartition(OFFSETS_TOPIC, self.partition.partition, self.start)])
         found, deadline = 0, time.monotonic() + 30
+        last: dict[int, int] = {}
         try:
             while time.monotonic() < deadline:
                 message = self.reader.poll(0.5)
@@ -462,8 +467,14 @@ class CommitLog:
                         return found
                     continue
                 key = offset_commit_key(message.key() or b"")
-                if key and key[:2] == (self.group, self.topic) and message.value() is not None:
-                    found += 1
+                value = message.value()
+                if key and key[:2] == (self.group, self.topic) and value and len(value) >= 10:
+                    # The value starts with an int16 version and the int64 offset: a commit that
+                    # repeats the offset before it costs the broker little and is not counted.
+                    (offset,) = struct.unpack_from(">q", value, 2)
+                    if last.get(key[2]) != offset:
+                        found += 1
+                    last[key[2]] = offset
                 if message.offset() + 1 >= end:
                     return found
             raise RuntimeError(f"could not read {OFFSETS_TOPIC} to its end within 30 s")
@@ -531,6 +542,17 @@ class Processor:
         except subprocess.TimeoutExpired:
             self.kill()
             return None
+
+
+def metric_total(processor: Processor, name: str) -> float | None:
+    """The sum of the samples named ``name`` on the processor's /metrics (None: not served)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{processor.metrics_port}/metrics", timeout=5).text
+        families = list(text_string_to_metric_families(text))
+    except (httpx.HTTPError, ValueError):
+        return None
+    found = [sample.value for family in families for sample in family.samples if sample.name == name]
+    return sum(found) if found else None
 
 
 @dataclass

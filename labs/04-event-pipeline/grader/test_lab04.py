@@ -18,6 +18,7 @@ from support import (
     RedisStream,
     Stream,
     capture_rate,
+    metric_total,
     plain_captures,
     progress_or_fail,
     wait_for,
@@ -120,7 +121,7 @@ def test_poison_orders_go_to_the_dead_letter_topic_with_their_story(
     assert letters, f"nothing arrived on {stream.dlq} within 60 s (30 poison orders were sent)"
     by_origin = {(s.partition, s.offset): s for s in sent}
     seen: dict[str, int] = {}
-    for key, headers, _value in letters:
+    for key, headers, value in letters:
         missing = [h for h in DLQ_HEADERS if h not in headers]
         assert not missing, f"a dead letter lacks the header(s) {', '.join(missing)} (it has {sorted(headers)})"
         assert headers["error-class"] in ERROR_CLASSES, (
@@ -140,6 +141,15 @@ def test_poison_orders_go_to_the_dead_letter_topic_with_their_story(
         assert record.order_id not in stream.valid_ids, f"the valid order {record.order_id} was dead-lettered"
         assert attempts >= 1, f"attempts is {attempts} for {record.order_id}"
         assert key == record.order_id, f"the dead letter of {record.order_id} lost its key (it has {key!r})"
+        assert value == record.value, (
+            f"the dead letter of {record.order_id} does not carry the original bytes (a person must see what came in)"
+        )
+        assert headers["error-class"] != "retries-exhausted", (
+            f"poison order {record.order_id} was retried until exhausted: a 4xx or malformed order cannot succeed, "
+            "dead-letter it at once"
+        )
+        tried = len(stream.attempts(record.order_id))
+        assert tried <= 1, f"poison order {record.order_id} was sent to fulfilment {tried} times: once is enough"
         seen[record.order_id] = seen.get(record.order_id, 0) + 1
     missing_ids = sorted(stream.poison_ids - set(seen))
     twice = sorted(order for order, n in seen.items() if n > 1)
@@ -151,7 +161,8 @@ def test_poison_orders_go_to_the_dead_letter_topic_with_their_story(
 
 
 @check(points=6, section="Processor", timeout=240, hint="A crash must cost neither an order nor a double capture: "
-       "commit offsets only after the effect, and make the effect idempotent.")  # fmt: skip
+       "commit offsets only after the effect, and make the effect idempotent. A restart waits for the dead member's "
+       "session to time out: set session.timeout.ms to 10 s or less.")  # fmt: skip
 def test_kill_9_and_restart_lose_nothing_and_capture_nothing_twice(
     open_stream: Callable[..., Stream], started: Processors
 ) -> None:
@@ -201,6 +212,9 @@ def test_sigterm_commits_and_exits_within_10_s(open_stream: Callable[..., Stream
     below = sorted(o for o, s in stream.sent.items() if s.offset < committed.get(s.partition, -1) and o not in captured)
     assert not below, f"{describe(below)} orders were committed but never captured"
     assert took <= 10
+    admin = AdminClient({"bootstrap.servers": stream.kafka})
+    members = admin.describe_consumer_groups([stream.group])[stream.group].result(10).members
+    assert not members, "processor.py exited without closing its consumer: the group waits for its session to time out"
 
 
 @check(points=4, section="Processor", timeout=150, hint="Batch the commits (asynchronous, every second or so, "
@@ -222,6 +236,11 @@ def test_it_keeps_up_and_batches_its_commits(open_stream: Callable[..., Stream],
     assert mine >= 0.5 * theirs, (
         f"{mine:.0f} captures/s, less than half of the {theirs:.0f}/s of a plain consumer that captures the same "
         "orders with no guarantees: something in your loop costs more than the capture"
+    )
+    processed = metric_total(processor, "orders_processed_total")
+    assert processed is not None and processed >= ORDERS_AT_SPEED, (
+        f"orders_processed_total on 127.0.0.1:{processor.metrics_port}/metrics is {processed}, not at least "
+        f"{ORDERS_AT_SPEED} (README task 1: the metrics)"
     )
     records = commits.count()
     assert records <= ORDERS_AT_SPEED / 5, (
@@ -415,8 +434,9 @@ def test_streams_dead_letters_after_the_last_delivery(
     letters = stream.dead_letters()
     assert letters, f"nothing arrived on {stream.dead} within 60 s (6 poison orders and one that always fails)"
     seen: dict[str, list[str]] = {}
-    for order, fields, _ in letters:
+    for order, fields, value in letters:
         assert order != "?", f"a dead letter has no original-id naming the entry it came from (it has {sorted(fields)})"
+        assert value == stream.sent[order].value, f"the dead letter of {order} does not carry the entry's order field"
         seen.setdefault(order, []).append(fields.get("error-class", ""))
     expected = stream.poison_ids | {stuck}
     missing = sorted(expected - set(seen))
