@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform as host
 import statistics
 import sys
 import time
@@ -21,7 +20,7 @@ import psutil
 from kubernetes import client
 
 from opslab import settings as settings_module
-from opslab.bench.report import record_section
+from opslab.bench.report import Measure, report_measures
 from opslab.primitives.readiness import ProbeResult, wait_until
 from opslab.runtime import kube
 from opslab.runtime.lifecycle import Platform
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             big.down(purge=True)
 
     med = statistics.median
-    rows = [
+    rows: list[Measure] = [
         (
             "warm `up` to all-ready",
             f"{med(ups):.1f} s",
@@ -158,23 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             ", ".join(f"{s:.1f}" for s in scale_times),
         ),
     ]
-    print()
-    for row in rows:
-        print(f"  {row[0]:<36} {row[1]:>10}  target {row[2]}")
-    if not args.no_record:
-        machine = (
-            f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB memory, "
-            f"{host.system()} {host.machine()}, Python {host.python_version()}"
-        )
-        table = ["| measure | median | target | runs |", "|---|---|---|---|"]
-        table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-        record_section(
-            Path(settings.paths.root) / "docs" / "performance.md",
-            "bench-platform",
-            f"Measured {time.strftime('%Y-%m-%d')} on {machine}.",
-            "\n".join(table),
-        )
-        print("recorded in docs/performance.md")
+    document = None if args.no_record else Path(settings.paths.root) / "docs" / "performance.md"
+    report_measures(document, "bench-platform", "", rows)
     return 0
 
 

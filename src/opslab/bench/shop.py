@@ -24,7 +24,7 @@ import httpx
 import psutil
 
 from opslab.bench.platform import bench_settings, make_platform, platform_rss
-from opslab.bench.report import record_section
+from opslab.bench.report import Measure, report_measures
 from opslab.scenarios.load import LoadRun
 from opslab.scenarios.model import Load
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     def runs(key: str, fmt: str) -> str:
         return ", ".join(format(r[key], fmt) for r in results)
 
-    rows = [
+    rows: list[Measure] = [
         ("sustained throughput", f"{med('rps'):.0f} req/s", f">= {TARGET_RPS} req/s", runs("rps", ".0f")),
         ("failed requests", f"{med('failures'):.2%}", "-", runs("failures", ".2%")),
         (
@@ -138,20 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("locust memory", f"{med('locust_rss_gib'):.2f} GiB", "-", runs("locust_rss_gib", ".2f")),
     ]
-    print()
-    for row in rows:
-        print(f"  {row[0]:<36} {row[1]:>12}  target {row[2]}")
-    if not args.no_record:
-        table = ["| measure | median | target | runs |", "|---|---|---|---|"]
-        table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-        record_section(
-            settings.paths.root / "docs" / "performance.md",
-            "bench-shop",
-            f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores: locust (one process) and the whole "
-            f"platform on the same machine, offered {args.rps:g} req/s of the shop's usual route mix for "
-            f"{args.seconds:g} s per run.",
-            "\n".join(table),
-        )
+    document = None if args.no_record else settings.paths.root / "docs" / "performance.md"
+    what = (f"locust (one process) and the whole platform on the same machine, offered {args.rps:g} req/s of "
+            f"the shop's usual route mix for {args.seconds:g} s per run.")  # fmt: skip
+    report_measures(document, "bench-shop", what, rows)
     return 0
 
 
