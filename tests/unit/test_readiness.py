@@ -1,7 +1,7 @@
 import pytest
 
 from opslab.primitives.clock import FakeClock
-from opslab.primitives.readiness import ProbeResult, WaitTimeout, wait_until
+from opslab.primitives.readiness import ProbeResult, WaitTimeout, wait_for, wait_until
 
 
 def test_returns_as_soon_as_the_probe_passes() -> None:
@@ -41,3 +41,15 @@ def test_abort_stops_waiting_early() -> None:
             abort=lambda: "process exited",
         )
     assert clock.now == 0
+
+
+def test_wait_for_returns_the_first_truthy_value_or_the_last_one_and_lets_errors_through() -> None:
+    answers = iter([0, "", 7, 8])
+    assert wait_for(lambda: next(answers), timeout=5, interval=0) == 7
+    assert wait_for(lambda: [], timeout=0.05, interval=0.01) == []
+
+    def broken() -> int:
+        raise RuntimeError("the program died")
+
+    with pytest.raises(RuntimeError, match="died"):
+        wait_for(broken, timeout=5)

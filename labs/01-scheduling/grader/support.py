@@ -22,7 +22,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from opslab.grading import isolation
-from opslab.grading.fixtures import LearnerError, audited, find_object, wait_for
+from opslab.grading.fixtures import LearnerError, audited, find_object
+from opslab.primitives.readiness import wait_for
 
 ZONE = "topology.kubernetes.io/zone"
 TAINT = "opslab.dev/dedicated"

@@ -22,6 +22,7 @@ import struct
 import subprocess
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +45,10 @@ from opslab.grading.fixtures import (
     signal_learner,
     start_learner,
     stop_learner,
-    wait_for,
 )  # fmt: skip
 from opslab.grading.sandbox import Sandbox
 from opslab.primitives.processes import kill_group
+from opslab.primitives.readiness import wait_for
 from opslab.shop import contract
 from opslab.shop.faults import GROUP, PLURAL, VERSION
 from opslab.shop.topology import PRODUCTS
@@ -112,7 +113,7 @@ class Sent:
 
 
 @dataclass(kw_only=True)
-class Ledgered:
+class Ledgered(ABC):
     """One check's fulfilment ledger, its faults, and the orders it sent (whatever carried them)."""
 
     shop: str
@@ -139,9 +140,9 @@ class Ledgered:
         self.rng.shuffle(records)
         return records
 
+    @abstractmethod
     def dead_letters(self) -> list[tuple[str, dict[str, str], bytes]]:
-        """(order id, headers or fields, bytes) of every dead letter so far."""
-        raise NotImplementedError
+        """(order id, headers or fields, bytes) of every dead letter so far (Kafka or Redis)."""
 
     @property
     def valid_ids(self) -> set[str]:

@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from opslab.bench.platform import bench_settings, make_platform
 from opslab.bench.report import Measure, report_measures
+from opslab.primitives.readiness import wait_for
 from opslab.runtime.endpoints import endpoint_environment
 from opslab.shop import contract
 from opslab.shop.topology import PRODUCTS
@@ -52,13 +52,6 @@ def quiet(_: object) -> None:
 def order(rng: random.Random) -> dict[str, Any]:
     items = {sku: rng.randint(1, 3) for sku in rng.sample(PRODUCTS, rng.randint(1, 3))}
     return contract.new_order(f"ord-{rng.getrandbits(48):012x}", f"user-{rng.randint(1, 500)}", items, time.time())
-
-
-def wait_until(predicate: Callable[[], Any], limit: float, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + limit
-    while not (value := predicate()) and time.monotonic() < deadline:
-        time.sleep(interval)
-    return value
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -181,7 +174,7 @@ class Bench:
         ledger = f"bench-{uuid.uuid4().hex[:6]}"
         proc = self.start(topic, ledger)
         try:
-            if not wait_until(lambda: self.captured(ledger) >= count, 600, interval=0.5):
+            if not wait_for(lambda: self.captured(ledger) >= count, 600, interval=0.5):
                 raise RuntimeError(f"the processor captured {self.captured(ledger)} of {count} orders in 600 s")
         finally:
             self.stop(proc)
@@ -204,9 +197,9 @@ class Bench:
         proc = self.start(topic, ledger)
         try:
             group = f"{topic}-processor"
-            wait_until(lambda: self.assigned(group), 60, interval=0.5)
+            wait_for(lambda: self.assigned(group), 60, interval=0.5)
             sent = self.produce(topic, int(rate * seconds), rate=rate)
-            wait_until(lambda: self.captured(ledger) >= len(sent), drain, interval=0.5)
+            wait_for(lambda: self.captured(ledger) >= len(sent), drain, interval=0.5)
         finally:
             self.stop(proc)
         lags = [c["captured_at"] - sent[c["order_id"]] for c in self.captures(ledger) if c["order_id"] in sent]
@@ -232,11 +225,11 @@ class Bench:
                 def reached(at: int = mark) -> bool:
                     return self.captured(ledger) >= at
 
-                if not wait_until(reached, 120, interval=0.2):
+                if not wait_for(reached, 120, interval=0.2):
                     raise RuntimeError(f"the processor stalled below {mark} captures")
                 self.stop(proc, signal.SIGKILL)
                 proc = self.start(topic, ledger)
-            wait_until(lambda: self.captured(ledger) >= count, 300, interval=0.5)
+            wait_for(lambda: self.captured(ledger) >= count, 300, interval=0.5)
         finally:
             self.stop(proc)
         counts: dict[str, int] = {}

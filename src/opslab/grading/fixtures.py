@@ -168,20 +168,6 @@ def eventually(predicate: Callable[[], Any], timeout: float, interval: float = 0
     return value
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
-    """The first truthy value of ``predicate`` within ``timeout`` seconds, else its last one.
-
-    Unlike ``eventually``, exceptions propagate: a predicate can fail the check at once (say, when
-    the learner's program died while the grader waited for its work).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
 def python() -> str:
     """The interpreter learner Python programs run with (opslab's, with its libraries)."""
     return sys.executable

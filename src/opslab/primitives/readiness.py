@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from opslab.primitives.clock import SYSTEM_CLOCK, Clock
 
@@ -76,3 +78,17 @@ def wait_until(
             raise WaitTimeout(what, timeout, last)
         clock.sleep(min(delay, remaining))
         delay = min(delay * 1.5, max_interval)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
+    """The first truthy value of ``predicate`` within ``timeout`` seconds, else its last one.
+
+    Unlike ``eventually``, exceptions propagate: a predicate can fail the check at once (say, when
+    the program being waited on died).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
