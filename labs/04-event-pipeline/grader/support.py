@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from botocore.exceptions import BotoCoreError, ClientError
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kubernetes import client
@@ -49,6 +50,7 @@ from opslab.grading.fixtures import (
 from opslab.grading.sandbox import Sandbox
 from opslab.primitives.processes import kill_group
 from opslab.primitives.readiness import wait_for
+from opslab.runtime import sqs
 from opslab.shop import contract
 from opslab.shop.faults import GROUP, PLURAL, VERSION
 from opslab.shop.topology import PRODUCTS
@@ -375,6 +377,106 @@ class RedisStream(Ledgered):
         self.redis.close()
 
 
+@dataclass(kw_only=True)
+class SqsQueue(Ledgered):
+    """One check's SQS queue ``<prefix><key>-orders`` and the learner's dead-letter queue
+    ``<queue>-dlq``, with its ledger and faults. A message's body is the order's bytes."""
+
+    sqs_url: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.queue = f"{self.prefix}{self.key}-orders"
+        self.dlq = f"{self.queue}-dlq"
+        self.sqs = sqs.client(self.sqs_url)
+        self.queue_url = self.sqs.create_queue(QueueName=self.queue)["QueueUrl"]
+        self.order_of_body: dict[bytes, str] = {}
+        self.letters: list[tuple[str, dict[str, str], bytes]] = []
+        """Every dead letter read from the DLQ so far (reading takes them off it)."""
+
+    def produce(self, valid: int, poison: int = 0, *, orders: list[dict[str, Any]] | None = None) -> list[Sent]:
+        records = self.records(valid, poison, orders)
+        for start in range(0, len(records), 10):  # a batch send takes at most 10
+            chunk = records[start : start + 10]
+            entries = [{"Id": str(i), "MessageBody": value.decode()} for i, (_, value, _) in enumerate(chunk)]
+            if self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries).get("Failed"):
+                raise RuntimeError(f"the queue {self.queue} refused some of the grader's orders")
+        sent = [Sent(order_id, 0, len(self.sent) + i, ok, value) for i, (order_id, value, ok) in enumerate(records)]
+        for record in sent:
+            self.sent[record.order_id] = record
+            self.order_of_body[record.value] = record.order_id
+        return sent
+
+    def in_queue(self) -> int:
+        """Messages still on the queue: visible, in flight (received, not deleted) or delayed."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed"]  # fmt: skip
+        found = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)["Attributes"]
+        return sum(int(found.get(name, 0)) for name in names)
+
+    def in_flight(self) -> int:
+        found = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        return int(found.get("ApproximateNumberOfMessagesNotVisible", 0))
+
+    def redrive_policy(self) -> dict[str, Any] | None:
+        found = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]
+        with contextlib.suppress(ValueError, KeyError):
+            return dict(json.loads(found["RedrivePolicy"]))
+        return None
+
+    def deleted_past_uncaptured(self) -> bool:
+        """Is a message gone from the queue whose order was neither captured nor dead-lettered?
+
+        The queue is counted first: a message a correct worker deletes after that count was
+        captured (or dead-lettered) before it, so it is found by the reads after it.
+        """
+        left = self.in_queue()
+        done = (set(self.captured()) | {order for order, _, _ in self.dead_letters()}) & set(self.sent)
+        return left + len(done) < len(self.sent)
+
+    def held_uncaptured(self) -> int:
+        """Orders neither captured nor dead-lettered whose messages are not waiting on the queue:
+        a worker holds them (received, in flight). Waiting messages are counted first, so a message
+        received meanwhile makes this an undercount, never an overcount."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"]
+        found = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)["Attributes"]
+        waiting = sum(int(found.get(name, 0)) for name in names)
+        done = (set(self.captured()) | {order for order, _, _ in self.dead_letters()}) & set(self.sent)
+        return len(self.sent) - len(done) - waiting
+
+    def dead_letters(self) -> list[tuple[str, dict[str, str], bytes]]:
+        """(order id, message attributes, body) of every dead letter so far. A message the queue
+        moved by its RedrivePolicy (it has no error-class of its own) counts as retries-exhausted;
+        '?' is the order id of a body that is no order the grader sent."""
+        try:
+            url = self.sqs.get_queue_url(QueueName=self.dlq)["QueueUrl"]
+        except self.sqs.exceptions.QueueDoesNotExist:
+            return list(self.letters)
+        while True:
+            answer = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60,
+                                              AttributeNames=["All"], MessageAttributeNames=["All"])  # fmt: skip
+            messages = answer.get("Messages", [])
+            if not messages:
+                return list(self.letters)
+            for message in messages:
+                fields = {k: str(v.get("StringValue", "")) for k, v in message.get("MessageAttributes", {}).items()}
+                if "error-class" not in fields and "DeadLetterQueueSourceArn" in message.get("Attributes", {}):
+                    fields["error-class"] = "retries-exhausted"
+                body = message["Body"].encode()
+                self.letters.append((self.order_of_body.get(body, "?"), fields, body))
+            self.sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+            ])  # fmt: skip
+
+    def close(self) -> None:
+        super().close()
+        for name in (self.queue, self.dlq):
+            with contextlib.suppress(BotoCoreError, ClientError):  # gone already, or down: the run's sweep retries
+                self.sqs.delete_queue(QueueUrl=self.sqs.get_queue_url(QueueName=name)["QueueUrl"])
+
+
 def read_topic(kafka: str, topic: str) -> list[Any]:
     """Every message of ``topic`` from the start to its current end (no group, nothing committed)."""
     consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"grader-reader-{uuid.uuid4().hex[:8]}",
@@ -586,6 +688,20 @@ class Processors:
                 "--fulfilment", stream.shop, "--ledger", stream.ledger]  # fmt: skip
         proc = start_learner(args, cwd=self.lab_path, log=log, sandbox=self.sandbox, what="streams.py")
         running = Processor(proc, log, 0, time.monotonic(), "streams.py")
+        self.running.append(running)
+        return running
+
+    def start_queue_worker(
+        self, queue: SqsQueue, name: str, *, visibility: int = 4, max_receives: int = 4, base_delay: float = 1
+    ) -> Processor:
+        script = learner_file(self.lab_path, "queue_worker.py")
+        log = self.logs / f"queue-worker-{queue.key}-{name}.log"
+        args = [python(), str(script), "--queue", queue.queue, "--visibility", str(visibility),
+                "--max-receives", str(max_receives), "--base-delay", str(base_delay),
+                "--fulfilment", queue.shop, "--ledger", queue.ledger]  # fmt: skip
+        proc = start_learner(args, cwd=self.lab_path, log=log, sandbox=self.sandbox, what="queue_worker.py",
+                             env=sqs.environment_for(queue.sqs_url))  # fmt: skip
+        running = Processor(proc, log, 0, time.monotonic(), "queue_worker.py")
         self.running.append(running)
         return running
 

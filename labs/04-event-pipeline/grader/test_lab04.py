@@ -16,6 +16,7 @@ from support import (
     Processor,
     Processors,
     RedisStream,
+    SqsQueue,
     Stream,
     capture_rate,
     metric_total,
@@ -71,6 +72,44 @@ def committed_past_uncaptured(stream: Stream) -> bool:
 
 def describe(ids: list[str]) -> str:
     return f"{len(ids)} ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})"
+
+
+def assert_none_lost_or_doubled(stream: Ledgered, finished: bool, within: str, how: str) -> None:
+    """Every valid order captured once after a crash (or dead-lettered after 3 real tries or more)."""
+    lost, doubled = lost_and_doubled(stream)
+    exhausted = {o for o, fields, _ in stream.dead_letters() if fields.get("error-class") == "retries-exhausted"}
+    lost = [order for order in lost if order not in exhausted or len(stream.attempts(order)) < 3]
+    assert not lost, f"{describe(lost)} orders were never captured{'' if finished else within}: {how}"
+    assert not doubled, f"{describe(doubled)} orders were captured twice (no idempotency)"
+
+
+def assert_dead_lettered_once(stream: Ledgered, where: str, stuck: str, unknown: str, tries: str) -> None:
+    """Exactly the poison orders (malformed or rejected) and ``stuck`` (retries-exhausted, after
+    exactly 3 tries) are on ``where``, once each, with the bytes they were sent with."""
+    letters = stream.dead_letters()
+    assert letters, f"nothing arrived on {where} within 60 s (6 poison orders and one that always fails)"
+    seen: dict[str, list[str]] = {}
+    for order, fields, value in letters:
+        assert order != "?", unknown.format(fields=sorted(fields))
+        assert value == stream.sent[order].value, f"the dead letter of {order} does not carry the order as it was sent"
+        seen.setdefault(order, []).append(fields.get("error-class", ""))
+    expected = stream.poison_ids | {stuck}
+    missing = sorted(expected - set(seen))
+    assert not missing, f"{describe(missing)} orders that cannot succeed are not on {where}"
+    wrong = sorted(set(seen) - expected)
+    assert not wrong, f"{describe(wrong)} orders that could succeed were dead-lettered"
+    twice = sorted(order for order, classes in seen.items() if len(classes) > 1)
+    assert not twice, f"{describe(twice)} orders are on {where} more than once"
+    for order in sorted(stream.poison_ids):
+        assert seen[order][0] in {"malformed", "rejected"}, (
+            f"poison order {order} reached {where} with error-class {seen[order][0] or '(none)'!r}: dead-letter it "
+            "yourself at once, with the reason"
+        )
+        tried = len(stream.attempts(order))
+        assert tried <= 1, f"poison order {order} was tried {tried} times; a 4xx will not change on a retry"
+    assert seen[stuck][0] == "retries-exhausted", f"the failing order has error-class {seen[stuck][0]!r}"
+    tried = len(stream.attempts(stuck))
+    assert tried == 3, f"the failing order was tried {tried} times before it was dead-lettered; {tries} is 3"
 
 
 def alive_or_fail(processor: Processor) -> Callable[[], None]:
@@ -409,16 +448,8 @@ def test_streams_claims_what_a_dead_consumer_left_and_captures_it_once(
     stream.clear_fault(slow)
     second = started.start_streams(stream, "second")
     finished = all_accounted_for(stream, 90, alive_or_fail(second))
-    lost, doubled = lost_and_doubled(stream)
-    exhausted = {
-        order for order, fields, _ in stream.dead_letters() if fields.get("error-class") == "retries-exhausted"
-    }
-    lost = [order for order in lost if order not in exhausted or len(stream.attempts(order)) < 3]
-    assert not lost, (
-        f"{describe(lost)} orders were never captured{'' if finished else ' within 90 s'}: acknowledged before "
-        "their capture, or left pending and never claimed (by the dead consumer, or after a failed capture)"
-    )
-    assert not doubled, f"{describe(doubled)} orders were captured twice (no idempotency)"
+    assert_none_lost_or_doubled(stream, finished, " within 90 s", "acknowledged before their capture, or left "
+                                "pending and never claimed (by the dead consumer, or after a failed capture)")  # fmt: skip
     assert wait_for(lambda: not stream.pending(), 10), (
         f"{len(stream.pending())} entries are still pending in {stream.group}: acknowledge each once it is done"
     )
@@ -438,25 +469,103 @@ def test_streams_dead_letters_after_the_last_delivery(
     stream.produce(40, poison=6)
     worker = started.start_streams(stream, "only", claim_after=0.5, max_deliveries=3)
     all_accounted_for(stream, 60, alive_or_fail(worker))
-    letters = stream.dead_letters()
-    assert letters, f"nothing arrived on {stream.dead} within 60 s (6 poison orders and one that always fails)"
-    seen: dict[str, list[str]] = {}
-    for order, fields, value in letters:
-        assert order != "?", f"a dead letter has no original-id naming the entry it came from (it has {sorted(fields)})"
-        assert value == stream.sent[order].value, f"the dead letter of {order} does not carry the entry's order field"
-        seen.setdefault(order, []).append(fields.get("error-class", ""))
-    expected = stream.poison_ids | {stuck}
-    missing = sorted(expected - set(seen))
-    assert not missing, f"{describe(missing)} orders that cannot succeed are not on {stream.dead}"
-    wrong = sorted(set(seen) - expected)
-    assert not wrong, f"{describe(wrong)} orders that could succeed were dead-lettered"
-    twice = sorted(order for order, classes in seen.items() if len(classes) > 1)
-    assert not twice, f"{describe(twice)} orders are on {stream.dead} more than once"
-    for order in stream.poison_ids:
-        assert seen[order][0] in {"malformed", "rejected"}, f"poison order {order} has error-class {seen[order][0]!r}"
-    assert seen[stuck][0] == "retries-exhausted", f"the failing order has error-class {seen[stuck][0]!r}"
-    tries = len(stream.attempts(stuck))
-    assert tries == 3, f"the failing order was tried {tries} times before it was dead-lettered; --max-deliveries is 3"
+    assert_dead_lettered_once(stream, stream.dead, stuck, "a dead letter has no original-id naming the entry it "
+                              "came from (it has {fields})", "--max-deliveries")  # fmt: skip
     assert wait_for(lambda: not stream.pending(), 10), (
         f"{len(stream.pending())} entries are still pending: acknowledge each dead letter once it is written"
+    )
+
+
+# ---------------------------------------------------------------------- SQS
+
+
+@check(points=5, section="SQS", timeout=150, hint="Delete a message only after its capture; receive with "
+       "--visibility as the visibility timeout, so what a dead worker held is back on the queue within seconds; "
+       "send the order id as Idempotency-Key.")  # fmt: skip
+def test_queue_redelivers_what_a_crashed_worker_held_and_captures_it_once(
+    open_queue: Callable[[str], SqsQueue], started: Processors
+) -> None:
+    """a worker killed mid-queue (10 % of captures failing): what it held comes back and is captured once, soon"""
+    queue = open_queue("crash")
+    errors = queue.fault("error-rate", errorRate=0.1)
+    queue.fault("latency", latencyMs=20)
+    queue.produce(300)
+    first = started.start_queue_worker(queue, "first", visibility=4, max_receives=6)
+    progress_or_fail(queue, first, 80, 60)
+    # Slow the captures down (no failures now: a message waiting out its backoff is not held) and
+    # crash the worker the moment a message is gone from the queue before its capture, or it holds
+    # at least 3 orders it has not captured (or after 9 s): what it held must come back soon.
+    queue.clear_fault(errors)
+    slow = queue.fault("latency", latencyMs=1500)
+    wait_for(lambda: queue.deleted_past_uncaptured() or queue.held_uncaptured() >= 3, 9, interval=0.5)
+    first.kill()
+    queue.clear_fault(slow)
+    second = started.start_queue_worker(queue, "second", visibility=4, max_receives=6)
+    finished = all_accounted_for(queue, 45, alive_or_fail(second))
+    assert_none_lost_or_doubled(queue, finished, " within 45 s of the crash", "deleted before their capture, or "
+                                "held by the dead worker for longer than --visibility (4 s)")  # fmt: skip
+    assert wait_for(lambda: queue.in_queue() == 0, 15), (
+        f"{queue.in_queue()} messages are still on {queue.queue}: delete each message once it is done"
+    )
+
+
+@check(points=4, section="SQS", timeout=90, hint="While you work, keep extending the visibility of every message "
+       "you hold (the whole batch you received, not only the one at hand), e.g. every --visibility/3 s from a "
+       "heartbeat thread (ChangeMessageVisibilityBatch).")  # fmt: skip
+def test_queue_keeps_what_it_holds_invisible_while_it_works(
+    open_queue: Callable[[str], SqsQueue], started: Processors
+) -> None:
+    """with slow captures and a second worker waiting, no message is handed to both: each order is tried once"""
+    queue = open_queue("slow")
+    queue.fault("latency", latencyMs=1200)
+    queue.produce(10)
+    first = started.start_queue_worker(queue, "first", visibility=3)
+    assert wait_for(lambda: queue.in_flight() > 0 or not first.alive(), 20, interval=0.2), (
+        f"queue_worker.py received nothing from {queue.queue} within 20 s: {first.tail()}"
+    )
+    second = started.start_queue_worker(queue, "second", visibility=3)
+
+    def both_alive() -> None:
+        alive_or_fail(first)()
+        alive_or_fail(second)()
+
+    finished = all_accounted_for(queue, 45, both_alive)
+    tries: dict[str, int] = {}
+    for attempt in queue.attempts():
+        tries[attempt["order_id"]] = tries.get(attempt["order_id"], 0) + 1
+    twice = sorted(order for order, n in tries.items() if n > 1)
+    assert not twice, (
+        f"{describe(twice)} orders were tried more than once with no failure: their messages became visible "
+        "(after --visibility 3 s) while a worker still held them, and the other worker took them too"
+    )
+    lost, doubled = lost_and_doubled(queue)
+    assert finished and not lost, f"{describe(lost)} of 10 slow orders were not captured within 45 s"
+    assert not doubled, f"{describe(doubled)} orders were captured twice"
+
+
+@check(points=4, section="SQS", timeout=120, hint="Give the queue a RedrivePolicy (deadLetterTargetArn of "
+       "<queue>-dlq, maxReceiveCount --max-receives): it dead-letters what keeps failing by itself. Send what can "
+       "never succeed to the DLQ yourself at once, with an error-class message attribute, then delete it.")  # fmt: skip
+def test_queue_dead_letters_after_max_receives(open_queue: Callable[[str], SqsQueue], started: Processors) -> None:
+    """poison goes to <queue>-dlq at once; an order that keeps failing after exactly --max-receives tries"""
+    queue = open_queue("dead")
+    queue.produce(1)
+    stuck = next(iter(queue.valid_ids))
+    queue.fault("outage", orders=[stuck])
+    queue.produce(30, poison=6)
+    worker = started.start_queue_worker(queue, "only", visibility=3, max_receives=3, base_delay=0.5)
+    all_accounted_for(queue, 60, alive_or_fail(worker))
+    policy = queue.redrive_policy()
+    assert policy, f"{queue.queue} has no RedrivePolicy: set one naming {queue.dlq} and maxReceiveCount"
+    assert str(policy.get("deadLetterTargetArn", "")).endswith(f":{queue.dlq}"), (
+        f"the RedrivePolicy of {queue.queue} sends dead letters to {policy.get('deadLetterTargetArn')}, "
+        f"not to {queue.dlq}"
+    )
+    assert str(policy.get("maxReceiveCount")) == "3", (
+        f"the RedrivePolicy's maxReceiveCount is {policy.get('maxReceiveCount')}; --max-receives is 3"
+    )
+    assert_dead_lettered_once(queue, queue.dlq, stuck, f"a message on {queue.dlq} is not an order's body as it "
+                              "was sent (keep the body as is)", "--max-receives")  # fmt: skip
+    assert wait_for(lambda: queue.in_queue() == 0, 10), (
+        f"{queue.in_queue()} messages are still on {queue.queue}: delete each message you dead-letter"
     )

@@ -244,7 +244,12 @@ def _release_custom_objects(api: client.ApiClient, namespace: str) -> None:
 
 
 def sweep(
-    api: client.ApiClient, runs: set[str] | None = None, *, kafka: str | None = None, redis: str | None = None
+    api: client.ApiClient,
+    runs: set[str] | None = None,
+    *,
+    kafka: str | None = None,
+    redis: str | None = None,
+    sqs: str | None = None,
 ) -> list[str]:
     """Delete what the given runs created (``None``: every grading run's); return what was deleted."""
     selector = RUN_LABEL if runs is None else f"{RUN_LABEL} in ({','.join(sorted(runs))})"
@@ -286,6 +291,8 @@ def sweep(
         gone += sweep_kafka(kafka, runs)
     if redis:
         gone += sweep_redis(redis, runs)
+    if sqs:
+        gone += sweep_sqs(sqs, runs)
     return gone
 
 
@@ -339,7 +346,9 @@ def sweep_kafka(bootstrap: str, runs: set[str] | None) -> list[str]:
     return gone
 
 
-def sweep_stale(api: client.ApiClient, *, kafka: str | None = None, redis: str | None = None) -> list[str]:
+def sweep_stale(
+    api: client.ApiClient, *, kafka: str | None = None, redis: str | None = None, sqs: str | None = None
+) -> list[str]:
     """Remove what grading runs whose grader is gone left behind; live runs are untouched."""
     live = live_runs(api)
     seen: set[str] = set()
@@ -353,6 +362,8 @@ def sweep_stale(api: client.ApiClient, *, kafka: str | None = None, redis: str |
         gone += _sweep_stale_kafka(kafka, live)
     if redis:
         gone += sweep_stale_redis(redis, live)
+    if sqs:
+        gone += sweep_stale_sqs(sqs, live)
     return gone
 
 
@@ -393,6 +404,51 @@ def sweep_stale_redis(url: str, live: set[str]) -> list[str]:
     stale = {_run_of_name(key) for key in _grading_keys(url)} - live
     stale = {run for run in stale if valid_run_id(run)}
     return sweep_redis(url, stale) if stale else []
+
+
+def _sqs_client(url: str) -> Any:
+    from botocore.config import Config  # noqa: PLC0415 (only sweeps need SQS)
+
+    from opslab.runtime import sqs  # noqa: PLC0415
+
+    return sqs.client(url, config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1}))
+
+
+def _grading_queues(url: str) -> dict[str, str]:
+    """Queue name -> URL of every grading run's SQS queue (lab 4's queues and their DLQs)."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    try:
+        urls = _sqs_client(url).list_queues(QueueNamePrefix=TOPIC_PREFIX).get("QueueUrls", [])
+    except (BotoCoreError, ClientError) as exc:
+        log.warning("cannot list the SQS queues of grading runs: %s", exc)
+        return {}
+    return {queue_url.rsplit("/", 1)[-1]: queue_url for queue_url in urls}
+
+
+def sweep_sqs(url: str, runs: set[str] | None) -> list[str]:
+    """Delete the SQS queues (lab 4's) of the given runs (``None``: of every grading run)."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    queues = _grading_queues(url).items()
+    ours = {n: u for n, u in queues if _run_of_name(n) and (runs is None or _run_of_name(n) in runs)}
+    gone = []
+    if ours:
+        sqs = _sqs_client(url)
+        for name, queue_url in ours.items():
+            try:
+                sqs.delete_queue(QueueUrl=queue_url)
+                gone.append(f"sqs-queue/{name}")
+            except (BotoCoreError, ClientError) as exc:
+                log.warning("cannot delete SQS queue %s: %s", name, exc)
+    return gone
+
+
+def sweep_stale_sqs(url: str, live: set[str]) -> list[str]:
+    """Delete the SQS queues of grading runs not in ``live`` (their grader is gone)."""
+    stale = {_run_of_name(name) for name in _grading_queues(url)} - live
+    stale = {run for run in stale if valid_run_id(run)}
+    return sweep_sqs(url, stale) if stale else []
 
 
 def _sweep_stale_kafka(bootstrap: str, live: set[str]) -> list[str]:

@@ -31,7 +31,7 @@ from opslab.grading.rubric import CheckResult, Grade
 from opslab.primitives.errors import ConfigError
 from opslab.primitives.files import new_run_dir
 from opslab.primitives.processes import kill_group, terminate
-from opslab.runtime import kube
+from opslab.runtime import kube, sqs
 from opslab.runtime.endpoints import endpoint_environment
 from opslab.settings import Settings
 
@@ -175,7 +175,7 @@ def sweep_run(settings: Settings, run_id: str) -> list[str]:
     api = _admin(settings)
     if api is None:
         return []
-    return isolation.sweep(api, {run_id}, kafka=f"127.0.0.1:{settings.ports.kafka}", redis=_redis_url(settings))
+    return isolation.sweep(api, {run_id}, **_stores(settings))
 
 
 def sweep_stale_runs(settings: Settings) -> list[str]:
@@ -183,11 +183,16 @@ def sweep_stale_runs(settings: Settings) -> list[str]:
     api = _admin(settings)
     if api is None:
         return []
-    return isolation.sweep_stale(api, kafka=f"127.0.0.1:{settings.ports.kafka}", redis=_redis_url(settings))
+    return isolation.sweep_stale(api, **_stores(settings))
 
 
-def _redis_url(settings: Settings) -> str:
-    return f"redis://127.0.0.1:{settings.ports.redis}/0"
+def _stores(settings: Settings) -> dict[str, str]:
+    """Where grading runs keep things outside the cluster: Kafka, Redis and the SQS queue."""
+    return {
+        "kafka": f"127.0.0.1:{settings.ports.kafka}",
+        "redis": f"redis://127.0.0.1:{settings.ports.redis}/0",
+        "sqs": sqs.endpoint(settings),
+    }
 
 
 def read_grade(grade_file: Path, lab: Lab, target: Path, run_dir: Path, limit: float) -> Grade:

@@ -46,7 +46,11 @@ def queue_arn(name: str) -> str:
 
 def environment(settings: Settings) -> dict[str, str]:
     """What boto3 and the AWS CLI need to reach the platform's queue with no further arguments."""
-    url = endpoint(settings)
+    return environment_for(endpoint(settings))
+
+
+def environment_for(url: str) -> dict[str, str]:
+    """The same, for the SQS API at ``url`` (a grader passes it on to the programs it runs)."""
     return {
         URL_VARIABLE: url,
         "AWS_ENDPOINT_URL_SQS": url,
