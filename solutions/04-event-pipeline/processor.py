@@ -125,6 +125,9 @@ class Processor:
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": 10000,
                 "max.poll.interval.ms": 60000,
+                # A subscribed topic missing from the metadata is only looked for again at the next
+                # refresh (5 min by default): a retry tier created a moment ago must not wait that long.
+                "topic.metadata.refresh.interval.ms": 5000,
                 "on_commit": self.on_commit,
             }
         )
@@ -255,6 +258,14 @@ class Processor:
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise RuntimeError(f"cannot create {topic}: {exc}") from None
+        # Created is not yet visible: subscribe only once every topic has partitions with a leader.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            known = admin.list_topics(timeout=10).topics
+            if all(t in known and known[t].partitions and all(p.leader >= 0 for p in known[t].partitions.values())
+                   for t in names):  # fmt: skip
+                return
+            time.sleep(0.2)
 
     def run(self) -> None:
         self.ensure_topics()

@@ -144,9 +144,11 @@ class QueueWorker:
                 if self.handle(message):
                     done.append(message)  # still held (kept invisible) until the batch delete below
             if done:
-                self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                answer = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
                 ])  # fmt: skip
+                for failed in answer.get("Failed", []):  # its receipt expired: it comes back, a replay
+                    print(f"cannot delete a message: {failed.get('Code')} {failed.get('Message')}", file=sys.stderr)
                 for message in done:
                     self.held.let_go(message)
         self.held.stop()

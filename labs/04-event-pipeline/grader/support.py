@@ -32,7 +32,7 @@ import httpx
 import pytest
 import redis
 from botocore.exceptions import BotoCoreError, ClientError
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -407,18 +407,16 @@ class SqsQueue(Ledgered):
             self.order_of_body[record.value] = record.order_id
         return sent
 
-    def in_queue(self) -> int:
-        """Messages still on the queue: visible, in flight (received, not deleted) or delayed."""
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                 "ApproximateNumberOfMessagesDelayed"]  # fmt: skip
-        found = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)["Attributes"]
-        return sum(int(found.get(name, 0)) for name in names)
+    def counts(self) -> dict[str, int]:
+        """Messages on the queue by state: visible, in flight (received, not deleted), delayed."""
+        names = {"ApproximateNumberOfMessages": "visible", "ApproximateNumberOfMessagesNotVisible": "in flight",
+                 "ApproximateNumberOfMessagesDelayed": "delayed"}  # fmt: skip
+        found = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=list(names))["Attributes"]
+        return {state: int(found.get(name, 0)) for name, state in names.items()}
 
-    def in_flight(self) -> int:
-        found = self.sqs.get_queue_attributes(
-            QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
-        )["Attributes"]
-        return int(found.get("ApproximateNumberOfMessagesNotVisible", 0))
+    def in_queue(self) -> int:
+        """Messages still on the queue, whatever their state."""
+        return sum(self.counts().values())
 
     def redrive_policy(self) -> dict[str, Any] | None:
         found = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]
@@ -440,9 +438,8 @@ class SqsQueue(Ledgered):
         """Orders neither captured nor dead-lettered whose messages are not waiting on the queue:
         a worker holds them (received, in flight). Waiting messages are counted first, so a message
         received meanwhile makes this an undercount, never an overcount."""
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"]
-        found = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)["Attributes"]
-        waiting = sum(int(found.get(name, 0)) for name in names)
+        counts = self.counts()
+        waiting = counts["visible"] + counts["delayed"]
         done = (set(self.captured()) | {order for order, _, _ in self.dead_letters()}) & set(self.sent)
         return len(self.sent) - len(done) - waiting
 
@@ -487,7 +484,10 @@ def read_topic(kafka: str, topic: str) -> list[Any]:
             return []
         ends = {}
         for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            except KafkaException:
+                continue  # just created, no leader yet: nothing to read there so far
             if high > low:
                 ends[partition] = high
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])

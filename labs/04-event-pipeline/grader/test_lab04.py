@@ -4,6 +4,7 @@ faults, crashes, rebalances and shutdowns; its dead letters and their re-drive."
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -60,13 +61,15 @@ def lost_and_doubled(stream: Ledgered) -> tuple[list[str], list[str]]:
     return lost, doubled
 
 
-def committed_past_uncaptured(stream: Stream) -> bool:
-    """Is an offset committed beyond a valid order that was not captured (yet)?"""
+def committed_past_uncaptured(stream: Stream, failing: set[str]) -> bool:
+    """Is an offset committed beyond a valid order that was not captured (yet)? Orders that always
+    fail (``failing``) do not count: a correct processor commits past them once they are on a retry topic."""
     committed = stream.committed()
     captured = stream.captured()
     return any(
         s.valid and s.offset < committed.get(s.partition, -1) and s.order_id not in captured
         for s in stream.sent.values()
+        if s.order_id not in failing
     )
 
 
@@ -106,7 +109,9 @@ def assert_dead_lettered_once(stream: Ledgered, where: str, stuck: str, unknown:
             "yourself at once, with the reason"
         )
         tried = len(stream.attempts(order))
-        assert tried <= 1, f"poison order {order} was tried {tried} times; a 4xx will not change on a retry"
+        assert tried <= 2, (  # one retry is allowed: a 4xx answered after the client's timeout looks transient
+            f"poison order {order} was tried {tried} times; a 4xx will not change on a retry"
+        )
     assert seen[stuck][0] == "retries-exhausted", f"the failing order has error-class {seen[stuck][0]!r}"
     tried = len(stream.attempts(stuck))
     assert tried == 3, f"the failing order was tried {tried} times before it was dead-lettered; {tries} is 3"
@@ -188,7 +193,9 @@ def test_poison_orders_go_to_the_dead_letter_topic_with_their_story(
             "dead-letter it at once"
         )
         tried = len(stream.attempts(record.order_id))
-        assert tried <= 1, f"poison order {record.order_id} was sent to fulfilment {tried} times: once is enough"
+        assert tried <= 2, (  # one retry is allowed: a 4xx answered after the client's timeout looks transient
+            f"poison order {record.order_id} was sent to fulfilment {tried} times: a 4xx will not change on a retry"
+        )
         seen[record.order_id] = seen.get(record.order_id, 0) + 1
     missing_ids = sorted(stream.poison_ids - set(seen))
     twice = sorted(order for order, n in seen.items() if n > 1)
@@ -207,9 +214,13 @@ def test_kill_9_and_restart_lose_nothing_and_capture_nothing_twice(
 ) -> None:
     """killed with SIGKILL three times mid-stream and restarted, it still captures every order once"""
     stream = open_stream("crash")
-    # Captures take 20 ms, so a crash always finds work taken from Kafka but not yet done.
+    # Captures take 20 ms, so a crash always finds work taken from Kafka but not yet done. Three
+    # orders always fail: a retry kept only in memory, with its offset committed, dies with the process.
     stream.fault("latency", latencyMs=20)
-    stream.produce(1500)
+    stream.produce(3)
+    failing = set(stream.valid_ids)
+    stream.fault("outage", orders=sorted(failing))
+    stream.produce(1497)
     processor = started.start(stream)
     for mark in (250, 600, 950):
         progress_or_fail(stream, processor, mark, 60)
@@ -217,16 +228,13 @@ def test_kill_9_and_restart_lose_nothing_and_capture_nothing_twice(
         # every 5 s by default, or a commit at consume time) is caught in the act: the crash comes
         # the moment an offset is committed past an order not captured, or after 9 s.
         slow = stream.fault("latency", latencyMs=1500)
-        wait_for(lambda: committed_past_uncaptured(stream), 9, interval=0.5)
+        wait_for(lambda: committed_past_uncaptured(stream, failing), 9, interval=0.5)
         processor.kill()
         stream.clear_fault(slow)
         processor = started.start(stream)
-    all_accounted_for(stream, 90, alive_or_fail(processor))
-    lost, doubled = lost_and_doubled(stream)
-    assert not lost, (
-        f"{describe(lost)} orders were lost across the crashes: offsets were committed before their capture"
-    )
-    assert not doubled, f"{describe(doubled)} orders were captured twice after a crash (no idempotency)"
+    finished = all_accounted_for(stream, 90, alive_or_fail(processor))
+    assert_none_lost_or_doubled(stream, finished, " within 90 s", "offsets were committed before their capture, "
+                                "or before a retry was written to a topic (a retry held in memory dies in a crash)")  # fmt: skip
 
 
 @check(points=4, section="Processor", timeout=120, hint="On SIGTERM stop taking new messages, finish the one in "
@@ -302,7 +310,7 @@ def test_a_rebalance_hands_partitions_over_without_redoing_work(
 ) -> None:
     """three more processors join, then the first leaves: no gap, and no order processed twice"""
     stream = open_stream("rebalance")
-    stream.produce(2400)  # no added latency: work finished between two commits is what a handover risks
+    stream.produce(1500)  # no added latency: work finished between two commits is what a handover risks
     admin = AdminClient({"bootstrap.servers": stream.kafka})
 
     def members_with_partitions() -> int:
@@ -312,6 +320,7 @@ def test_a_rebalance_hands_partitions_over_without_redoing_work(
     first = started.start(stream)
     done = progress_or_fail(stream, first, 300, 60)
     for joining in (2, 3, 4):  # each join takes partitions away from a member that was working on them
+        stream.produce(300)  # however fast it is, there is work in hand when the partitions move
         member = started.start(stream)
         assert wait_for(lambda n=joining: members_with_partitions() >= n, 45, interval=0.5), (
             f"processor number {joining} never got partitions of its own"
@@ -385,12 +394,26 @@ def redrive(lab_path: Path, sandbox: Sandbox, stream: Stream, *args: str) -> str
     return result.stdout
 
 
+def listed_orders(output: str, command: str) -> list[str]:
+    """The ``order`` of each JSON line ``redrive.py list`` printed, sorted."""
+    orders = []
+    for line in filter(None, (line.strip() for line in output.splitlines())):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise LearnerError(f"`{command}` printed a line that is not JSON: {line[:120]}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("order"), str):
+            raise LearnerError(f'`{command}` printed a line with no "order" (the order id): {line[:120]}')
+        orders.append(record["order"])
+    return sorted(orders)
+
+
 @check(points=4, section="Re-drive", timeout=150, hint="redrive.py apply --error-class C sends the matching dead "
        "letters back to the main topic and records each one, so a second run sends nothing.")  # fmt: skip
 def test_redrive_sends_fixed_dead_letters_back_once(
     lab_path: Path, sandbox: Sandbox, open_stream: Callable[..., Stream], started: Processors
 ) -> None:
-    """after a fix, re-driving the exhausted dead letters captures each once; the poison stays put"""
+    """`list` shows the dead letters asked for; after a fix, re-driving the exhausted ones captures each once"""
     stream = open_stream("redrive")
     stream.produce(12)
     broken = sorted(stream.valid_ids)[:6]
@@ -402,9 +425,20 @@ def test_redrive_sends_fixed_dead_letters_back_once(
         alive_or_fail(processor)()
         return {k for k, h, _ in stream.dead_letters() if h.get("error-class") == "retries-exhausted"}
 
-    assert wait_for(lambda: exhausted() >= set(broken), 90, interval=1), (
-        f"the orders failing for good ({len(broken)}) did not all reach {stream.dlq} as retries-exhausted in 90 s"
+    if not wait_for(lambda: exhausted() >= set(broken), 90, interval=1):
+        tries = {order: len(stream.attempts(order)) for order in sorted(set(broken) - exhausted())}
+        raise AssertionError(
+            f"the orders failing for good ({len(broken)}) did not all reach {stream.dlq} as retries-exhausted in "
+            f"90 s; tries so far of those missing: {tries}"
+        )
+    command = "redrive.py list --error-class retries-exhausted"
+    listed = listed_orders(redrive(lab_path, sandbox, stream, "list", "--error-class", "retries-exhausted"), command)
+    assert listed == sorted(broken), (
+        f"`{command}` listed {describe(listed)}; the dead letters of that class are {describe(sorted(broken))}"
     )
+    command = f"redrive.py list --order {broken[0]}"
+    listed = listed_orders(redrive(lab_path, sandbox, stream, "list", "--order", broken[0]), command)
+    assert listed == [broken[0]], f"`{command}` listed {describe(listed)}, not that one dead letter"
     stream.clear_fault(outage)  # the fix
     ends = stream.ends()
     redrive(lab_path, sandbox, stream, "apply", "--error-class", "retries-exhausted")
@@ -504,8 +538,9 @@ def test_queue_redelivers_what_a_crashed_worker_held_and_captures_it_once(
     finished = all_accounted_for(queue, 45, alive_or_fail(second))
     assert_none_lost_or_doubled(queue, finished, " within 45 s of the crash", "deleted before their capture, or "
                                 "held by the dead worker for longer than --visibility (4 s)")  # fmt: skip
-    assert wait_for(lambda: queue.in_queue() == 0, 15), (
-        f"{queue.in_queue()} messages are still on {queue.queue}: delete each message once it is done"
+    assert wait_for(lambda: queue.in_queue() == 0, 30), (
+        f"messages are still on {queue.queue} 30 s after every order was captured ({queue.counts()}): delete "
+        f"each message once it is done; the worker says: {second.tail()}"
     )
 
 
@@ -520,7 +555,7 @@ def test_queue_keeps_what_it_holds_invisible_while_it_works(
     queue.fault("latency", latencyMs=1200)
     queue.produce(10)
     first = started.start_queue_worker(queue, "first", visibility=3)
-    assert wait_for(lambda: queue.in_flight() > 0 or not first.alive(), 20, interval=0.2), (
+    assert wait_for(lambda: queue.counts()["in flight"] > 0 or not first.alive(), 20, interval=0.2), (
         f"queue_worker.py received nothing from {queue.queue} within 20 s: {first.tail()}"
     )
     second = started.start_queue_worker(queue, "second", visibility=3)

@@ -3,7 +3,8 @@
 usage: python redrive.py list  --bootstrap HOST:PORT --topic T [--error-class C] [--order ID]
        python redrive.py apply --bootstrap HOST:PORT --topic T [--error-class C] [--order ID]
 
-``list`` prints the dead letters of ``T.dlq`` that match (one JSON object per line) and changes
+``list`` prints the dead letters of ``T.dlq`` that match (one JSON object per line, with at least
+``order``, the order id, and ``headers``) and changes
 nothing. ``apply`` puts each matching dead letter back on T, and never the same dead letter twice,
 even when it is run again later.
 """
