@@ -513,7 +513,7 @@ def test_streams_dead_letters_after_the_last_delivery(
 # ---------------------------------------------------------------------- SQS
 
 
-@check(points=5, section="SQS", timeout=150, hint="Delete a message only after its capture; receive with "
+@check(points=5, section="SQS", timeout=180, hint="Delete a message only after its capture; receive with "
        "--visibility as the visibility timeout, so what a dead worker held is back on the queue within seconds; "
        "send the order id as Idempotency-Key.")  # fmt: skip
 def test_queue_redelivers_what_a_crashed_worker_held_and_captures_it_once(
@@ -538,8 +538,10 @@ def test_queue_redelivers_what_a_crashed_worker_held_and_captures_it_once(
     finished = all_accounted_for(queue, 45, alive_or_fail(second))
     assert_none_lost_or_doubled(queue, finished, " within 45 s of the crash", "deleted before their capture, or "
                                 "held by the dead worker for longer than --visibility (4 s)")  # fmt: skip
-    assert wait_for(lambda: queue.in_queue() == 0, 30), (
-        f"messages are still on {queue.queue} 30 s after every order was captured ({queue.counts()}): delete "
+    # Under load a capture can time out although it happened: its message waits out a backoff (up
+    # to 16 s on its 5th receive) before it comes back as a replay and is deleted.
+    assert wait_for(lambda: queue.in_queue() == 0, 60), (
+        f"messages are still on {queue.queue} 60 s after every order was captured ({queue.counts()}): delete "
         f"each message once it is done; the worker says: {second.tail()}"
     )
 
