@@ -520,7 +520,7 @@ def test_queue_redelivers_what_a_crashed_worker_held_and_captures_it_once(
     open_queue: Callable[[str], SqsQueue], started: Processors
 ) -> None:
     """a worker killed mid-queue (10 % of captures failing): what it held comes back and is captured once, soon"""
-    queue = open_queue("crash")
+    queue = open_queue("queue-crash")
     errors = queue.fault("error-rate", errorRate=0.1)
     queue.fault("latency", latencyMs=20)
     queue.produce(300)
@@ -553,7 +553,7 @@ def test_queue_keeps_what_it_holds_invisible_while_it_works(
     open_queue: Callable[[str], SqsQueue], started: Processors
 ) -> None:
     """with slow captures and a second worker waiting, no message is handed to both: each order is tried once"""
-    queue = open_queue("slow")
+    queue = open_queue("queue-slow")
     queue.fault("latency", latencyMs=1200)
     queue.produce(10)
     first = started.start_queue_worker(queue, "first", visibility=3)
@@ -585,7 +585,7 @@ def test_queue_keeps_what_it_holds_invisible_while_it_works(
        "never succeed to the DLQ yourself at once, with an error-class message attribute, then delete it.")  # fmt: skip
 def test_queue_dead_letters_after_max_receives(open_queue: Callable[[str], SqsQueue], started: Processors) -> None:
     """poison goes to <queue>-dlq at once; an order that keeps failing after exactly --max-receives tries"""
-    queue = open_queue("dead")
+    queue = open_queue("queue-dead")
     queue.produce(1)
     stuck = next(iter(queue.valid_ids))
     queue.fault("outage", orders=[stuck])
