@@ -25,6 +25,8 @@ def setup(*args: str, cache: Path, **env: str) -> subprocess.CompletedProcess[st
 def test_a_corrupt_cache_entry_is_rebuilt(tmp_path: Path) -> None:
     first = setup("--only", "redis", cache=tmp_path)
     assert first.returncode == 0, first.stderr
+    made = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))[:20]
+    assert (tmp_path / "redis").is_dir(), f"setup built no redis entry in {tmp_path} ({made}): {first.stdout}"
     entry = next((tmp_path / "redis").iterdir())
     binary = entry / "root" / "usr" / "bin" / "redis-check-rdb"
     binary.write_bytes(binary.read_bytes()[:1000])  # a truncated download or a disk error
