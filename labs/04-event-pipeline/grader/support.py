@@ -393,6 +393,8 @@ class SqsQueue(Ledgered):
         self.order_of_body: dict[bytes, str] = {}
         self.letters: list[tuple[str, dict[str, str], bytes]] = []
         """Every dead letter read from the DLQ so far (reading takes them off it)."""
+        self.dlq_url: str | None = None
+        """The learner's DLQ, once it exists."""
 
     def produce(self, valid: int, poison: int = 0, *, orders: list[dict[str, Any]] | None = None) -> list[Sent]:
         records = self.records(valid, poison, orders)
@@ -431,8 +433,7 @@ class SqsQueue(Ledgered):
         captured (or dead-lettered) before it, so it is found by the reads after it.
         """
         left = self.in_queue()
-        done = (set(self.captured()) | {order for order, _, _ in self.dead_letters()}) & set(self.sent)
-        return left + len(done) < len(self.sent)
+        return left + len(self.done_orders()) < len(self.sent)
 
     def held_uncaptured(self) -> int:
         """Orders neither captured nor dead-lettered whose messages are not waiting on the queue:
@@ -440,19 +441,23 @@ class SqsQueue(Ledgered):
         received meanwhile makes this an undercount, never an overcount."""
         counts = self.counts()
         waiting = counts["visible"] + counts["delayed"]
-        done = (set(self.captured()) | {order for order, _, _ in self.dead_letters()}) & set(self.sent)
-        return len(self.sent) - len(done) - waiting
+        return len(self.sent) - len(self.done_orders()) - waiting
+
+    def done_orders(self) -> set[str]:
+        """The orders sent that are captured or dead-lettered."""
+        return (set(self.captured()) | {order for order, _, _ in self.dead_letters()}) & set(self.sent)
 
     def dead_letters(self) -> list[tuple[str, dict[str, str], bytes]]:
         """(order id, message attributes, body) of every dead letter so far. A message the queue
         moved by its RedrivePolicy (it has no error-class of its own) counts as retries-exhausted;
         '?' is the order id of a body that is no order the grader sent."""
-        try:
-            url = self.sqs.get_queue_url(QueueName=self.dlq)["QueueUrl"]
-        except self.sqs.exceptions.QueueDoesNotExist:
-            return list(self.letters)
+        if self.dlq_url is None:
+            try:
+                self.dlq_url = str(self.sqs.get_queue_url(QueueName=self.dlq)["QueueUrl"])
+            except self.sqs.exceptions.QueueDoesNotExist:
+                return list(self.letters)
         while True:
-            answer = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60,
+            answer = self.sqs.receive_message(QueueUrl=self.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=60,
                                               AttributeNames=["All"], MessageAttributeNames=["All"])  # fmt: skip
             messages = answer.get("Messages", [])
             if not messages:
@@ -463,7 +468,7 @@ class SqsQueue(Ledgered):
                     fields["error-class"] = "retries-exhausted"
                 body = message["Body"].encode()
                 self.letters.append((self.order_of_body.get(body, "?"), fields, body))
-            self.sqs.delete_message_batch(QueueUrl=url, Entries=[
+            self.sqs.delete_message_batch(QueueUrl=self.dlq_url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
             ])  # fmt: skip
 
