@@ -31,7 +31,7 @@ from opslab.grading.rubric import CheckResult, Grade
 from opslab.primitives.errors import ConfigError
 from opslab.primitives.files import new_run_dir
 from opslab.primitives.processes import kill_group, terminate
-from opslab.runtime import kube, sqs
+from opslab.runtime import kube, run_config, sqs
 from opslab.runtime.endpoints import endpoint_environment
 from opslab.settings import Settings
 
@@ -172,10 +172,11 @@ def _admin(settings: Settings) -> ApiClient | None:
 
 def sweep_run(settings: Settings, run_id: str) -> list[str]:
     """Remove what the run ``run_id`` left in the cluster, Kafka and Redis (after it ended, however)."""
+    gone = run_config.remove(settings, {run_id})
     api = _admin(settings)
     if api is None:
-        return []
-    return isolation.sweep(api, {run_id}, **_stores(settings))
+        return gone
+    return gone + isolation.sweep(api, {run_id}, **_stores(settings))
 
 
 def sweep_stale_runs(settings: Settings) -> list[str]:
@@ -183,7 +184,10 @@ def sweep_stale_runs(settings: Settings) -> list[str]:
     api = _admin(settings)
     if api is None:
         return []
-    return isolation.sweep_stale(api, **_stores(settings))
+    gone = isolation.sweep_stale(api, **_stores(settings))
+    configured = run_config.runs_with_config(settings)
+    stale = {run for run in configured - isolation.live_runs(api) if isolation.valid_run_id(run)}
+    return gone + (run_config.remove(settings, stale) if stale else [])
 
 
 def _stores(settings: Settings) -> dict[str, str]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from opslab.primitives.files import write_atomic
 from opslab.primitives.readiness import ProbeResult
+from opslab.runtime import run_config
 from opslab.runtime.component import Component, http_probe
 
 BRIDGE_PLACEHOLDER = "http://127.0.0.1:ALERT_BRIDGE_PORT/alerts"
@@ -34,12 +35,19 @@ class Alertmanager(Component):
         url = f"http://127.0.0.1:{self.ctx.ports.alert_bridge}/alerts"
         return template.replace(BRIDGE_PLACEHOLDER, url)
 
+    @property
+    def base_path(self) -> Path:
+        return self.ctx.config_file(run_config.BASE)
+
     def prepare(self) -> None:
+        """Write the platform's configuration, and alertmanager.yml: it plus the routes of live grading
+        runs (run_config adds and removes those while Alertmanager runs)."""
         self.ctx.data_dir("alertmanager").mkdir(parents=True, exist_ok=True)
-        write_atomic(self.config_path, self.render())
+        write_atomic(self.base_path, self.render())
+        write_atomic(self.config_path, run_config.render_alertmanager(self.ctx.settings))
 
     def config_files(self) -> list[Path]:
-        return [self.config_path]
+        return [self.base_path]  # a grading run's route is reloaded, not a reason to restart
 
     def command(self) -> list[str]:
         return [
