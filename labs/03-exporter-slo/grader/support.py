@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from prometheus_client.samples import Sample
 from opslab.grading import isolation
 from opslab.grading.fixtures import LearnerError, learner_file, python, start_learner, stop_learner
 from opslab.grading.sandbox import Sandbox
+from opslab.primitives.ports import free_port
 from opslab.settings import load as load_settings
 from opslab.toolchain.resolve import Toolchain
 from opslab.toolchain.versions import load_versions
@@ -42,12 +42,6 @@ ALERTS = {FAST_ALERT: "critical", SLOW_ALERT: "warning"}
 _quiet = logging.getLogger("opslab.grading.lab03.kafka")
 _quiet.addHandler(logging.NullHandler())
 _quiet.propagate = False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tool(name: str) -> str:

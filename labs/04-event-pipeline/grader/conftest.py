@@ -10,8 +10,9 @@ from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client
-from support import Ledgered, Processors, RedisStream, SqsQueue, Stream, env_or_fail, processors
+from support import Ledgered, Processors, RedisStream, SqsQueue, Stream, processors
 
+from opslab.grading.fixtures import env_or_fail
 from opslab.grading.sandbox import Sandbox
 
 pytest_plugins = ["opslab.grading.fixtures"]

@@ -14,10 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import random
 import signal
-import socket
 import struct
 import subprocess
 import time
@@ -29,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import redis
 from botocore.exceptions import BotoCoreError, ClientError
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -48,6 +45,7 @@ from opslab.grading.fixtures import (
     stop_learner,
 )  # fmt: skip
 from opslab.grading.sandbox import Sandbox
+from opslab.primitives.ports import free_port
 from opslab.primitives.processes import kill_group
 from opslab.primitives.readiness import wait_for
 from opslab.runtime import sqs
@@ -61,19 +59,6 @@ DLQ_HEADERS = ("error-class", "error-message", "attempts", "original-topic", "or
 _quiet = logging.getLogger("opslab.grading.lab04.kafka")
 _quiet.addHandler(logging.NullHandler())
 _quiet.propagate = False
-
-
-def env_or_fail(name: str) -> str:
-    value = os.environ.get(name, "")
-    if not value:
-        pytest.fail(f"the platform is not running (no {name}): start it with `make up`")
-    return value
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ---------------------------------------------------------------------- orders

@@ -8,12 +8,13 @@ docs/performance.md between the bench-platform markers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -23,6 +24,7 @@ from opslab import settings as settings_module
 from opslab.bench.report import Measure, report_measures
 from opslab.primitives.readiness import ProbeResult, wait_until
 from opslab.runtime import kube
+from opslab.runtime.endpoints import endpoint_environment
 from opslab.runtime.lifecycle import Platform
 from opslab.settings import Ports, Settings
 from opslab.toolchain.resolve import Toolchain
@@ -44,6 +46,19 @@ def bench_settings(nodes: int) -> Settings:
 def make_platform(settings: Settings) -> Platform:
     versions = load_versions(settings.paths.platform / "versions.toml")
     return Platform(settings, Toolchain(versions, settings.paths.cache))
+
+
+@contextlib.contextmanager
+def fresh_platform(settings: Settings) -> Iterator[dict[str, str]]:
+    """A platform of the bench's own, from empty state; yields its endpoint environment, and stops
+    and wipes it afterwards, however the bench ended."""
+    platform = make_platform(settings)
+    platform.down(purge=True)
+    try:
+        platform.up()
+        yield endpoint_environment(settings)
+    finally:
+        platform.down(purge=True)
 
 
 def timed(action: Callable[[], object]) -> float:

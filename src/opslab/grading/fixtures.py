@@ -168,6 +168,14 @@ def eventually(predicate: Callable[[], Any], timeout: float, interval: float = 0
     return value
 
 
+def env_or_fail(name: str) -> str:
+    """A platform endpoint the runner passed in (OPSLAB_*); fails the check if the platform is not running."""
+    value = os.environ.get(name, "")
+    if not value:
+        pytest.fail(f"the platform is not running (no {name}): start it with `make up`")
+    return value
+
+
 def python() -> str:
     """The interpreter learner Python programs run with (opslab's, with its libraries)."""
     return sys.executable

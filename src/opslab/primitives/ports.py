@@ -58,3 +58,10 @@ def can_bind(port: int, host: str = LOOPBACK) -> bool:
                 return False
             raise
     return True
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,189 @@
+"""`make bench-automation`: lab 5's reference API and workers (solutions/05-automation/) against the
+real Redis and Prometheus, on a platform of its own.
+
+Per run, with keys of the run's own:
+  - acknowledgements: N webhook deliveries (one new alert each) from C concurrent clients, for
+    C = 10 (what the grader checks) and C = 100; deliveries per second and p50 / p99 of the
+    acknowledgement as the client sees it;
+  - job throughput: N jobs (alerts no runbook fits, so no cluster work) from the first delivery to
+    the last job finished, with one worker process of 4 threads.
+Medians of the runs go into docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from opslab.bench.platform import bench_settings, fresh_platform
+from opslab.bench.report import Measure, report_measures
+from opslab.primitives.bursts import burst, post_request
+from opslab.primitives.ports import free_port
+from opslab.primitives.processes import kill_group
+from opslab.primitives.readiness import wait_for
+
+SOLUTION = Path("solutions") / "05-automation"
+"""What is measured unless --path names another copy (a learner's own work)."""
+
+
+def payload(i: int, prefix: str) -> dict[str, Any]:
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "BenchAlert", "service": f"svc-{i % 50}", "deployment": f"d-{i}", "namespace": "bench"},
+        "annotations": {},
+        "startsAt": "2026-12-01T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "",
+        "fingerprint": f"{prefix}{i:08x}",
+    }
+    return {"version": "4", "groupKey": "bench", "truncatedAlerts": 0, "status": "firing", "receiver": "bench",
+            "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "alerts": [alert]}  # fmt: skip
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+class Bench:
+    def __init__(self, env: dict[str, str], work: Path, code: Path) -> None:
+        self.env, self.work, self.code = env, work, code
+        self.token = secrets.token_hex(16)
+        self.token_file = work / "token"
+        self.token_file.write_text(self.token)
+        self.token_file.chmod(0o600)
+
+    def start(self, args: list[str], namespace: str, log: str) -> subprocess.Popen[bytes]:
+        path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"  # ansible-playbook, dramatiq
+        env = {**os.environ, **self.env, "PATH": path, "OPSLAB_AUTOMATION_NAMESPACE": namespace,
+               "OPSLAB_AUTOMATION_TOKEN_FILE": str(self.token_file), "PYTHONDONTWRITEBYTECODE": "1",
+               "OPSLAB_AUTOMATION_ARTIFACTS": str(self.work / "artifacts")}  # fmt: skip
+        with (self.work / log).open("wb") as out:
+            return subprocess.Popen(args, cwd=self.code, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
+
+    def api(self, namespace: str, port: int) -> subprocess.Popen[bytes]:
+        proc = self.start([sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(port),
+                           "--no-access-log", "--log-level", "warning"], namespace, f"api-{namespace}.log")  # fmt: skip
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        if not wait_for(up, 30):
+            raise RuntimeError(f"the reference API did not start: see {self.work}")
+        return proc
+
+    def acknowledgements(self, run: int, count: int, clients: int, port: int) -> dict[str, float]:
+        namespace = f"bench-{run}-ack{clients}"
+        proc = self.api(namespace, port)
+        try:
+            headers = {"Authorization": f"Bearer {self.token}"}
+            burst(port, [post_request("/alerts", payload(i, "w"), headers) for i in range(100)], 10)  # warm-up
+            batch = [post_request("/alerts", payload(i, "b"), headers) for i in range(count)]
+            began = time.perf_counter()
+            answered = burst(port, batch, clients)
+            elapsed = time.perf_counter() - began
+            seconds = [s for _, s in answered]
+            refused = sum(code != 202 for code, _ in answered)
+        finally:
+            kill_group(proc.pid)
+            proc.wait()
+            self.drop(namespace)
+        p50, p99 = percentile(seconds, 0.5) * 1000, percentile(seconds, 0.99) * 1000
+        return {"rate": count / elapsed, "p50": p50, "p99": p99, "refused": refused}
+
+    def jobs(self, run: int, count: int, port: int) -> dict[str, float]:
+        namespace = f"bench-{run}-jobs"
+        proc = self.api(namespace, port)
+        workers = self.start([sys.executable, "-m", "dramatiq", "workers", "--processes", "1", "--threads", "4"],
+                             namespace, f"workers-{namespace}.log")  # fmt: skip
+        store = redis.Redis.from_url(self.env["OPSLAB_REDIS_URL"])
+        try:
+            headers = {"Authorization": f"Bearer {self.token}"}
+            began = time.perf_counter()
+            burst(port, [post_request("/alerts", payload(i, "j"), headers) for i in range(count)], 10)
+
+            def finished() -> bool:
+                return int(store.hget(f"{namespace}:states", "escalated") or 0) >= count
+
+            done = wait_for(finished, 120, interval=0.1)
+            elapsed = time.perf_counter() - began
+        finally:
+            for running in (workers, proc):
+                kill_group(running.pid)
+                running.wait()
+            self.drop(namespace)
+        return {"jobs_rate": count / elapsed if done else 0.0}
+
+    def drop(self, namespace: str) -> None:
+        store = redis.Redis.from_url(self.env["OPSLAB_REDIS_URL"])
+        keys = list(store.scan_iter(match=f"{namespace}:*", count=1000))
+        if keys:
+            store.delete(*keys)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs of every measure (default 3)")
+    parser.add_argument("--deliveries", type=int, default=2000, help="deliveries per measure (default 2000)")
+    parser.add_argument("--jobs", type=int, default=500, help="jobs for the throughput measure (default 500)")
+    parser.add_argument("--path", type=Path, help="the API and workers to measure (default: the reference solution)")
+    parser.add_argument("--no-record", action="store_true", help="print only; leave docs/performance.md alone")
+    args = parser.parse_args(argv)
+
+    settings = bench_settings(nodes=1)
+    root = Path(settings.paths.root)
+    code = (args.path or root / SOLUTION).resolve()
+    if not (code / "api.py").is_file() or not (code / "workers.py").is_file():
+        parser.error(f"{code} has no api.py and workers.py: give --path your lab 5 directory")
+    if args.path:
+        args.no_record = True  # docs/performance.md records the reference solution only
+    print(f"bench-automation: {os.cpu_count()} cores, state {settings.paths.state}")
+    results: list[dict[str, float]] = []
+    with fresh_platform(settings) as env, tempfile.TemporaryDirectory(prefix="opslab-bench-automation-") as tmp:
+        bench = Bench(env, Path(tmp), code)
+        for run in range(args.runs):
+            found: dict[str, float] = {}
+            for clients in (10, 100):
+                measured = bench.acknowledgements(run, args.deliveries, clients, free_port())
+                found.update({f"{k}@{clients}": v for k, v in measured.items()})
+            found.update(bench.jobs(run, args.jobs, free_port()))
+            results.append(found)
+            print(f"  run {run + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in found.items()))
+
+    med = {key: statistics.median(r[key] for r in results) for key in results[0]}
+    rows: list[Measure] = []
+    for clients in (10, 100):
+        refused = sum(r[f"refused@{clients}"] for r in results)
+        rates = ", ".join(f"{r[f'rate@{clients}']:.0f}" for r in results)
+        rows.append((f"webhook deliveries/s, {clients} clients", f"{med[f'rate@{clients}']:.0f}/s", "-",
+                     f"{rates}; {refused:.0f} not 202"))  # fmt: skip
+        rows.append((f"acknowledgement p50 / p99, {clients} clients",
+                     f"{med[f'p50@{clients}']:.1f} / {med[f'p99@{clients}']:.1f} ms",
+                     "p99 <= 50 ms" if clients == 10 else "-",
+                     ", ".join(f"{r[f'p99@{clients}']:.0f}" for r in results)))  # fmt: skip
+    rows.append(("job throughput (1 worker process, 4 threads)", f"{med['jobs_rate']:.0f} jobs/s", "-",
+                 ", ".join(f"{r['jobs_rate']:.0f}" for r in results)))  # fmt: skip
+    document = None if args.no_record else root / "docs" / "performance.md"
+    what = (f"{args.deliveries} deliveries (one new alert each) per measure; {args.jobs} jobs that escalate "
+            "(no cluster work) for the throughput.")  # fmt: skip
+    report_measures(document, "bench-automation", what, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
