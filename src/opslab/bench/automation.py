@@ -33,6 +33,8 @@ from opslab.primitives.ports import free_port
 from opslab.primitives.processes import kill_group
 from opslab.primitives.readiness import wait_for
 
+WARM_UP = 400
+"""Deliveries before each measure: a fresh API process answers its first few hundred slowly."""
 SOLUTION = Path("solutions") / "05-automation"
 """What is measured unless --path names another copy (a learner's own work)."""
 
@@ -92,7 +94,8 @@ class Bench:
         proc = self.api(namespace, port)
         try:
             headers = {"Authorization": f"Bearer {self.token}"}
-            burst(port, [post_request("/alerts", payload(i, "w"), headers) for i in range(100)], 10)  # warm-up
+            warm_up = [post_request("/alerts", payload(i, "w"), headers) for i in range(WARM_UP)]
+            burst(port, warm_up, 10)
             batch = [post_request("/alerts", payload(i, "b"), headers) for i in range(count)]
             began = time.perf_counter()
             answered = burst(port, batch, clients)
