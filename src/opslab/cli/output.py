@@ -8,7 +8,8 @@ import time
 
 from rich.console import Console
 
-console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
+# emoji=False: text such as "<ns>:lock:<target>" in a hint is printed as written, not as a padlock
+console = Console(highlight=False, emoji=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 
 
 def fmt_seconds(seconds: float) -> str:
