@@ -50,14 +50,18 @@ async def _connection(port: int, requests: list[bytes], results: list[tuple[int,
 
 async def _burst(port: int, requests: list[bytes], clients: int, limit: float) -> list[tuple[int, float]]:
     results: list[tuple[int, float]] = []
-    await asyncio.wait_for(asyncio.gather(*(_connection(port, requests, results) for _ in range(clients))), limit)
+    total = len(requests)
+    try:
+        await asyncio.wait_for(asyncio.gather(*(_connection(port, requests, results) for _ in range(clients))), limit)
+    except TimeoutError:
+        results += [(0, float("inf"))] * (total - len(results))  # unanswered when the limit struck
     return results
 
 
 def burst(port: int, requests: list[bytes], clients: int, limit: float = 120) -> list[tuple[int, float]]:
     """Send every request from ``clients`` concurrent kept-alive connections; (status, seconds) each.
 
-    A request that gets no answer (the connection was refused or closed) counts as status 0 taking
-    forever; the whole burst stops after ``limit`` seconds.
+    A request that gets no answer (the connection was refused or closed, or ``limit`` seconds passed
+    before the burst finished) counts as status 0 taking forever.
     """
     return asyncio.run(_burst(port, list(requests), clients, limit))
