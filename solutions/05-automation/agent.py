@@ -26,7 +26,6 @@ import httpx
 import jobs
 import runbooks
 import workers
-from kubernetes.client.rest import ApiException
 from prometheus_client import Counter, Gauge, start_http_server
 
 THRESHOLD = 3
@@ -64,7 +63,7 @@ async def probe_endpoint(http: httpx.AsyncClient, target: Target) -> bool:
 def probe_deployment(target: Target) -> bool:
     try:
         deployment = runbooks.apps_api().read_namespaced_deployment(target.deployment, target.namespace)
-    except ApiException:
+    except Exception:  # an API error or an API server that does not answer: the probe failed
         return False
     return runbooks.rolled_out(deployment)
 
@@ -106,7 +105,9 @@ async def main() -> None:
     async with httpx.AsyncClient(timeout=2) as http:
         while True:
             began = time.monotonic()
-            await asyncio.gather(*(check(http, target) for target in targets))
+            for failed in await asyncio.gather(*(check(http, t) for t in targets), return_exceptions=True):
+                if isinstance(failed, Exception):  # Redis or the queue hiccuped: probe again next round
+                    log.warning("a probe round failed: %s", failed)
             await asyncio.sleep(max(0.0, INTERVAL_S - (time.monotonic() - began)))
 
 

@@ -76,7 +76,12 @@ def test_the_webhook_authenticates_validates_and_deduplicates(automation: Automa
     first = alert("ShopServiceUnavailable", lab_namespace, "web")
     second = alert("ShopServiceUnavailable", lab_namespace, "api")
     resolved = alert("ShopServiceUnavailable", lab_namespace, "old", status="resolved")
-    for headers, what in (({}, "no token"), ({"Authorization": "Bearer not-the-token"}, "a wrong token")):
+    for headers, what in (
+        ({}, "no token"),
+        ({"Authorization": "Bearer not-the-token"}, "a wrong token"),
+        ({"Authorization": "Bearer"}, "an empty bearer token"),
+        ({"Authorization": f"Basic {automation.token}"}, "the token under another scheme"),
+    ):
         code = automation.post(delivery(first), headers=headers).status_code
         assert code == 401, f"POST /alerts with {what} answered {code}, not 401"
     bad_date = delivery(first)
@@ -101,6 +106,8 @@ def test_the_webhook_authenticates_validates_and_deduplicates(automation: Automa
     )
     job = automation.job(ids[0])
     assert job["state"] == "queued" and job["attempts"] == 0, f"a job no worker took is {summary(job)}"
+    code = httpx.get(f"{automation.url}/jobs/{ids[0]}", timeout=5).status_code
+    assert code == 401, f"GET /jobs/{{id}} without the token answered {code}, not 401"
     assert httpx.get(f"{automation.url}/jobs/no-such-job", headers=automation.headers, timeout=5).status_code == 404
     assert httpx.get(f"{automation.url}/readyz", timeout=5).status_code == 200, "/readyz is not 200 with Redis up"
     samples = scrape(f"{automation.url}/metrics")
@@ -156,11 +163,12 @@ def test_a_slow_prometheus_delays_neither_deliveries_nor_health_checks(
         automation.start_api(OPSLAB_PROMETHEUS_URL=prometheus)
         took: list[float] = []
         failed: list[str] = []
+        ids: list[str] = []
 
         def post() -> None:
             began = time.perf_counter()
             try:
-                automation.deliver(alert("ShopServiceUnavailable", lab_namespace, "slow"))
+                ids.extend(automation.deliver(alert("ShopServiceUnavailable", lab_namespace, "slow")))
             except (LearnerError, httpx.HTTPError) as exc:
                 failed.append(str(exc))
             took.append(time.perf_counter() - began)
@@ -179,10 +187,13 @@ def test_a_slow_prometheus_delays_neither_deliveries_nor_health_checks(
     assert not failed, failed[0]
     assert took, "the delivery did not finish within 15 s"
     assert asked, "api.py never queried Prometheus (OPSLAB_PROMETHEUS_URL) about the alert: enrich each job (task 1)"
+    assert ids, "the delivery answered no job id"
+    stored = wait_for(lambda: automation.job(ids[0]).get("evidence"), 8)
+    assert stored, "the job's evidence is still empty 8 s later: store what Prometheus said (or why it said nothing)"
     assert took[0] <= 1.0, (
         f"POST /alerts took {took[0]:.1f} s while Prometheus was slow: acknowledge first, enrich after"
     )
-    assert max(health) <= 0.5, (
+    assert max(health) <= 1.5, (
         f"/healthz took up to {max(health):.1f} s while an enrichment waited on Prometheus: the event loop is blocked"
     )
 
@@ -288,7 +299,7 @@ def test_an_alert_through_alertmanager_heals_a_service_scaled_to_zero(
 ) -> None:
     """catalog scaled to zero under load: the alert fires, Alertmanager delivers it, a job scales it back"""
     settings = opslab_settings.load()
-    cell.deploy("catalog", 2)
+    cell.deploy("catalog", 3)
     cell.wait_rolled_out("catalog")
     services = Services(cell)
     load = Load(services, ["catalog"], rps=10, limit=200)
@@ -301,7 +312,7 @@ def test_an_alert_through_alertmanager_heals_a_service_scaled_to_zero(
         prometheus = f"http://127.0.0.1:{settings.ports.prometheus}"
 
         def scraped() -> bool:
-            query = f'lab_service_ready_replicas{{opslab_run="{run_id}",deployment="catalog"}} == 2'
+            query = f'lab_service_ready_replicas{{opslab_run="{run_id}",deployment="catalog"}} == 3'
             body = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5).json()
             return bool(body["data"]["result"])
 
@@ -322,8 +333,8 @@ def test_an_alert_through_alertmanager_heals_a_service_scaled_to_zero(
         assert job["state"] == "succeeded", f"the job did not succeed: {summary(job)}"
         assert job.get("result"), "the job's record does not say what was done (result)"
         wanted = cell.read("catalog").spec.replicas
-        assert wanted == 2, f"the job scaled {target} to {wanted} replicas; its opslab.dev/replicas annotation says 2"
-        assert cell.rolled_out("catalog"), f"the job succeeded but {target} is not back at 2 ready replicas"
+        assert wanted == 3, f"the job scaled {target} to {wanted} replicas; its opslab.dev/replicas annotation says 3"
+        assert cell.rolled_out("catalog"), f"the job succeeded but {target} is not back at 3 ready replicas"
         recovered = wait_for(lambda: load.success_ratio("catalog", 8)[0] >= 0.99, 30, interval=1)
         ratio, count = load.success_ratio("catalog", 8)
         assert recovered, f"catalog answers {ratio:.0%} of {count} requests in the last 8 s after the fix"
@@ -364,7 +375,15 @@ def test_the_ansible_runbook_rolls_back_a_bad_release_once(automation: Automatio
     cell.deploy("cart", 2)
     cell.wait_rolled_out("cart")
     cell.break_rollout("cart")
-    stuck = wait_for(lambda: not cell.rolled_out("cart") and cell.read("cart").metadata.generation > 1, 60)
+
+    def broken() -> bool:
+        d = cell.read("cart")
+        seen = (d.status.observed_generation or 0) >= (d.metadata.generation or 0) > 1
+        return (
+            seen and (d.status.updated_replicas or 0) >= 1 and (d.status.ready_replicas or 0) < (d.spec.replicas or 0)
+        )
+
+    stuck = wait_for(broken, 60)
     assert stuck, "grader: the bad release of cart did not break its rollout within 60 s"
     automation.start_api()
     automation.start_workers()
@@ -404,9 +423,10 @@ def test_a_held_lease_makes_jobs_wait_with_backoff_then_dead_letter(automation: 
     store.set(automation.lock_key(cell.namespace, "stuck"), "grader", px=600_000)
     automation.start_api()
     automation.start_workers()
-    orders, stuck = automation.deliver(
+    orders, stuck, ghost = automation.deliver(
         alert("ShopServiceUnavailable", cell.namespace, "orders"),
         alert("ShopServiceUnavailable", cell.namespace, "stuck"),
+        alert("ShopServiceUnavailable", cell.namespace, "ghost"),  # no such Deployment: a permanent error
     )
     ends = time.monotonic() + 15
     while time.monotonic() < ends:
@@ -414,6 +434,10 @@ def test_a_held_lease_makes_jobs_wait_with_backoff_then_dead_letter(automation: 
             replicas = cell.read(name).spec.replicas
             assert replicas == 0, f"a job scaled {name} to {replicas} while the grader held its lease"
         time.sleep(0.5)
+    missing = automation.wait_state(ghost, {"succeeded", "failed", "dead", "escalated"}, 20)
+    assert missing.get("state") == "failed" and int(missing.get("attempts") or 0) == 1, (
+        f"a job for a Deployment that does not exist should fail at once, without retries: {summary(missing)}"
+    )
     tried = automation.job(orders)
     attempts = int(tried.get("attempts") or 0)
     assert attempts <= 8, f"the job was tried {attempts} times in 15 s while the lease was held: no backoff"
@@ -422,9 +446,9 @@ def test_a_held_lease_makes_jobs_wait_with_backoff_then_dead_letter(automation: 
     done = automation.wait_state(orders, {"succeeded", "failed", "dead", "escalated"}, 90)
     assert done.get("state") == "succeeded", f"once the lease was free the job did not succeed: {summary(done)}"
     assert wait_for(lambda: cell.rolled_out("orders"), 30), "orders is not back at 2 ready replicas"
-    dead = automation.wait_state(stuck, {"succeeded", "failed", "dead", "escalated"}, 90)
+    dead = automation.wait_state(stuck, {"succeeded", "failed", "dead", "escalated"}, 120)
     assert dead.get("state") == "dead", (
-        f"a job whose lease never freed is not dead after 90 more seconds: {summary(dead)}"
+        f"a job whose lease never freed is not dead after 120 more seconds: {summary(dead)}"
     )
     letters = store.zcard(f"{automation.prefix}:{QUEUE}.XQ")
     assert letters >= 1, f"the job is dead but Dramatiq's dead-letter queue {automation.prefix}:{QUEUE}.XQ is empty"
@@ -460,7 +484,7 @@ def test_a_worker_killed_mid_job_leaves_it_to_be_redone_once(automation: Automat
     assert len(jobs_for(automation, f"{cell.namespace}/payments")) == 1, "the redone job became more than one job"
 
 
-@check(points=4, section="Workers", timeout=120, hint="Before running a runbook, count it against its service in a "
+@check(points=4, section="Workers", timeout=180, hint="Before running a runbook, count it against its service in a "
        "sorted set of the last 10 minutes (ZADD the job id, ZREMRANGEBYSCORE the old, ZCARD); past 3, end the job "
        "escalated and page a human instead.")  # fmt: skip
 def test_a_remediation_storm_is_stopped_by_the_rate_limit(automation: Automation, cell: Cell) -> None:
@@ -480,7 +504,9 @@ def test_a_remediation_storm_is_stopped_by_the_rate_limit(automation: Automation
         f"not every job of the storm finished within 80 s: {states}"
     )
     assert len(ran) <= 3, f"{len(ran)} runbooks ran against one service within a minute ({states}): no rate limit"
+    assert len(ran) == 3, f"only {len(ran)} of the 3 runbooks the limit allows ran ({states})"
     assert states.count("escalated") >= 3, f"the jobs past the limit were not escalated to a human: {states}"
+    assert cell.read("search").spec.replicas == 1, "the storm left search at a size its annotation (1) does not say"
     assert cell.rolled_out("search"), "search is not healthy after the storm"
 
 
@@ -491,7 +517,7 @@ def test_a_remediation_storm_is_stopped_by_the_rate_limit(automation: Automation
        "(reset the count on success); enqueue a rollout-restart job through the same path as the API; export "
        "opslab_health_score{service} as a gauge.")  # fmt: skip
 def test_the_health_agent_heals_a_broken_endpoint_without_an_alert(automation: Automation, cell: Cell) -> None:
-    """one failed probe changes nothing; an endpoint that keeps failing with Ready pods is restarted"""
+    """two failed probes in a row change nothing; an endpoint that keeps failing with Ready pods is restarted"""
     cell.deploy("frontend", 2)
     cell.wait_rolled_out("frontend")
     services = Services(cell)
@@ -511,10 +537,10 @@ def test_the_health_agent_heals_a_broken_endpoint_without_an_alert(automation: A
 
         assert wait_for(lambda: score() == 1, 20), f'opslab_health_score{{service="frontend"}} is {score()}, not 1'
         before = {p.metadata.name for p in cell.pods("frontend")}
-        services.fail_once("frontend")
+        services.fail_once("frontend", 2)
         assert wait_for(lambda: services.pending_failures("frontend") == 0, 15), "the agent does not probe the endpoint"
         restarted = wait_for(lambda: {p.metadata.name for p in cell.pods("frontend")} != before, 6)
-        assert not restarted, "one failed probe made the agent restart frontend: act on repeated failures only"
+        assert not restarted, "two failed probes in a row made the agent restart frontend: act at the third"
         broken = services.break_endpoint("frontend")
         lowest = wait_for(lambda: (s := score()) is not None and s < 1 and s, 15)
         assert lowest, "opslab_health_score stayed 1 while every probe of the endpoint failed"

@@ -8,6 +8,7 @@ fixed this way is a permanent one (the job fails at once and a human is paged).
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -59,10 +60,13 @@ def pick(labels: dict[str, str]) -> Target:
 # ------------------------------------------------------------------ the Kubernetes side
 
 
+@functools.cache
 def apps_api() -> client.AppsV1Api:
+    """One client per process (the kubeconfig is read once; its connection pool is shared)."""
     return client.AppsV1Api(config.new_client_from_config())
 
 
+@functools.cache
 def core_api() -> client.CoreV1Api:
     return client.CoreV1Api(config.new_client_from_config())
 
