@@ -6,6 +6,7 @@ import json
 import ssl
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -93,3 +94,28 @@ def test_alerts_are_published_to_kafka(platform: Platform) -> None:
     finally:
         consumer.close()
     raise AssertionError(f"no Watchdog event on topic alerts (saw {seen})")
+
+
+def test_a_grading_runs_route_is_loaded_into_alertmanager_and_removed(platform: Platform, tmp_path: Path) -> None:
+    """run_config adds a run's webhook route by reload (Alertmanager accepts it) and removes it again.
+
+    The name is not a grading run's id, so gradings running meanwhile never sweep it as stale."""
+    from opslab.runtime import run_config  # noqa: PLC0415
+
+    settings = platform.settings
+    token = tmp_path / "token"
+    token.write_text("secret\n")
+    token.chmod(0o600)
+    am = f"http://127.0.0.1:{settings.ports.alertmanager}/api/v2/status"
+
+    def loaded() -> str:
+        return str(httpx.get(am, timeout=5).json()["config"]["original"])
+
+    run_config.add_webhook_route(settings, "selftest", "http://127.0.0.1:1/alerts", token)
+    try:
+        config = loaded()
+        assert "grading-selftest" in config and str(token) in config, "the run's route is not in the live config"
+    finally:
+        gone = run_config.remove(settings, {"selftest"})
+    assert gone == [f"{run_config.ALERT_ROUTES}/grading-selftest.yml"]
+    assert "grading-selftest" not in loaded(), "the run's route stayed in Alertmanager after remove"

@@ -1,11 +1,9 @@
-"""A grading run's Alertmanager route and Prometheus files: merged in front of the platform's own,
-accepted by amtool, and removed for exactly the runs asked for."""
+"""A grading run's Alertmanager route and Prometheus files: merged in front of the platform's own and
+removed for exactly the runs asked for (tests/integration/test_observability.py loads a route into
+the real Alertmanager)."""
 
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from opslab.runtime import run_config
@@ -13,11 +11,6 @@ from opslab.runtime.components.prometheus import LAB_RULES, LAB_TARGETS
 from opslab.settings import load
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def amtool() -> str | None:
-    found = sorted(Path.home().glob(".cache/opslab/alertmanager/*/bin/amtool"))
-    return str(found[-1]) if found else shutil.which("amtool")
 
 
 def test_a_runs_route_comes_first_and_does_not_continue(tmp_path: Path) -> None:
@@ -48,13 +41,6 @@ def test_a_runs_route_comes_first_and_does_not_continue(tmp_path: Path) -> None:
     assert merged["route"]["routes"][2]["matchers"] == ['alertname = "Watchdog"'], "the platform's routes follow"
     assert merged["route"]["receiver"] == "kafka-bridge"
     assert {"grading-g1111111", "grading-g2222222", "kafka-bridge"} <= {r["name"] for r in merged["receivers"]}
-    tool = amtool()
-    if tool is None:
-        pytest.skip("amtool is not built (opslab setup)")
-    rendered = tmp_path / "alertmanager.yml"
-    rendered.write_text(run_config.render_alertmanager(settings))
-    checked = subprocess.run([tool, "check-config", str(rendered)], capture_output=True, text=True, check=False)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_remove_takes_only_the_runs_named(tmp_path: Path) -> None:
