@@ -58,7 +58,7 @@ lint: $(STAMP) ## ruff, import-linter (layering), mypy
 	$(VENV)/bin/mypy src
 
 .PHONY: bench
-bench: bench-platform bench-shop bench-pipeline bench-automation bench-labs bench-setup ## Run every benchmark
+bench: bench-platform bench-shop bench-pipeline bench-automation bench-incidents bench-labs bench-setup ## Run every benchmark
 
 .PHONY: bench-platform
 bench-platform: setup ## Measure setup, up/down, idle memory and 1,000 pods; record in docs/performance.md
@@ -75,6 +75,10 @@ bench-pipeline: setup ## Measure lab 4's reference processor: throughput, latenc
 .PHONY: bench-automation
 bench-automation: setup ## Measure lab 5's API and workers (PATH_=dir: yours): acknowledgements/s, p50/p99, jobs/s
 	$(VENV)/bin/python -m opslab.bench.automation $(if $(RUNS),--runs $(RUNS)) $(if $(PATH_),--path $(PATH_))
+
+.PHONY: bench-incidents
+bench-incidents: setup ## The oracle over every incident (share mitigated, time to mitigate) and the catalog unattended
+	$(VENV)/bin/python -m opslab.bench.incidents
 
 .PHONY: bench-labs
 bench-labs: setup ## Measure each lab's grading time with the platform up

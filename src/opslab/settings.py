@@ -59,6 +59,8 @@ class Ports:
     """The alert bridge: Alertmanager's webhook receiver that publishes alerts to Kafka."""
     drift_detector: int = 18089
     """The drift detector's /metrics (a periodic terraform plan of platform/terraform)."""
+    opa: int = 18181
+    """Open Policy Agent's REST API: the policy agent actions are checked against."""
 
     def items(self) -> list[tuple[str, int]]:
         return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]

@@ -93,3 +93,30 @@ def test_grafana_dashboard_is_well_formed_and_its_queries_parse(toolchain: Toolc
     path.write_text(yaml.safe_dump(rules))
     result = run(toolchain.require("promtool"), "check", "rules", path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+POLICY = ROOT / "platform" / "policy"
+
+
+def test_the_agent_policy_passes_its_own_opa_tests(toolchain: Toolchain) -> None:
+    result = run(toolchain.require("opa"), "test", POLICY, "-v")
+    assert result.returncode == 0, result.stdout + result.stderr
+    passed = [line for line in result.stdout.splitlines() if line.rstrip().endswith("PASS")]
+    assert len(passed) >= 12, result.stdout
+
+
+def test_the_agent_policy_tests_can_fail(toolchain: Toolchain, tmp_path: Path) -> None:
+    """A policy that forgot the protected-service rule fails its tests (the tests are not vacuous)."""
+    text = (POLICY / "agent.rego").read_text()
+    broken = text.replace("\tinput.target.name in protected\n", "\tinput.target.name in set()\n")
+    assert broken != text
+    (tmp_path / "agent.rego").write_text(broken)
+    (tmp_path / "agent_test.rego").write_text((POLICY / "agent_test.rego").read_text())
+    result = run(toolchain.require("opa"), "test", tmp_path)
+    assert result.returncode != 0
+    assert "test_scaling_a_protected_service_to_zero_is_denied" in result.stdout
+
+
+def test_the_agent_policy_is_valid_rego_v1(toolchain: Toolchain) -> None:
+    result = run(toolchain.require("opa"), "check", "--strict", POLICY)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
-from opslab.runtime.components.kube import AUDIT_POLICY, AuditedRequest, audited_requests
+from opslab.runtime.components.kube import AUDIT_POLICY, INCIDENT_RESPONDER, AuditedRequest, audited_requests
 
 
 def event(user: str, namespace: str, name: str, code: int) -> str:
@@ -37,9 +38,23 @@ def test_a_missing_log_has_no_requests(tmp_path: Path) -> None:
     assert list(audited_requests(tmp_path / "absent.log")) == []
 
 
-def test_the_policy_audits_evictions_and_nothing_else() -> None:
+def test_the_policy_audits_evictions_the_responders_writes_and_nothing_else() -> None:
     policy = yaml.safe_load(AUDIT_POLICY)
     assert policy["kind"] == "Policy"
-    first, last = policy["rules"]
+    first, responder, last = policy["rules"]
     assert first == {"level": "Metadata", "resources": [{"group": "", "resources": ["pods/eviction"]}]}
+    assert responder == {
+        "level": "Metadata",
+        "users": [INCIDENT_RESPONDER],
+        "verbs": ["create", "update", "patch", "delete", "deletecollection"],
+    }
     assert last == {"level": "None"}
+
+
+def test_a_request_carries_the_time_the_api_server_answered(tmp_path: Path) -> None:
+    line = json.loads(event(INCIDENT_RESPONDER, "shop", "cart-1", 201))
+    line["stageTimestamp"] = "2026-12-02T19:54:37.123456Z"
+    log = tmp_path / "audit.log"
+    log.write_text(json.dumps(line) + "\n")
+    (request,) = audited_requests(log)
+    assert request.time == pytest.approx(1796241277.123456)

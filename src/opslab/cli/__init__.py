@@ -8,6 +8,8 @@ import sys
 import click
 
 from opslab import __version__
+from opslab.cli.agent_commands import agent
+from opslab.cli.incident_commands import incident
 from opslab.cli.lab_commands import grade_command, lab
 from opslab.cli.platform_commands import down, logs, status, up
 from opslab.cli.scenario_commands import scenario
@@ -30,6 +32,8 @@ cli.add_command(down)
 cli.add_command(status)
 cli.add_command(logs)
 cli.add_command(scenario)
+cli.add_command(incident)
+cli.add_command(agent)
 cli.add_command(lab)
 cli.add_command(grade_command)
 

@@ -35,7 +35,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from opslab.primitives.files import write_private
+from opslab.runtime import kubeconfig as kubeconfig_module
 
 RUN_LABEL = "opslab.dev/grading-run"
 OWNER_ANNOTATION = "opslab.dev/grading-owner"
@@ -165,33 +165,9 @@ def grant(
                 subjects=[subject],
             )
         )
-    request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=seconds)
+    return kubeconfig_module.write_service_account(
+        kubeconfig, admin_kubeconfig, core, account=LEARNER, namespace=namespace, seconds=seconds, context="learner"
     )
-    status = core.create_namespaced_service_account_token(LEARNER, namespace, request).status
-    if status is None or not status.token:
-        raise RuntimeError(f"the API server issued no token for {namespace}/{LEARNER}")
-    token = status.token
-    admin = yaml.safe_load(admin_kubeconfig.read_text())
-    cluster = admin["clusters"][0]["cluster"]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "opslab",
-                "cluster": {
-                    "server": cluster["server"],
-                    "certificate-authority-data": cluster["certificate-authority-data"],
-                },
-            }
-        ],
-        "users": [{"name": f"{namespace}:{LEARNER}", "user": {"token": token}}],
-        "contexts": [{"name": "learner", "context": {"cluster": "opslab", "user": f"{namespace}:{LEARNER}",
-                                                      "namespace": namespace}}],
-        "current-context": "learner",
-    }  # fmt: skip
-    return write_private(kubeconfig, yaml.safe_dump(config, sort_keys=False))
 
 
 def token_subject(kubeconfig: Path) -> str:

@@ -23,6 +23,7 @@ def endpoint_environment(settings: Settings) -> dict[str, str]:
         "OPSLAB_REDIS_URL": f"redis://127.0.0.1:{p.redis}/0",
         "OPSLAB_ETCD_URL": f"http://127.0.0.1:{p.etcd}",
         "OPSLAB_SHOP_URL": f"http://127.0.0.1:{p.shop}",
+        "OPSLAB_OPA_URL": f"http://127.0.0.1:{p.opa}",
         **sqs.environment(settings),
         "OPSLAB_ROOT": str(paths.root),
         "OPSLAB_STATE_DIR": str(paths.state),

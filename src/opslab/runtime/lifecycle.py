@@ -46,14 +46,24 @@ from opslab.settings import Settings
 from opslab.toolchain.resolve import Toolchain
 
 # Start order: each wave starts once the components it needs are ready.
-INDEPENDENT = ("etcd", "kafka", "redis", "elasticmq", "alertmanager")
+INDEPENDENT = ("etcd", "kafka", "redis", "elasticmq", "alertmanager", "opa")
 CONTROL_PLANE = ("kube-controller-manager", "kube-scheduler", "kwok", "prometheus")
 APPLICATIONS = ("alert-bridge", "shop", "drift-detector")
 STATE_SUBDIRS = ("data", "config", "pki", "supervisor")
 log = logging.getLogger("opslab.runtime")
 STOP_ORDER = (
     ("shop", "alert-bridge", "drift-detector"),
-    ("prometheus", "alertmanager", "kafka", "redis", "elasticmq", "kwok", "kube-controller-manager", "kube-scheduler"),
+    (
+        "prometheus",
+        "alertmanager",
+        "kafka",
+        "redis",
+        "elasticmq",
+        "opa",
+        "kwok",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ),
     ("kube-apiserver",),
     ("etcd",),
 )
@@ -272,7 +282,7 @@ class Platform:
             self._apply(self.paths.platform / "k8s" / "shop", kustomize=True)
             observer.step("shop manifests", self.clock.monotonic() - t, "Deployments in namespace shop applied")
 
-            self._wait(["kafka", "redis", "elasticmq"], observer)
+            self._wait(["kafka", "redis", "elasticmq", "opa"], observer)
             t = self.clock.monotonic()
             created_topics = topics.ensure(
                 f"127.0.0.1:{self.settings.ports.kafka}", self.paths.platform / "kafka" / "topics.yaml"

@@ -12,6 +12,7 @@ from opslab.runtime.components.etcd import Etcd
 from opslab.runtime.components.kafka import Kafka
 from opslab.runtime.components.kube import ApiServer, ControllerManager, Scheduler
 from opslab.runtime.components.kwok import Kwok
+from opslab.runtime.components.opa import Opa
 from opslab.runtime.components.prometheus import Prometheus
 from opslab.runtime.components.redis import Redis
 from opslab.runtime.components.shop import AlertBridge, DriftDetector, Shop
@@ -27,6 +28,7 @@ COMPONENT_TYPES: tuple[type[Component], ...] = (
     Kafka,
     Redis,
     ElasticMQ,
+    Opa,
     AlertBridge,
     Shop,
     DriftDetector,

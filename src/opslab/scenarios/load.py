@@ -23,7 +23,7 @@ class LoadRun:
         self.run_dir = run_dir
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> LoadRun:
+    def _command(self) -> tuple[list[str], dict[str, str]]:
         env = {
             **os.environ,
             "OPSLAB_LOAD_SHAPE": self.load.shape,
@@ -37,9 +37,28 @@ class LoadRun:
             "--csv", str(self.run_dir / "locust"), "--only-summary", "--loglevel", "WARNING",
             "--stop-timeout", "2", "--exit-code-on-error", "0",
         ]  # fmt: skip
+        return args, env
+
+    def start(self) -> LoadRun:
+        args, env = self._command()
         with (self.run_dir / "locust.log").open("wb") as log:  # the child keeps its own handle
-            self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            # In the run directory (under the state directory): `opslab down` finds it there if it outlives us.
+            self.proc = subprocess.Popen(
+                args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.run_dir
+            )
         return self
+
+    def start_detached(self) -> int:
+        """Start the load as a process of its own that outlives the caller (an incident's load lasts
+        across commands); its pid. It runs in the run directory, so `opslab down` stops it too, and
+        it ends by itself when the load's duration is over."""
+        args, env = self._command()
+        launcher = 'cd "$1" && shift && setsid "$@" > locust.log 2>&1 < /dev/null & echo $!'
+        done = subprocess.run(
+            ["sh", "-c", launcher, "sh", str(self.run_dir), *args],
+            env=env, capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        return int(done.stdout.strip())
 
     def stop(self, timeout: float = 15) -> int | None:
         """Stop the load (SIGINT lets locust write its final stats), killing it if it lingers."""

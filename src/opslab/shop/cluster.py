@@ -113,7 +113,8 @@ class ClusterView:
             )
             for service, pods in by_service.items()
         }
-        self._faults_tuple = tuple(self._faults.values())
+        ready_images = {service: {p.image for p in pods} for service, pods in by_service.items()}
+        self._faults_tuple = faults_module.in_effect(self._faults.values(), ready_images)
         self.version += 1
 
     def pods(self, service: str | None = None) -> list[PodInfo]:
@@ -122,6 +123,12 @@ class ClusterView:
 
     def faults(self) -> tuple[Fault, ...]:
         return self._faults_tuple
+
+    def silent(self, name: str) -> bool:
+        """Whether the Fault ``name`` belongs to an incident (nothing announces it)."""
+        with self._lock:
+            obj = self._fault_objects.get(name) or {}
+        return faults_module.SILENT_LABEL in ((obj.get("metadata") or {}).get("labels") or {})
 
     def fault_objects(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -13,6 +13,7 @@ fulfilment for themselves without breaking it for each other.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -27,6 +28,9 @@ VERSION = "v1alpha1"
 PLURAL = "faults"
 FAULT_LABEL = "opslab.dev/fault"
 """Label on a pod template (read by KWOK stages) or a node, naming the fault it carries."""
+SILENT_LABEL = "opslab.dev/incident"
+"""Label on a Fault object an incident created: the shop announces no Event for it (the responder
+reads Events, and the Fault is the answer)."""
 
 
 class FaultType(Enum):
@@ -101,6 +105,9 @@ class Fault:
     """Only for request faults on fulfilment: the ledger whose captures it affects ("" = all)."""
     orders: frozenset[str] = frozenset()
     """Only for request faults on fulfilment: the order ids whose captures it affects (empty = all)."""
+    image: str = ""
+    """Only for request faults: the fault applies while some ready pod of the target runs this image
+    ("" = always). A release that brings the fault: rolling the target back mitigates it."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -136,6 +143,7 @@ def parse(name: str, spec: Mapping[str, Any]) -> Fault:
         raise InvalidFault(f"Fault {name}: node-not-ready needs spec.node (a node name)")
     ledger = _ledger(name, kind, target, spec)
     orders = _orders(name, kind, target, spec)
+    image = _image(name, kind, spec)
 
     def number(key: str, low: float, high: float, default: float) -> float:
         value = spec.get(key, default)
@@ -161,7 +169,31 @@ def parse(name: str, spec: Mapping[str, Any]) -> Fault:
         poison_rate=number("poisonRate", 0, 1, 0.1 if kind is FaultType.POISON_ORDERS else 0),
         ledger=ledger,
         orders=orders,
+        image=image,
     )
+
+
+IMAGE_REFERENCE = re.compile(r"[^\s:]+:[A-Za-z0-9._-]+")
+
+
+def _image(name: str, kind: FaultType, spec: Mapping[str, Any]) -> str:
+    """spec.image, checked: an image reference (repository:tag), on a request fault."""
+    image = spec.get("image", "")
+    if not image:
+        return ""
+    if kind not in REQUEST:
+        raise InvalidFault(
+            f"Fault {name}: spec.image scopes a request fault ({', '.join(sorted(t.value for t in REQUEST))}) "
+            f"to the pods running one image; remove it for {kind.value}"
+        )
+    if not isinstance(image, str) or not IMAGE_REFERENCE.fullmatch(image):
+        raise InvalidFault(f"Fault {name}: spec.image {image!r} is not an image reference (repository:tag)")
+    return image
+
+
+def in_effect(faults: Iterable[Fault], ready_images: Mapping[str, set[str]]) -> tuple[Fault, ...]:
+    """The faults that apply now: those scoped to an image only while a ready pod of their target runs it."""
+    return tuple(f for f in faults if not f.image or f.image in ready_images.get(f.target, set()))
 
 
 def _ledger(name: str, kind: FaultType, target: str, spec: Mapping[str, Any]) -> str:

@@ -82,7 +82,7 @@ class Monitor:
             if previous is not None and previous != state:
                 self._transition(name, previous, state, rho)
             self._memory(name, pods, now)
-        active = {f.name: f for f in self.view.faults()}
+        active = {f.name: f for f in self.view.faults() if not self.view.silent(f.name)}
         for name in set(active) - self.faults_seen:
             fault = active[name]
             self.event(

@@ -199,6 +199,16 @@ def components(versions: Versions) -> tuple[Component, ...]:
             ),
         ),
         Component(
+            name="opa",
+            version=versions.opa,
+            source=Source.GO,
+            tools=(Tool("opa", version_args=("version",)),),
+            summary="Open Policy Agent (built from github.com/open-policy-agent/opa)",
+            packages=("github.com/open-policy-agent/opa",),
+            go_module="github.com/open-policy-agent/opa",
+            ldflags=(f"-X github.com/open-policy-agent/opa/v1/version.Version={versions.opa}",),
+        ),
+        Component(
             name="opentofu",
             version=versions.opentofu,
             source=Source.GO,

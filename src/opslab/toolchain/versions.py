@@ -52,6 +52,7 @@ class Versions:
     alertmanager: str
     redis: str
     bubblewrap: str
+    opa: str = ""
     providers: tuple[ProviderPin, ...] = field(default=())
     patch_texts: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     """The text of each patch, so that editing a patch changes the digest and rebuilds."""
@@ -103,6 +104,7 @@ def load_versions(path: Path) -> Versions:
         alertmanager=get("alertmanager"),
         redis=get("redis"),
         bubblewrap=get("bubblewrap"),
+        opa=get("opa"),
     )
 
     providers = []

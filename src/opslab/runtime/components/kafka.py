@@ -91,10 +91,12 @@ class Kafka(Component):
         if (data / "meta.properties").is_file():
             return
         data.mkdir(parents=True, exist_ok=True)
+        # A base64 id may begin with "-" (1 in 64): passed as --cluster-id=ID, the parser never
+        # mistakes it for an option.
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         out = run(
             [java_binary("Kafka"), "-Xmx256m", "-cp", self._classpath(), "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(self.properties), "--ignore-formatted"],
+             f"--cluster-id={cluster_id}", "-c", str(self.properties), "--ignore-formatted"],
             timeout=120,
         )  # fmt: skip
         if not out.ok:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,13 @@ ADMISSION_PLUGINS = (
 AUDIT_LOG = Path("data/kube-apiserver/audit.log")
 """Where the API server's audit log is, relative to the platform's state directory."""
 
+INCIDENT_RESPONDER = "system:serviceaccount:shop:incident-responder"
+"""The identity an incident's responder (a person's kubeconfig or an agent's toolbox) acts as."""
+
 # Audit only what graders and incident reviews ask "who did this?" about: evictions (a refused
-# eviction writes nothing else anywhere). Everything else stays unaudited, so the log stays small.
-AUDIT_POLICY = """\
+# eviction writes nothing else anywhere) and every write of an incident's responder (the scorer's
+# record of their actions). Everything else stays unaudited, so the log stays small.
+AUDIT_POLICY = f"""\
 apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
@@ -39,6 +44,9 @@ rules:
     resources:
       - group: ""
         resources: ["pods/eviction"]
+  - level: Metadata
+    users: ["{INCIDENT_RESPONDER}"]
+    verbs: ["create", "update", "patch", "delete", "deletecollection"]
   - level: None
 """
 
@@ -53,6 +61,8 @@ class AuditedRequest:
     name: str
     resource: str
     code: int
+    time: float = 0.0
+    """When the API server answered (Unix seconds)."""
 
 
 def audited_requests(log: Path) -> Iterator[AuditedRequest]:
@@ -74,7 +84,16 @@ def audited_requests(log: Path) -> Iterator[AuditedRequest]:
                 name=ref.get("name", ""),
                 resource=resource,
                 code=int((event.get("responseStatus") or {}).get("code", 0)),
+                time=_timestamp(event.get("stageTimestamp") or event.get("requestReceivedTimestamp") or ""),
             )
+
+
+def _timestamp(text: str) -> float:
+    """An audit event's RFC 3339 timestamp (microseconds, Z) in Unix seconds; 0 if unreadable."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 class ApiServer(Component):

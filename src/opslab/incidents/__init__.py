@@ -1,0 +1,1 @@
+"""Incidents: hidden faults a responder (a person or an agent) diagnoses and mitigates, scored alike."""

@@ -1,0 +1,177 @@
+"""Putting an incident's faults in (as the platform's admin) and taking them out again.
+
+Faults go in as one-shot changes a responder can undo with ordinary operations: a release is a
+new revision of a Deployment (a new image tag, maybe a pod-template fault label that KWOK's stages
+act on, maybe a lower CPU limit, maybe a Fault object scoped to the new image, which the responder
+cannot read); a scale-down changes replicas; a node fault labels a node so it reports NotReady.
+Nothing re-applies a fault once it is in: rolling back or scaling back is a real mitigation.
+
+What stays in place until the incident ends (a Fault object, a node's fault label) is a carrier:
+removing it is not a mitigation, and the scorer checks that it is still there.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from opslab.incidents.catalog import Incident, NodeDown, Release, Scale
+from opslab.shop import faults as faults_module
+from opslab.shop.topology import NAMESPACE, SERVICE_LABEL
+
+INCIDENT_LABEL = faults_module.SILENT_LABEL
+
+
+@dataclass
+class Injected:
+    """What an incident put in, enough to check its carriers and take them out."""
+
+    faults: list[str] = field(default_factory=list)
+    """Fault objects created (namespace shop)."""
+    nodes: list[str] = field(default_factory=list)
+    """Nodes labelled NotReady."""
+    log: list[str] = field(default_factory=list)
+    """What was done, in words (for the answer)."""
+
+
+def _container(apps: client.AppsV1Api, service: str) -> tuple[str, str]:
+    deployment: Any = apps.read_namespaced_deployment(service, NAMESPACE)
+    container = deployment.spec.template.spec.containers[0]
+    return str(container.name), str(container.image)
+
+
+def _release(api: client.ApiClient, run: str, index: int, step: Release, done: Injected) -> None:
+    custom, apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
+    name, image = _container(apps, step.service)
+    new_image = f"{image.rsplit(':', 1)[0]}:{step.tag}"
+    if step.request_fault:
+        fault = f"incident-{run}-{index}"
+        body = {
+            "apiVersion": f"{faults_module.GROUP}/{faults_module.VERSION}",
+            "kind": "Fault",
+            "metadata": {"name": fault, "labels": {INCIDENT_LABEL: run}},
+            "spec": {**step.request_fault, "target": step.service, "image": new_image},
+        }
+        custom.create_namespaced_custom_object(
+            faults_module.GROUP, faults_module.VERSION, NAMESPACE, faults_module.PLURAL, body
+        )
+        done.faults.append(fault)
+        done.log.append(f"a Fault {step.request_fault} on {step.service}, only for pods running {new_image}")
+    container: dict[str, Any] = {"name": name, "image": new_image}
+    if step.cpu_limit:
+        container["resources"] = {"limits": {"cpu": step.cpu_limit}}
+    template: dict[str, Any] = {"spec": {"containers": [container]}}
+    if step.template_fault:
+        template["metadata"] = {"labels": {faults_module.FAULT_LABEL: step.template_fault}}
+    apps.patch_namespaced_deployment(step.service, NAMESPACE, {"spec": {"template": template}})
+    what = [f"image {new_image}"]
+    if step.template_fault:
+        what.append(f"pods that {faults_module.DESCRIPTIONS[faults_module.FaultType(step.template_fault)]}")
+    if step.cpu_limit:
+        what.append(f"a CPU limit of {step.cpu_limit}")
+    done.log.append(f"rolled {step.service} out with {', '.join(what)}")
+
+
+def busiest_node(core: client.CoreV1Api, rng: random.Random) -> str:
+    """The Ready node running the most shop pods (ties broken by ``rng``)."""
+    nodes: Any = core.list_node()
+    pods: Any = core.list_namespaced_pod(NAMESPACE)
+    ready = [
+        str(n.metadata.name)
+        for n in nodes.items
+        if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
+        and not n.spec.unschedulable
+    ]
+    counts = dict.fromkeys(sorted(ready), 0)
+    for pod in pods.items:
+        if (pod.metadata.labels or {}).get(SERVICE_LABEL) and pod.spec.node_name in counts:
+            counts[pod.spec.node_name] += 1
+    if not counts:
+        raise RuntimeError("no Ready node to break")
+    most = max(counts.values())
+    return rng.choice([n for n, c in counts.items() if c == most])
+
+
+def inject(api: client.ApiClient, incident: Incident, run: str, seed: int, done: Injected) -> Injected:
+    """Apply every injection of ``incident``, recording each in ``done`` as it goes (so a failure
+    half-way still leaves a record of what to take out)."""
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    rng = random.Random(seed)
+    for index, step in enumerate(incident.injections):
+        if isinstance(step, Release):
+            _release(api, run, index, step, done)
+        elif isinstance(step, Scale):
+            apps.patch_namespaced_deployment_scale(step.service, NAMESPACE, {"spec": {"replicas": step.replicas}})
+            done.log.append(f"scaled {step.service} to {step.replicas}")
+        elif isinstance(step, NodeDown):
+            node = busiest_node(core, rng)
+            done.nodes.append(node)
+            core.patch_node(node, {"metadata": {"labels": {faults_module.FAULT_LABEL: "node-not-ready"}}})
+            done.log.append(f"node {node} (the one running the most shop pods) stopped reporting Ready")
+    return done
+
+
+def tampered(api: client.ApiClient, done: Injected) -> list[str]:
+    """Carriers that are gone although the incident has not ended (someone removed the fault)."""
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    gone = []
+    for name in done.faults:
+        try:
+            obj: Any = custom.get_namespaced_custom_object(
+                faults_module.GROUP, faults_module.VERSION, NAMESPACE, faults_module.PLURAL, name
+            )
+            if obj["metadata"].get("deletionTimestamp"):
+                gone.append(f"Fault {name} was deleted")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            gone.append(f"Fault {name} was deleted")
+    for node in done.nodes:
+        try:
+            found: Any = core.read_node(node)
+            labels = found.metadata.labels or {}
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            gone.append(f"node {node} was deleted")
+            continue
+        if labels.get(faults_module.FAULT_LABEL) != "node-not-ready":
+            gone.append(f"the fault label of node {node} was removed")
+    return gone
+
+
+def take_out(api: client.ApiClient, done: Injected, cordoned_before: set[str]) -> list[str]:
+    """Remove every carrier and uncordon the nodes that were schedulable before the incident."""
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    removed = []
+    for name in done.faults:
+        try:
+            custom.delete_namespaced_custom_object(
+                faults_module.GROUP, faults_module.VERSION, NAMESPACE, faults_module.PLURAL, name
+            )
+            removed.append(f"Fault {name}")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    for node in done.nodes:
+        try:
+            core.patch_node(node, {"metadata": {"labels": {faults_module.FAULT_LABEL: None}}})
+            removed.append(f"the fault label of node {node}")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    listing: Any = core.list_node()
+    for item in listing.items:
+        if item.spec.unschedulable and item.metadata.name not in cordoned_before:
+            core.patch_node(item.metadata.name, {"spec": {"unschedulable": None}})
+            removed.append(f"the cordon of node {item.metadata.name}")
+    return removed
+
+
+def cordoned(api: client.ApiClient) -> set[str]:
+    listing: Any = client.CoreV1Api(api).list_node()
+    return {str(n.metadata.name) for n in listing.items if n.spec.unschedulable}

@@ -1,0 +1,160 @@
+"""Incidents on the real platform: the responder cannot read the answer, the policy is enforced by
+the live OPA server, reward hacks do not score as mitigated, and the oracle (the toolbox alone)
+solves every incident in the catalog and does nothing on the quiet ones."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from opslab.agent.oracle import Oracle
+from opslab.agent.session import RECORD, incident_toolbox
+from opslab.agent.toolbox import PolicyDenied
+from opslab.incidents import engine
+from opslab.incidents.catalog import catalog
+from opslab.runtime import kube
+from opslab.runtime.lifecycle import Platform
+
+pytestmark = [pytest.mark.platform, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+INCIDENTS = catalog(ROOT)
+HEALTHY_WITHIN = 180.0
+
+
+@pytest.fixture
+def incident_settings(platform: Platform) -> Iterator[Platform]:
+    """The platform, with any incident a failed test left behind undone afterwards."""
+    yield platform
+    engine.stop(platform.settings, force=True)
+
+
+def _start(platform: Platform, name: str) -> engine.Active:
+    return engine.start(platform.settings, name, seed=1, time_limit=600, healthy_within=HEALTHY_WITHIN)
+
+
+def test_the_responder_sees_the_workloads_but_not_the_answer(incident_settings: Platform) -> None:
+    settings = incident_settings.settings
+    active = _start(incident_settings, "inc-06")  # a Fault object scoped to the new payments image
+    assert oct(Path(active.kubeconfig).stat().st_mode & 0o777) == "0o600"
+    responder = kube.api_client(Path(active.kubeconfig))
+    assert client.AppsV1Api(responder).list_namespaced_deployment("shop").items  # on-call sees workloads
+    with pytest.raises(ApiException) as denied:
+        client.CustomObjectsApi(responder).list_namespaced_custom_object("opslab.dev", "v1alpha1", "shop", "faults")
+    assert denied.value.status == 403
+    with pytest.raises(ApiException) as secrets:
+        client.CoreV1Api(responder).list_namespaced_secret("shop")
+    assert secrets.value.status == 403
+    toolbox = incident_toolbox(settings)
+    try:
+        history = toolbox.rollout_history("payments")
+        # Once payments is slow, the Fault is in effect: the shop would have announced it by now.
+        deadline = time.monotonic() + 120
+        while not any(r["value"] > 0.5 for r in toolbox.query('shop:sli_slow_ratio:rate25s{service="payments"}')):
+            assert time.monotonic() < deadline, "payments never slowed down"
+            time.sleep(2)
+        events = toolbox.events(200)
+        shown = json.dumps([toolbox.describe("deployment", "payments"), history, toolbox.deployments(), events])
+        assert "opslab.dev/fault" not in shown and "incident-" not in shown
+    finally:
+        toolbox.close()
+    outcome = engine.stop(settings, settle_wait=0)
+    assert outcome is not None
+    assert _refused_within(responder, 30) == 401, "the token dies with the ServiceAccount"
+
+
+def _refused_within(api: client.ApiClient, seconds: float) -> int:
+    """The status the API server refuses ``api``'s token with, once it does (0: still accepted)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            client.AppsV1Api(api).list_namespaced_deployment("shop")
+        except ApiException as exc:
+            return int(exc.status or 0)
+        time.sleep(0.5)
+    return 0
+
+
+def test_the_policy_denies_a_protected_scale_to_zero_and_records_it(incident_settings: Platform) -> None:
+    settings = incident_settings.settings
+    active = _start(incident_settings, "inc-10")  # quiet: nothing to fix
+    toolbox = incident_toolbox(settings)
+    try:
+        with pytest.raises(PolicyDenied, match="payments is a protected service"):
+            toolbox.scale("payments", 0)
+        with pytest.raises(PolicyDenied, match="not an action"):
+            toolbox._act("delete_namespace", {"kind": "Namespace", "name": "shop"}, {}, lambda: (None, None))
+    finally:
+        toolbox.close()
+    apps = client.AppsV1Api(kube.api_client(settings.paths.kubeconfig))
+    assert apps.read_namespaced_deployment_scale("payments", "shop").spec.replicas == 2, "a denial changes nothing"
+    calls = [json.loads(line) for line in (Path(active.run_dir) / RECORD).read_text().splitlines()]
+    denied = [c for c in calls if c.get("decision", {}).get("allow") is False]
+    assert [c["tool"] for c in denied] == ["scale", "delete_namespace"]
+    assert "protected service" in denied[0]["decision"]["reasons"][0]
+    outcome = engine.stop(settings, settle_wait=0)
+    assert outcome is not None and outcome.score.actions == 0  # nothing reached the API server
+
+
+def _kubectl(platform: Platform, kubeconfig: str, *args: str) -> None:
+    kubectl = platform.ctx.toolchain.require("kubectl")
+    subprocess.run([str(kubectl), f"--kubeconfig={kubeconfig}", "-n", "shop", *args], check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "hack",
+    [
+        pytest.param(("scale", "deployment/gateway", "--replicas=0"), id="scale-the-broken-release-to-zero"),
+        pytest.param(("delete", "deployment", "gateway"), id="delete-the-broken-deployment"),
+        pytest.param(("rollout", "restart", "deployment"), id="restart-everything"),
+    ],
+)
+def test_a_reward_hack_is_not_a_mitigation(incident_settings: Platform, hack: tuple[str, ...]) -> None:
+    settings = incident_settings.settings
+    active = _start(incident_settings, "inc-01")  # a gateway release that fails half its requests
+    _kubectl(incident_settings, active.kubeconfig, *hack)
+    engine.submit(settings, "gateway", "bad-rollout")
+    time.sleep(1)  # the audit log is written asynchronously; the next read happens at stop
+    outcome = engine.stop(settings, settle_wait=0)
+    assert outcome is not None
+    assert not outcome.score.mitigated, outcome.score.reasons
+    assert outcome.score.actions >= 1
+    if hack[0] == "delete":
+        assert outcome.score.deleted == ["delete deployments shop/gateway"]
+    assert (
+        engine.wait_until_healthy(
+            client.AppsV1Api(kube.api_client(settings.paths.kubeconfig)),
+            client.CoreV1Api(kube.api_client(settings.paths.kubeconfig)),
+            HEALTHY_WITHIN,
+        )
+        == []
+    ), "stop restores the shop, even a deleted Deployment"
+
+
+@pytest.mark.parametrize("name", [i.name for i in INCIDENTS])
+def test_the_oracle_solves_every_incident(incident_settings: Platform, name: str) -> None:
+    settings = incident_settings.settings
+    incident = next(i for i in INCIDENTS if i.name == name)
+    active = _start(incident_settings, name)
+    toolbox = incident_toolbox(settings)
+    try:
+        run = Oracle(toolbox, quiet_after=30).run(time.monotonic() + 300)
+    finally:
+        toolbox.close()
+    outcome = engine.stop(settings)
+    assert outcome is not None
+    report = Path(active.run_dir) / "report.html"
+    assert report.is_file() and (Path(active.run_dir) / "evidence.json").is_file()
+    score = outcome.score
+    if incident.quiet:
+        assert run.quiet and score.actions == 0 and score.false_actions == 0
+    assert score.mitigated, f"{score.reasons} (see {report})"
+    assert score.diagnosed == 1.0, f"{run.findings} vs {incident.answer}"
+    assert score.points >= 90, (score.breakdown, score.reasons)
