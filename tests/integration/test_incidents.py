@@ -4,21 +4,29 @@ solves every incident in the catalog and does nothing on the quiet ones."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2
 import pytest
+import uvicorn
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
 
+from opslab.agent import mcp_server
 from opslab.agent.oracle import Oracle
 from opslab.agent.session import RECORD, incident_toolbox
 from opslab.agent.toolbox import PolicyDenied
 from opslab.incidents import engine
 from opslab.incidents.catalog import catalog
+from opslab.primitives.ports import free_port
 from opslab.runtime import kube
 from opslab.runtime.lifecycle import Platform
 
@@ -158,3 +166,53 @@ def test_the_oracle_solves_every_incident(incident_settings: Platform, name: str
     assert score.mitigated, f"{score.reasons} (see {report})"
     assert score.diagnosed == 1.0, f"{run.findings} vs {incident.answer}"
     assert score.points >= 90, (score.breakdown, score.reasons)
+
+
+def test_the_official_mcp_client_uses_the_toolbox_and_the_policy_holds(incident_settings: Platform) -> None:
+    settings = incident_settings.settings
+    active = _start(incident_settings, "inc-10")
+    token = mcp_server.new_token(Path(active.run_dir) / "mcp-token")
+    toolbox = incident_toolbox(settings)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(mcp_server.app(toolbox, token), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}/mcp"
+
+    async def session() -> tuple[set[str], object, object]:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=30) as http,
+            streamable_http_client(url, http_client=http) as (read, write),
+            ClientSession(read, write) as client_session,
+        ):
+            await client_session.initialize()
+            tools = {t.name for t in (await client_session.list_tools()).tools}
+            listed = await client_session.call_tool("deployments", {})
+            denied = await client_session.call_tool("scale", {"service": "payments", "replicas": 0})
+            return tools, listed, denied
+
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "the MCP server did not start"
+            time.sleep(0.1)
+        tools, listed, denied = asyncio.run(session())
+        assert {"alerts", "query", "deployments", "rollout_undo", "scale", "drain", "submit"} <= tools
+        assert not listed.is_error and "payments" in json.dumps([c.model_dump() for c in listed.content])
+        assert denied.is_error
+        assert "payments is a protected service" in json.dumps([c.model_dump() for c in denied.content])
+        refused = httpx2.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=10)
+        assert refused.status_code == 401
+        wrong = httpx2.post(url, json={}, headers={"Authorization": "Bearer nope"}, timeout=10)
+        assert wrong.status_code == 401
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        toolbox.close()
+    calls = [json.loads(line) for line in (Path(active.run_dir) / RECORD).read_text().splitlines()]
+    assert any(c["tool"] == "scale" and c["decision"]["allow"] is False for c in calls)
+    outcome = engine.stop(settings, settle_wait=0)
+    assert outcome is not None and outcome.score.actions == 0
