@@ -108,14 +108,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         what = marker.args[0]
         wanted.add(track.key(params.params["mutant"].name if what == "mutant" else what))
     config.stash[GRADINGS_WANTED] = wanted
-    # Tests that stop Kafka or Redis run before the gradings start (right after GRADINGS_WAIT_FOR),
-    # never while a grading needs them.
-    first = [i for i in items if i.path.name in GRADINGS_WAIT_FOR]
-    stoppers = [i for i in items if i.get_closest_marker("before_gradings") and i not in first]
-    if stoppers and wanted:
-        at = max((items.index(i) for i in first), default=-1) + 1
-        rest = [i for i in items[at:] if i not in stoppers]
-        items[:] = [i for i in items[:at] if i not in stoppers] + stoppers + rest
+    # The tests that time whole gradings and start-ups (GRADINGS_WAIT_FOR) run first, then those that
+    # stop Kafka or Redis, and only then anything that starts the gradings: never while a grading
+    # needs those components, never on a machine busy grading.
+    if wanted:
+        first = [i for i in items if i.path.name in GRADINGS_WAIT_FOR]
+        stoppers = [i for i in items if i.get_closest_marker("before_gradings") and i not in first]
+        early = {id(i) for i in first + stoppers}
+        items[:] = first + stoppers + [i for i in items if id(i) not in early]
     # The unit tests need no platform: they run while the gradings still do, before tests/labs
     # waits on the gradings' results, instead of after them.
     if wanted:
