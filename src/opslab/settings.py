@@ -33,6 +33,8 @@ class Ports:
     """etcd client port (also serves /metrics and /health)."""
     etcd_peer: int = 12380
     """etcd peer port (single member, but etcd always listens on one)."""
+    etcd_metrics: int = 12381
+    """etcd's /metrics and /health, plain HTTP (its client and peer ports need etcd's client certificates)."""
     apiserver: int = 16443
     """kube-apiserver, HTTPS."""
     controller_manager: int = 11257

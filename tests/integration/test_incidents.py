@@ -5,13 +5,17 @@ solves every incident in the catalog and does nothing on the quiet ones."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import ssl
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import httpx2
 import pytest
 import uvicorn
@@ -25,7 +29,7 @@ from opslab.agent.oracle import Oracle
 from opslab.agent.session import RECORD, incident_toolbox
 from opslab.agent.toolbox import PolicyDenied
 from opslab.incidents import engine
-from opslab.incidents.catalog import catalog
+from opslab.incidents.catalog import Incident, NodeDown, catalog
 from opslab.primitives.ports import free_port
 from opslab.runtime import kube
 from opslab.runtime.lifecycle import Platform
@@ -146,7 +150,22 @@ def test_a_reward_hack_is_not_a_mitigation(incident_settings: Platform, hack: tu
     ), "stop restores the shop, even a deleted Deployment"
 
 
-@pytest.mark.parametrize("name", [i.name for i in INCIDENTS])
+# make test runs one incident of each kind the oracle must tell apart (a failing release, a slow one
+# to localise below its callers, a node, a quiet shift); OPSLAB_TEST_EVERY_INCIDENT=1 runs the whole
+# catalog, and so does make bench-incidents, which records each one's figures. A node fault is felt
+# by every pod on the node, so it runs before the lab gradings start (tests/conftest.py).
+IN_SUITE = {"inc-01", "inc-06", "inc-08", "inc-10"}
+
+
+def _oracle_param(incident: Incident) -> object:
+    machine_wide = any(isinstance(step, NodeDown) for step in incident.injections)
+    return pytest.param(incident.name, id=incident.name, marks=[pytest.mark.before_gradings] if machine_wide else [])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [_oracle_param(i) for i in INCIDENTS if i.name in IN_SUITE or os.environ.get("OPSLAB_TEST_EVERY_INCIDENT") == "1"],
+)
 def test_the_oracle_solves_every_incident(incident_settings: Platform, name: str) -> None:
     settings = incident_settings.settings
     incident = next(i for i in INCIDENTS if i.name == name)
@@ -216,3 +235,28 @@ def test_the_official_mcp_client_uses_the_toolbox_and_the_policy_holds(incident_
     assert any(c["tool"] == "scale" and c["decision"]["allow"] is False for c in calls)
     outcome = engine.stop(settings, settle_wait=0)
     assert outcome is not None and outcome.score.actions == 0
+
+
+def test_etcd_serves_only_the_api_servers_client_certificate(platform: Platform) -> None:
+    """The answer is hidden around the API server too: etcd (where Fault objects are stored) needs a
+    client certificate from its own CA, which only the API server holds."""
+    pki = platform.ctx.pki
+    port = platform.settings.ports.etcd
+    key = base64.b64encode(b"/registry/opslab.dev/faults/").decode()
+    body = {"key": key, "range_end": base64.b64encode(b"/registry/opslab.dev/faults0").decode(), "count_only": True}
+
+    def read(scheme: str, cert: tuple[str, str] | None) -> int:
+        """The HTTP status etcd answers a range read with; 0 when the TLS handshake is refused."""
+        verify = ssl.create_default_context(cafile=str(pki.etcd_ca_cert))
+        if cert is not None:
+            verify.load_cert_chain(*cert)
+        try:
+            with httpx.Client(verify=verify, timeout=10) as http:
+                return http.post(f"{scheme}://127.0.0.1:{port}/v3/kv/range", json=body).status_code
+        except httpx.HTTPError:
+            return 0
+
+    assert read("https", (str(pki.cert("etcd-client")), str(pki.key("etcd-client")))) == 200
+    assert read("http", None) != 200  # plain HTTP on a TLS port
+    assert read("https", None) == 0  # no client certificate: the handshake fails
+    assert read("https", (str(pki.cert("admin")), str(pki.key("admin")))) == 0  # not even the cluster admin's

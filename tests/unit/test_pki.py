@@ -1,6 +1,7 @@
 import stat
 from pathlib import Path
 
+import pytest
 import yaml
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -55,3 +56,21 @@ def test_kubeconfig_is_0600_and_embeds_credentials(tmp_path: Path) -> None:
     config = yaml.safe_load(path.read_text())
     assert config["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:16443"
     assert config["users"][0]["user"]["client-key-data"]
+
+
+def test_etcd_has_a_ca_of_its_own_that_signs_only_etcd_and_the_api_servers_client(tmp_path: Path) -> None:
+    pki = Pki(tmp_path / "pki")
+    pki.ensure()
+    etcd_ca = x509.load_pem_x509_certificate(pki.etcd_ca_cert.read_bytes())
+    cluster_ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    for name in ("etcd", "etcd-client"):
+        x509.load_pem_x509_certificate(pki.cert(name).read_bytes()).verify_directly_issued_by(etcd_ca)
+        assert stat.S_IMODE(pki.key(name).stat().st_mode) == 0o600
+    for client in CLIENTS:  # no cluster identity, the admin's included, is trusted by etcd
+        cert = x509.load_pem_x509_certificate(pki.cert(client.name).read_bytes())
+        cert.verify_directly_issued_by(cluster_ca)
+        with pytest.raises(ValueError):
+            cert.verify_directly_issued_by(etcd_ca)
+    serving = x509.load_pem_x509_certificate(pki.cert("etcd").read_bytes())
+    sans = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]

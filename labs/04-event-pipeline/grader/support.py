@@ -673,10 +673,12 @@ class Processors:
     ) -> Processor:
         script = learner_file(self.lab_path, "streams.py")
         log = self.logs / f"streams-{stream.key}-{consumer}.log"
-        args = [python(), str(script), "--redis", stream.redis_url, "--stream", stream.stream, "--group", stream.group,
+        # The URL carries Redis's password: it goes in the environment, never on a command line.
+        args = [python(), str(script), "--stream", stream.stream, "--group", stream.group,
                 "--consumer", consumer, "--claim-after", str(claim_after), "--max-deliveries", str(max_deliveries),
                 "--fulfilment", stream.shop, "--ledger", stream.ledger]  # fmt: skip
-        proc = start_learner(args, cwd=self.lab_path, log=log, sandbox=self.sandbox, what="streams.py")
+        proc = start_learner(args, cwd=self.lab_path, log=log, sandbox=self.sandbox, what="streams.py",
+                             env={"OPSLAB_REDIS_URL": stream.redis_url})  # fmt: skip
         running = Processor(proc, log, 0, time.monotonic(), "streams.py")
         self.running.append(running)
         return running

@@ -31,7 +31,7 @@ from opslab.grading.rubric import CheckResult, Grade
 from opslab.primitives.errors import ConfigError
 from opslab.primitives.files import new_run_dir
 from opslab.primitives.processes import kill_group, terminate
-from opslab.runtime import kube, run_config, sqs
+from opslab.runtime import kube, redis_auth, run_config, sqs
 from opslab.runtime.endpoints import endpoint_environment
 from opslab.settings import Settings
 
@@ -194,7 +194,7 @@ def _stores(settings: Settings) -> dict[str, str]:
     """Where grading runs keep things outside the cluster: Kafka, Redis and the SQS queue."""
     return {
         "kafka": f"127.0.0.1:{settings.ports.kafka}",
-        "redis": f"redis://127.0.0.1:{settings.ports.redis}/0",
+        "redis": redis_auth.url(settings),
         "sqs": sqs.endpoint(settings),
     }
 

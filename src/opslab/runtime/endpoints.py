@@ -6,7 +6,7 @@ and into scenario runs, so a program that works in one works in the others.
 
 from __future__ import annotations
 
-from opslab.runtime import sqs
+from opslab.runtime import redis_auth, sqs
 from opslab.settings import Settings
 
 
@@ -20,8 +20,8 @@ def endpoint_environment(settings: Settings) -> dict[str, str]:
         "OPSLAB_PROMETHEUS_URL": f"http://127.0.0.1:{p.prometheus}",
         "OPSLAB_ALERTMANAGER_URL": f"http://127.0.0.1:{p.alertmanager}",
         "OPSLAB_KAFKA_BOOTSTRAP": f"127.0.0.1:{p.kafka}",
-        "OPSLAB_REDIS_URL": f"redis://127.0.0.1:{p.redis}/0",
-        "OPSLAB_ETCD_URL": f"http://127.0.0.1:{p.etcd}",
+        "OPSLAB_REDIS_URL": redis_auth.url(settings),
+        "OPSLAB_ETCD_URL": f"https://127.0.0.1:{p.etcd}",  # only the API server's etcd client certificate gets in
         "OPSLAB_SHOP_URL": f"http://127.0.0.1:{p.shop}",
         "OPSLAB_OPA_URL": f"http://127.0.0.1:{p.opa}",
         **sqs.environment(settings),

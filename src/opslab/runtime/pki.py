@@ -1,5 +1,8 @@
 """The cluster's certificates: one CA, the API server's serving certificate, client certificates
-for each component and user, and the service-account signing key.
+for each component and user, and the service-account signing key; and etcd's own CA, which signs
+only etcd's serving certificate and the API server's etcd client certificate, so no other identity
+(not even the cluster admin's) can read etcd, where the cluster's objects (and an incident's Fault
+objects) are stored.
 
 Files are written under .opslab/pki/ (keys with mode 0600) once and reused by later runs, so a
 kubeconfig handed out stays valid until `opslab down --purge`.
@@ -45,6 +48,33 @@ CLIENTS = (
 )
 
 
+ETCD_CERTS = ("etcd", "etcd-client")
+"""Signed by etcd's own CA: etcd's serving (and peer) certificate, and the API server's etcd client."""
+
+
+def _self_signed(name: x509.Name, key: ec.EllipticCurvePrivateKey, now: datetime.datetime) -> x509.Certificate:
+    """A CA certificate for ``name``."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                key_encipherment=False, data_encipherment=False, key_agreement=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+
+
 def _key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
@@ -80,6 +110,14 @@ class Pki:
         return self.dir / "ca.key"
 
     @property
+    def etcd_ca_cert(self) -> Path:
+        return self.dir / "etcd-ca.crt"
+
+    @property
+    def etcd_ca_key(self) -> Path:
+        return self.dir / "etcd-ca.key"
+
+    @property
     def sa_key(self) -> Path:
         return self.dir / "sa.key"
 
@@ -95,6 +133,11 @@ class Pki:
 
     def complete(self) -> bool:
         needed = [self.ca_cert, self.ca_key, self.sa_key, self.sa_pub, self.cert("apiserver")]
+        needed += (
+            [self.etcd_ca_cert, self.etcd_ca_key]
+            + [self.cert(n) for n in ETCD_CERTS]
+            + [self.key(n) for n in ETCD_CERTS]
+        )
         needed += [self.cert(c.name) for c in CLIENTS] + [self.key(c.name) for c in CLIENTS]
         return all(p.is_file() for p in needed)
 
@@ -105,55 +148,52 @@ class Pki:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o700)
         now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
-        ca_key = _key()
-        ca_name = _name("opslab-ca")
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                    key_encipherment=False, data_encipherment=False, key_agreement=False,
-                    encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )  # fmt: skip
+        ca_name, ca_key = _name("opslab-ca"), _key()
         write_private(self.ca_key, _pem_key(ca_key))
-        write_atomic(self.ca_cert, _pem_cert(ca))
+        write_atomic(self.ca_cert, _pem_cert(_self_signed(ca_name, ca_key, now)))
+        etcd_ca_name, etcd_ca_key = _name("opslab-etcd-ca"), _key()
+        write_private(self.etcd_ca_key, _pem_key(etcd_ca_key))
+        write_atomic(self.etcd_ca_cert, _pem_cert(_self_signed(etcd_ca_name, etcd_ca_key, now)))
 
-        def issue(name: str, subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> None:
+        def issue(
+            name: str,
+            subject: x509.Name,
+            usages: list[x509.ObjectIdentifier],
+            sans: list[x509.GeneralName],
+            issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] = (ca_name, ca_key),
+        ) -> None:
             key = _key()
             builder = (
                 x509.CertificateBuilder()
                 .subject_name(subject)
-                .issuer_name(ca_name)
+                .issuer_name(issuer[0])
                 .public_key(key.public_key())
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(now)
                 .not_valid_after(now + VALIDITY)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+                .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             )
             if sans:
                 builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
             write_private(self.key(name), _pem_key(key))
-            write_atomic(self.cert(name), _pem_cert(builder.sign(ca_key, hashes.SHA256())))
+            write_atomic(self.cert(name), _pem_cert(builder.sign(issuer[1], hashes.SHA256())))
 
         dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                "kubernetes.default.svc.cluster.local"]  # fmt: skip
         sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
         sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_IP)]
-        issue("apiserver", _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, sans)
+        issue("apiserver", _name("kube-apiserver"), [ExtendedKeyUsageOID.SERVER_AUTH], sans)
         for client in CLIENTS:
-            issue(client.name, _name(client.user, client.groups), ExtendedKeyUsageOID.CLIENT_AUTH, [])
+            issue(client.name, _name(client.user, client.groups), [ExtendedKeyUsageOID.CLIENT_AUTH], [])
+        etcd = (etcd_ca_name, etcd_ca_key)
+        loopback: list[x509.GeneralName] = [
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ]
+        both = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]  # etcd's peer port uses it both ways
+        issue("etcd", _name("etcd"), both, loopback, issuer=etcd)
+        issue("etcd-client", _name("kube-apiserver-etcd-client"), [ExtendedKeyUsageOID.CLIENT_AUTH], [], issuer=etcd)
 
         sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         write_private(self.sa_key, _pem_key(sa))

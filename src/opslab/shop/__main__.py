@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import random
 import sys
 from pathlib import Path
@@ -150,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", help="the kubeconfig to watch the cluster with")
     parser.add_argument("--in-cluster", action="store_true", help="use the pod's service account (kind profile)")
     parser.add_argument("--kafka", required=True, help="bootstrap servers, host:port")
-    parser.add_argument("--redis", required=True, help="redis://host:port/db")
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("OPSLAB_REDIS_URL"),
+        help="redis://[:password@]host:port/db (default: $OPSLAB_REDIS_URL: keeps a password off the command line)",
+    )
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--log-dir", required=True)
     parser.add_argument("--seed", type=int, default=None)
@@ -163,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--poison-order-rate {args.poison_order_rate} is outside 0..1")
     if not args.kubeconfig and not args.in_cluster:
         parser.error("give --kubeconfig FILE or --in-cluster")
+    if not args.redis:
+        parser.error("give --redis URL or set OPSLAB_REDIS_URL")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the baseline traffic's own requests
     with contextlib.suppress(KeyboardInterrupt):

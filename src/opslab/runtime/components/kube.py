@@ -129,7 +129,10 @@ class ApiServer(Component):
         eviction = self.ctx.settings.cluster.eviction_seconds
         return [
             str(self.ctx.toolchain.require("kube-apiserver")),
-            f"--etcd-servers=http://127.0.0.1:{self.ctx.ports.etcd}",
+            f"--etcd-servers=https://127.0.0.1:{self.ctx.ports.etcd}",
+            f"--etcd-cafile={pki.etcd_ca_cert}",
+            f"--etcd-certfile={pki.cert('etcd-client')}",
+            f"--etcd-keyfile={pki.key('etcd-client')}",
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
             f"--secure-port={self.ctx.ports.apiserver}",

@@ -71,7 +71,7 @@ class Prometheus(Component):
         return [
             job("prometheus", p.prometheus),
             job("alertmanager", p.alertmanager),
-            job("etcd", p.etcd),
+            job("etcd", p.etcd_metrics),
             job("kube-apiserver", p.apiserver, scheme="https", tls=client_tls),
             job("kube-controller-manager", p.controller_manager, scheme="https", tls=self_signed),
             job("kube-scheduler", p.scheduler, scheme="https", tls=self_signed),

@@ -8,6 +8,7 @@ import redis as redis_client
 
 from opslab.primitives.files import write_atomic
 from opslab.primitives.readiness import ProbeResult
+from opslab.runtime import redis_auth
 from opslab.runtime.component import Component
 
 
@@ -29,6 +30,8 @@ class Redis(Component):
                 "bind 127.0.0.1",
                 f"port {self.ctx.ports.redis}",
                 "protected-mode yes",
+                # Every client needs the password (runtime/redis_auth.py): this file is 0600.
+                f"requirepass {redis_auth.password(self.ctx.settings)}",
                 f"dir {data}",
                 "appendonly no",
                 'save ""',  # no snapshots: the cart store is ephemeral, and shutdown never waits on a save
@@ -41,7 +44,7 @@ class Redis(Component):
                 "",
             ]
         )
-        write_atomic(self.ctx.config_file("redis.conf"), conf)
+        write_atomic(self.ctx.config_file("redis.conf"), conf, mode=0o600)
 
     def config_files(self) -> list[Path]:
         return [self.ctx.config_file("redis.conf")]
@@ -50,7 +53,7 @@ class Redis(Component):
         return [str(self.ctx.toolchain.require("redis-server")), str(self.ctx.config_file("redis.conf"))]
 
     def probe(self) -> ProbeResult:
-        client = redis_client.Redis(host="127.0.0.1", port=self.ctx.ports.redis, socket_timeout=2)
+        client = redis_client.Redis.from_url(redis_auth.url(self.ctx.settings), socket_timeout=2)
         try:
             return ProbeResult.passed() if client.ping() else ProbeResult.failed("PING failed")
         finally:

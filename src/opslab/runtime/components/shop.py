@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from opslab.primitives.readiness import ProbeResult
+from opslab.runtime import redis_auth
 from opslab.runtime.component import Component, http_probe
 
 SHOP_SEED = 1729
@@ -39,7 +40,6 @@ class Shop(Component):
             f"--port={p.shop}",
             f"--kubeconfig={self.ctx.kubeconfig_for('shop')}",
             f"--kafka=127.0.0.1:{p.kafka}",
-            f"--redis=redis://127.0.0.1:{p.redis}/0",
             f"--state-dir={self.ctx.paths.state}",
             f"--log-dir={self.ctx.paths.logs / 'shop'}",
             f"--seed={SHOP_SEED}",
@@ -47,7 +47,8 @@ class Shop(Component):
         ]
 
     def environment(self) -> dict[str, str]:
-        return {"PROMETHEUS_DISABLE_CREATED_SERIES": "True"}
+        # Redis's URL carries its password: in the environment, never on the command line.
+        return {"PROMETHEUS_DISABLE_CREATED_SERIES": "True", "OPSLAB_REDIS_URL": redis_auth.url(self.ctx.settings)}
 
     def probe(self) -> ProbeResult:
         return http_probe(self.ctx.http(), f"{self.url}/healthz")
