@@ -27,14 +27,19 @@ from opslab.agent.toolbox import PolicyDenied, Toolbox, ToolError
 from opslab.shop.topology import ROUTES
 
 ERROR_BAD, SLOW_BAD = 0.05, 0.2
+"""An SLI is bad above these: the share of requests that fail, and the share slower than the objective."""
 READY_GRACE = 25.0
+"""Seconds a new pod may stay unready before the oracle calls it failing readiness."""
 LEAKING_BYTES = 200 * 2**20
 """A pod's simulated working set is about 96 MiB; above this, it is growing."""
 QUIET_REVISION_AGE = 90.0
 """A revision younger than this may still show a fault (a leak takes about a minute): keep watching."""
+PERSISTENT = 8.0
+"""Seconds an SLI must stay bad before the oracle acts on it (a blip on a busy machine is not a fault)."""
 SETTLING = 30.0
 """Seconds after a revision is created before its SLIs are its own (the SLI windows are 25 s)."""
-"""Seconds a new pod may stay unready before the oracle calls it failing readiness."""
+RECENT = 300.0
+"""Only a ReplicaSet created this recently is a release the oracle blames: a rollback re-uses an old one."""
 
 
 @dataclass
@@ -76,6 +81,8 @@ class Oracle:
         self.quiet_after = quiet_after
         self.handled: set[str] = set()
         self.graph = _callees()
+        self.bad_since: dict[tuple[str, str], float] = {}
+        """When each (service, signal) was first seen outside its threshold, in this bad stretch."""
 
     # ------------------------------------------------------------------ evidence
 
@@ -89,8 +96,11 @@ class Oracle:
         if len(history) < 2:
             return ""
         current, previous = history[-1], history[-2]
-        if _age(current["created"]) < SETTLING:
+        age = _age(current["created"])
+        if age < SETTLING:
             return ""  # a rollout under way (maybe a rollback): the 25 s SLI windows still show the old pods
+        if age > RECENT:
+            return ""  # an old ReplicaSet made current again (a rollback) is not a new release to blame
         if current["image"] != previous["image"]:
             return "image"
         if current["cpu_limit"] != previous["cpu_limit"]:
@@ -145,10 +155,16 @@ class Oracle:
         found = []
         for signal, values, threshold in (("errors", errors, ERROR_BAD), ("slow", slow, SLOW_BAD)):
             bad = {s for s, v in values.items() if v > threshold}
+            now = time.monotonic()
+            for service in values:
+                if service in bad:
+                    self.bad_since.setdefault((service, signal), now)
+                else:
+                    self.bad_since.pop((service, signal), None)
             roots = [s for s in bad if not (self.graph.get(s, set()) & bad)]
             for service in sorted(roots):
-                if service in explained:
-                    continue
+                if service in explained or now - self.bad_since[(service, signal)] < PERSISTENT:
+                    continue  # explained already, or a blip: a signal must last before it is acted on
                 change = self._release_change(service)
                 if change == "image":
                     kind = "bad-rollout" if signal == "errors" else "latency"

@@ -65,8 +65,16 @@ def pytest_command(lab: Lab, settings: Settings, *options: str) -> list[str]:
     return [
         sys.executable, "-m", "pytest", str(lab.grader),
         "-c", str(settings.paths.root / "labs" / "pytest.ini"), "--rootdir", str(lab.grader),
-        "-p", "opslab.grading.plugin", "-p", "no:cacheprovider", "-q", "--no-header", "-rN", *options,
+        "-p", "pytest_timeout", "-p", "opslab.grading.plugin", "-p", "no:cacheprovider",
+        "-q", "--no-header", "-rN", *options,
     ]  # fmt: skip
+
+
+def grader_environment(**extra: str) -> dict[str, str]:
+    """The environment a grader's pytest runs in. Plugins installed beside opslab are not loaded
+    (pytest_command names the ones a grader uses): they cost seconds of start-up per grading, and a
+    plugin that swallows a KeyboardInterrupt during start-up would keep a grading alive past its cut."""
+    return {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1", **extra}
 
 
 def list_checks(lab: Lab, settings: Settings) -> list[CheckResult]:
@@ -74,7 +82,7 @@ def list_checks(lab: Lab, settings: Settings) -> list[CheckResult]:
     with tempfile.TemporaryDirectory(prefix="opslab-checks-") as tmp:
         listing = Path(tmp) / "checks.json"
         command = pytest_command(lab, settings, "--rubric-list", str(listing))
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        env = grader_environment()
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, check=False)
         if not listing.is_file():
             tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-3:])
@@ -112,15 +120,13 @@ def grade(
     )  # fmt: skip
     if only:
         args += ["-k", " or ".join(only)]
-    env = {
-        **os.environ,
+    env = grader_environment(
         **endpoint_environment(settings),
-        "OPSLAB_LAB_PATH": str(target),
-        "OPSLAB_GRADING_RUN": run_id,
-        "OPSLAB_RUN_DIR": str(run_dir),
-        "OPSLAB_LAB_SETUP_LIMIT": str(lab.setup_limit),
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
+        OPSLAB_LAB_PATH=str(target),
+        OPSLAB_GRADING_RUN=run_id,
+        OPSLAB_RUN_DIR=str(run_dir),
+        OPSLAB_LAB_SETUP_LIMIT=str(lab.setup_limit),
+    )
     sweep_stale_runs(settings)
     began = time.monotonic()
     cut = False
@@ -132,7 +138,14 @@ def grade(
                 proc.wait(limit)
             except subprocess.TimeoutExpired:
                 cut = True
+                # What had finished at the limit is the grade: a check that completes while the
+                # grader is being stopped came too late to count.
+                at_cut = grade_file.read_bytes() if grade_file.is_file() else None
                 stop_grader(proc)
+                if at_cut is not None:
+                    grade_file.write_bytes(at_cut)
+                else:
+                    grade_file.unlink(missing_ok=True)
             except KeyboardInterrupt:
                 stop_grader(proc)
                 raise
