@@ -30,6 +30,8 @@ from opslab.shop.topology import NAMESPACE, ROUTES, SERVICE_LABEL, SERVICES
 
 HIDDEN_PREFIXES = ("opslab.dev/fault", "opslab.dev/original", "opslab.dev/incident")
 """Label and annotation keys that carry or describe an injected fault: never shown."""
+ACTIONS = ("scale", "rollout_undo", "rollout_restart", "patch_resources", "set_image", "cordon", "uncordon", "drain")
+"""The toolbox's action tools: each passes the policy before it runs, and records its inverse."""
 REVISION = "deployment.kubernetes.io/revision"
 INTENDED = "opslab.dev/replicas"
 

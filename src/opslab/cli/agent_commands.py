@@ -1,18 +1,22 @@
-"""`opslab agent oracle`: the reference responder, on the running incident."""
+"""`opslab agent oracle | mcp | approvals | approve | reject`: the reference responder, the toolbox
+over MCP, and the approval gate a plan step above the stated risk waits at."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 import uvicorn
 
 from opslab.agent import mcp_server
+from opslab.agent.approvals import Gate
 from opslab.agent.oracle import Oracle
 from opslab.agent.session import incident_toolbox
 from opslab.cli.context import load_settings
 from opslab.cli.output import console
 from opslab.incidents import engine
+from opslab.primitives.errors import ConfigError
 
 
 @click.group()
@@ -52,3 +56,48 @@ def mcp(port: int) -> None:
     finally:
         toolbox.close()
         token_file.unlink(missing_ok=True)
+
+
+def _run_dir(run: str) -> Path:
+    """RUN as a run directory: a path, or a name under .opslab/runs."""
+    given = Path(run).expanduser()
+    if given.is_dir():
+        return given.resolve()
+    runs = load_settings().paths.runs
+    if (runs / run).is_dir():
+        return runs / run
+    raise ConfigError(f"no run {run!r}", fix=f"give a run directory, or a name from {runs}")
+
+
+@agent.command()
+@click.argument("run")
+def approvals(run: str) -> None:
+    """List the steps of RUN that wait for a human's approval."""
+    waiting = Gate(_run_dir(run)).pending()
+    if not waiting:
+        console.print("nothing waits for approval")
+    for request in waiting:
+        action = request["action"]
+        console.print(f"{request['step']}: {action.get('tool')} {action.get('arguments')}")
+        for reason in request["reasons"]:
+            console.print(f"  needs approval: {reason}")
+
+
+@agent.command()
+@click.argument("run")
+@click.argument("step")
+@click.option("--reason", default="", help="Why (kept with the answer).")
+def approve(run: str, step: str, reason: str) -> None:
+    """Approve STEP of RUN: the waiting agent goes on with it."""
+    verdict = Gate(_run_dir(run)).answer(step, True, reason)
+    console.print(f"approved {step} (by {verdict.by})")
+
+
+@agent.command()
+@click.argument("run")
+@click.argument("step")
+@click.option("--reason", required=True, help="Why not (the agent reports it).")
+def reject(run: str, step: str, reason: str) -> None:
+    """Reject STEP of RUN: the waiting agent must not run it."""
+    verdict = Gate(_run_dir(run)).answer(step, False, reason)
+    console.print(f"rejected {step} (by {verdict.by}): {reason}")
