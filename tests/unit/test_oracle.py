@@ -1,5 +1,6 @@
-"""The oracle's runbook on hand-made observations (a stand-in for the toolbox's read tools; the real
-toolbox and the real platform are in tests/integration/test_incidents.py)."""
+"""The oracle and the reasoning it shares (opslab.agent.diagnosis) on hand-made observations (a
+stand-in for the toolbox's read tools; the real toolbox and the real platform are in
+tests/integration/test_incidents.py)."""
 
 from __future__ import annotations
 
@@ -8,77 +9,9 @@ from typing import Any
 
 import pytest
 
-from opslab.agent import oracle as oracle_module
 from opslab.agent.oracle import Oracle
-
-OLD = "2026-01-01T00:00:00Z"
-
-
-def _stamp(seconds_ago: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds_ago))
-
-
-class Observed:
-    """What the read tools return, and the actions taken."""
-
-    def __init__(self) -> None:
-        self.deployments_ = {
-            name: {"name": name, "replicas": 2, "intended": 2, "ready": 2, "updated": 2, "unavailable": 0}
-            for name in ("gateway", "catalog", "cart", "checkout", "payments")
-        }
-        self.history: dict[str, list[dict[str, Any]]] = {
-            name: [{"revision": 1, "hash": f"{name}-1", "image": f"opslab/shop-{name}:1.0.0", "cpu_limit": "500m",
-                    "created": OLD}]
-            for name in self.deployments_
-        }  # fmt: skip
-        self.pod_rows: list[dict[str, Any]] = []
-        self.nodes_ = [{"name": "n1", "ready": True, "reason": "", "cordoned": False, "taints": []}]
-        self.sli: dict[str, dict[str, float]] = {"error_ratio": {}, "slow_ratio": {}}
-        self.memory: dict[str, float] = {}
-        self.actions: list[tuple[str, ...]] = []
-
-    def release(self, service: str, *, image: str = "", cpu: str = "", seconds_ago: float = 120) -> None:
-        last = dict(self.history[service][-1])
-        last.update(
-            revision=last["revision"] + 1, hash=f"{service}-{last['revision'] + 1}", created=_stamp(seconds_ago)
-        )
-        if image:
-            last["image"] = image
-        if cpu:
-            last["cpu_limit"] = cpu
-        self.history[service].append(last)
-
-    # the read tools the oracle uses
-    def deployments(self) -> list[dict[str, Any]]:
-        return list(self.deployments_.values())
-
-    def rollout_history(self, service: str) -> list[dict[str, Any]]:
-        return self.history[service]
-
-    def pods(self, service: str = "") -> list[dict[str, Any]]:
-        return [p for p in self.pod_rows if not service or p["service"] == service]
-
-    def nodes(self) -> list[dict[str, Any]]:
-        return self.nodes_
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        if promql == "shop_container_memory_working_set_bytes":
-            return [{"metric": {"pod": pod}, "value": value} for pod, value in self.memory.items()]
-        name = promql.removeprefix("shop:sli_").removesuffix(":rate25s")
-        return [{"metric": {"service": s}, "value": v} for s, v in self.sli[name].items()]
-
-    # the actions
-    def rollout_undo(self, service: str, to_revision: int = 0) -> dict[str, Any]:
-        self.actions.append(("rollout_undo", service))
-        return {}
-
-    def scale(self, service: str, replicas: int) -> dict[str, Any]:
-        self.actions.append(("scale", service, str(replicas)))
-        return {}
-
-    def drain(self, node: str) -> dict[str, Any]:
-        self.actions.append(("drain", node))
-        return {}
+from opslab.agent.toolbox import PolicyDenied
+from tests.unit.shop_standin import OLD, Observed
 
 
 @pytest.fixture
@@ -88,6 +21,13 @@ def shop() -> Observed:
 
 def kinds(oracle: Oracle) -> list[tuple[str, str]]:
     return sorted((f.service, f.fault_type) for f in oracle.findings())
+
+
+def at_once(shop: Observed) -> Oracle:
+    """An oracle that acts on a bad signal the first time it sees it."""
+    oracle = Oracle(shop)  # type: ignore[arg-type]
+    oracle.persistence.seconds = 0
+    return oracle
 
 
 def test_a_healthy_shop_has_no_findings_even_after_old_releases(shop: Observed) -> None:
@@ -101,28 +41,25 @@ def test_lost_replicas_are_capacity_loss_and_scaled_back_to_the_intended_size(sh
     oracle = Oracle(shop)  # type: ignore[arg-type]
     (finding,) = oracle.findings()
     assert (finding.service, finding.fault_type) == ("catalog", "capacity-loss")
-    finding.action()
+    oracle._act(finding)
     assert shop.actions == [("scale", "catalog", "3")]
 
 
-def test_the_deepest_slow_service_with_a_new_image_is_blamed(shop: Observed, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(oracle_module, "PERSISTENT", 0.0)
+def test_the_deepest_slow_service_with_a_new_image_is_blamed(shop: Observed) -> None:
     shop.release("payments", image="opslab/shop-payments:1.0.1")
     shop.sli["slow_ratio"] = {"payments": 0.9, "checkout": 0.9, "gateway": 0.8, "catalog": 0.0}
-    assert kinds(Oracle(shop)) == [("payments", "latency")]  # type: ignore[arg-type]
+    assert kinds(at_once(shop)) == [("payments", "latency")]
 
 
-def test_a_new_cpu_limit_behind_slowness_is_cpu_throttling(shop: Observed, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(oracle_module, "PERSISTENT", 0.0)
+def test_a_new_cpu_limit_behind_slowness_is_cpu_throttling(shop: Observed) -> None:
     shop.release("payments", cpu="100m")
     shop.sli["slow_ratio"] = {"payments": 0.6, "checkout": 0.5, "gateway": 0.4}
-    assert kinds(Oracle(shop)) == [("payments", "cpu-throttling")]  # type: ignore[arg-type]
+    assert kinds(at_once(shop)) == [("payments", "cpu-throttling")]
 
 
-def test_errors_without_a_release_to_undo_are_left_alone(shop: Observed, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(oracle_module, "PERSISTENT", 0.0)
+def test_errors_without_a_release_to_undo_are_left_alone(shop: Observed) -> None:
     shop.sli["error_ratio"] = {"gateway": 0.5}
-    assert kinds(Oracle(shop)) == []  # type: ignore[arg-type]
+    assert kinds(at_once(shop)) == []
 
 
 def test_a_blip_is_not_acted_on_until_it_lasts(shop: Observed) -> None:
@@ -132,18 +69,16 @@ def test_a_blip_is_not_acted_on_until_it_lasts(shop: Observed) -> None:
     assert kinds(oracle) == []
     shop.sli["error_ratio"] = {"gateway": 0.0}
     assert kinds(oracle) == []
-    oracle.bad_since.clear()
     shop.sli["error_ratio"] = {"gateway": 0.5}
     oracle.findings()
-    oracle.bad_since[("gateway", "errors")] -= oracle_module.PERSISTENT
+    oracle.persistence.since[("gateway", "errors")] -= oracle.persistence.seconds
     assert kinds(oracle) == [("gateway", "bad-rollout")]
 
 
-def test_a_rollout_still_settling_is_not_blamed(shop: Observed, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(oracle_module, "PERSISTENT", 0.0)
+def test_a_rollout_still_settling_is_not_blamed(shop: Observed) -> None:
     shop.release("gateway", image="opslab/shop-gateway:1.0.0", seconds_ago=5)  # e.g. a rollback under way
     shop.sli["error_ratio"] = {"gateway": 0.5}
-    assert kinds(Oracle(shop)) == []  # type: ignore[arg-type]
+    assert kinds(at_once(shop)) == []
 
 
 def test_pods_of_the_current_revision_tell_crash_loop_leak_and_readiness_apart(shop: Observed) -> None:
@@ -171,20 +106,38 @@ def test_a_node_that_is_not_ready_is_drained(shop: Observed) -> None:
     oracle = Oracle(shop)  # type: ignore[arg-type]
     (finding,) = oracle.findings()
     assert (finding.service, finding.fault_type) == ("node", "node-not-ready")
-    finding.action()
+    oracle._act(finding)
     assert shop.actions == [("drain", "n2")]
 
 
-def test_a_slow_victim_whose_current_replicaset_is_old_is_not_rolled_back(
-    shop: Observed, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_slow_victim_whose_current_replicaset_is_old_is_not_rolled_back(shop: Observed) -> None:
     """checkout was rolled back to its original ReplicaSet after an earlier incident: its previous
     revision (the bad one) differs, but rolling back to it would re-inject the old fault."""
-    monkeypatch.setattr(oracle_module, "PERSISTENT", 0.0)
     shop.release("checkout", image="opslab/shop-checkout:1.3.0", seconds_ago=900)
     shop.history["checkout"].append({**shop.history["checkout"][0], "revision": 3})  # the old ReplicaSet, current again
     shop.release("payments", image="opslab/shop-payments:1.0.1", seconds_ago=60)
     shop.sli["slow_ratio"] = {"checkout": 0.8, "gateway": 0.7}  # payments' own SLI lags behind
-    assert kinds(Oracle(shop)) == []  # type: ignore[arg-type]
+    assert kinds(at_once(shop)) == []
     shop.sli["slow_ratio"]["payments"] = 0.9
-    assert kinds(Oracle(shop)) == [("payments", "latency")]  # type: ignore[arg-type]
+    assert kinds(at_once(shop)) == [("payments", "latency")]
+
+
+def test_a_quiet_shift_is_submitted_as_none_without_a_change(shop: Observed) -> None:
+    submitted: list[tuple[str, str]] = []
+    shop.submit = lambda service, fault_type, notes="": submitted.append((service, fault_type))  # type: ignore[attr-defined]
+    run = Oracle(shop, poll=0.01, quiet_after=0.05).run(time.monotonic() + 5)  # type: ignore[arg-type]
+    assert run.quiet and submitted == [("none", "none")] and shop.actions == []
+
+
+def test_a_denied_mitigation_is_escalated_not_retried(shop: Observed) -> None:
+    shop.deployments_["catalog"].update(replicas=0, ready=0, updated=0, intended=3)
+    shop.submit = lambda service, fault_type, notes="": None  # type: ignore[attr-defined]
+
+    def denied(service: str, replicas: int) -> dict[str, Any]:
+        shop.actions.append(("scale", service, str(replicas)))
+        raise PolicyDenied("scale", ("rate limit",))
+
+    shop.scale = denied  # type: ignore[method-assign]
+    run = Oracle(shop, poll=0.01).run(time.monotonic() + 0.3)  # type: ignore[arg-type]
+    assert run.escalations == ["catalog / capacity-loss: scale denied by policy: rate limit"]
+    assert shop.actions == [("scale", "catalog", "3")], "a denied action was tried again"
