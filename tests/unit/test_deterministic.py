@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
-from opslab.agent import plans
+from opslab.agent import mcp_server, model_server, plans
 from opslab.agent.deterministic import ESCALATE, WAIT, Deterministic
 from opslab.agent.functions import Functions
-from opslab.agent.models import ChatModel, Recorder, Replay
+from opslab.agent.models import ChatModel, Recorder, Replay, ToolCall
+from opslab.agent.remote import RemoteTools
+from opslab.primitives.errors import OpslabError
 from tests.unit.shop_standin import Observed
 
 PROMPT = "Alert ShopLatencyBudgetBurnFast fired for gateway. Diagnose it and answer a remediation plan."
@@ -22,10 +24,12 @@ INJECTED = (
 )
 
 
-def ask(model: ChatModel, shop: Observed, prompt: str = PROMPT, turns: int = 6) -> tuple[str, list[str]]:
-    """A minimal agent loop: the model's tool calls run through the functions until it answers text.
-    Returns the answer and the tools called, in order."""
-    functions = Functions(shop)
+def ask(
+    model: ChatModel, shop: Observed, prompt: str = PROMPT, turns: int = 6, tools: Any = None
+) -> tuple[str, list[str]]:
+    """A minimal agent loop: the model's tool calls run through the functions (in-process, or
+    ``tools``) until it answers text. Returns the answer and the tools called, in order."""
+    functions = tools or Functions(shop)
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": "You are on call for the shop."},
         {"role": "user", "content": prompt},
@@ -110,3 +114,21 @@ def test_a_recorded_run_replays_exactly(slow_payments: Observed, tmp_path: Path)
     transcript = tmp_path / "slow-payments.jsonl"
     recorded = ask(Recorder(Deterministic(), transcript), slow_payments)
     assert ask(Replay(transcript), slow_payments) == recorded
+
+
+def test_the_same_loop_runs_over_mcp_with_the_official_client(slow_payments: Observed) -> None:
+    """RemoteTools: the MCP server over the stand-in shop, the SDK's client, a token."""
+    with model_server.served(mcp_server.app(slow_payments, "t0ken")) as port:
+        url = f"http://127.0.0.1:{port}/mcp"
+        remote = RemoteTools(url, "t0ken")
+        try:
+            assert set(remote.names) == set(Functions(slow_payments).names)
+            assert remote.schemas() == Functions(slow_payments).schemas()
+            answer, _ = ask(Deterministic(), slow_payments, tools=remote)
+            assert answer == ask(Deterministic(), slow_payments)[0]
+            denied = remote.call(ToolCall("x", "scale", {"service": "payments"}))
+            assert not denied.ok and "replicas" in denied.content
+        finally:
+            remote.close()
+        with pytest.raises(OpslabError, match="did not answer"):
+            RemoteTools(url, "wrong", timeout=5)

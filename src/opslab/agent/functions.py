@@ -44,35 +44,46 @@ class Functions:
         return [t.name for t in self._tools]
 
     def schemas(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "type": "function",
-                "function": {"name": t.name, "description": t.description or "", "parameters": t.input_schema},
-            }
-            for t in self._tools
-        ]
+        return schemas_of(self._tools)
 
     def call(self, call: ToolCall) -> Result:
         try:
             outcome = asyncio.run(self.server.call_tool(call.name, call.arguments))
         except McpToolError as exc:
-            return Result(call, False, _one_line(str(exc)))
-        structured = getattr(outcome, "structured_content", None)
-        if getattr(outcome, "is_error", False):
-            return Result(call, False, _one_line(_text(outcome)))
-        if isinstance(structured, dict) and set(structured) == {"result"}:
-            return Result(call, True, json.dumps(structured["result"]))
-        return Result(call, True, json.dumps(structured) if structured is not None else _text(outcome))
+            return Result(call, False, one_line(str(exc)))
+        return result_of(call, outcome)
+
+
+def schemas_of(tools: Any) -> list[dict[str, Any]]:
+    """MCP tools (name, description, input schema) in the chat-completions ``tools`` form."""
+    return [
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description or "", "parameters": t.input_schema},
+        }
+        for t in tools
+    ]
+
+
+def result_of(call: ToolCall, outcome: Any) -> Result:
+    """A tool call's MCP result (CallToolResult) as a Result: an error's first line, or the JSON."""
+    structured = getattr(outcome, "structured_content", None)
+    if getattr(outcome, "is_error", False):
+        return Result(call, False, one_line(_text(outcome)))
+    if isinstance(structured, dict) and set(structured) == {"result"}:
+        return Result(call, True, json.dumps(structured["result"]))
+    return Result(call, True, json.dumps(structured) if structured is not None else _text(outcome))
 
 
 def _text(outcome: Any) -> str:
     return "\n".join(str(getattr(c, "text", "")) for c in getattr(outcome, "content", []) or [])
 
 
-def _one_line(message: str) -> str:
-    """The first line of an error, without the SDK's "Error executing tool X: " prefix."""
+def one_line(message: str) -> str:
+    """An error in one line, without the SDK's "Error executing tool X: " prefix (a validation
+    error keeps the field and the complaint from its next lines)."""
     first = message.strip().splitlines()[0] if message.strip() else "the tool failed"
     if first.startswith("Error executing tool ") and ": " in first:
         first = first.split(": ", 1)[1]
     rest = [line.strip() for line in message.strip().splitlines()[1:3] if line.strip()]
-    return " ".join([first, *rest]) if first.endswith("Arguments") or "validation error" in first else first
+    return " ".join([first, *rest]) if "validation error" in first else first

@@ -88,22 +88,29 @@ def build(transcript: Transcript, model: str = "opslab-replay", key: str = "") -
 
 
 @contextmanager
-def serving(transcript: Transcript, model: str = "opslab-replay", key: str = "", port: int = 0) -> Iterator[str]:
-    """Serve ``transcript`` on 127.0.0.1 (``port`` 0: a free one) while the block runs; yields the
-    base URL an OpenAI client takes (``http://127.0.0.1:PORT/v1``)."""
+def served(app: Any, port: int = 0) -> Iterator[int]:
+    """Serve an ASGI ``app`` on 127.0.0.1 (``port`` 0: a free one) in a thread while the block runs;
+    yields the port once it listens, and stops the server after."""
     port = port or free_port()
-    config = uvicorn.Config(build(transcript, model, key), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="model-server", daemon=True)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="asgi-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
-            raise OpslabError(f"the transcript server could not listen on 127.0.0.1:{port}")
+            raise OpslabError(f"could not listen on 127.0.0.1:{port}")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}/v1"
+        yield port
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def serving(transcript: Transcript, model: str = "opslab-replay", key: str = "", port: int = 0) -> Iterator[str]:
+    """Serve ``transcript`` while the block runs; yields the base URL an OpenAI client takes
+    (``http://127.0.0.1:PORT/v1``)."""
+    with served(build(transcript, model, key), port) as bound:
+        yield f"http://127.0.0.1:{bound}/v1"
