@@ -34,10 +34,10 @@ class Result:
         return {"role": "tool", "tool_call_id": self.call.id, "content": text}
 
 
-class Functions:
-    def __init__(self, toolbox: Any) -> None:
-        self.server = mcp_server.build(toolbox)
-        self._tools = asyncio.run(self.server.list_tools())
+class ToolSet:
+    """What an agent loop needs of its tools: their names, their schemas, and ``call``."""
+
+    _tools: list[Any]
 
     @property
     def names(self) -> list[str]:
@@ -45,6 +45,15 @@ class Functions:
 
     def schemas(self) -> list[dict[str, Any]]:
         return schemas_of(self._tools)
+
+    def call(self, call: ToolCall) -> Result:
+        raise NotImplementedError
+
+
+class Functions(ToolSet):
+    def __init__(self, toolbox: Any) -> None:
+        self.server = mcp_server.build(toolbox)
+        self._tools = asyncio.run(self.server.list_tools())
 
     def call(self, call: ToolCall) -> Result:
         try:

@@ -17,12 +17,12 @@ import httpx2
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from opslab.agent.functions import Result, result_of, schemas_of
+from opslab.agent.functions import Result, ToolSet, result_of
 from opslab.agent.models import ToolCall
 from opslab.primitives.errors import OpslabError
 
 
-class RemoteTools:
+class RemoteTools(ToolSet):
     def __init__(self, url: str, token: str, timeout: float = 30) -> None:
         self.url = url
         self._headers = {"Authorization": f"Bearer {token}"}
@@ -61,13 +61,6 @@ class RemoteTools:
                 self._ready.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
-
-    @property
-    def names(self) -> list[str]:
-        return [t.name for t in self._tools]
-
-    def schemas(self) -> list[dict[str, Any]]:
-        return schemas_of(self._tools)
 
     def call(self, call: ToolCall) -> Result:
         assert self._session is not None
