@@ -132,3 +132,11 @@ def test_the_same_loop_runs_over_mcp_with_the_official_client(slow_payments: Obs
             remote.close()
         with pytest.raises(OpslabError, match="did not answer"):
             RemoteTools(url, "wrong", timeout=5)
+
+
+def test_bad_slis_during_a_rollout_that_is_still_settling_are_a_wait() -> None:
+    shop = Observed()
+    shop.release("gateway", image="opslab/shop-gateway:1.1.0", seconds_ago=10)
+    shop.sli["error_ratio"] = {"gateway": 0.5}
+    answer, _ = ask(Deterministic(), shop)
+    assert answer.startswith(WAIT), answer

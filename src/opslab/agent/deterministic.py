@@ -25,6 +25,7 @@ from typing import Any
 from opslab.agent.diagnosis import (
     ERROR_OK,
     MEMORY_QUERY,
+    SETTLING,
     SLI_QUERIES,
     SLOW_OK,
     Diagnosis,
@@ -164,6 +165,8 @@ class Deterministic:
             now=self.clock(),
         )
         found = diagnose(evidence)
+        if not found and bad_signals(evidence) and not settled(evidence, SETTLING):
+            return Reply(f"{WAIT} SLIs are bad while a rollout is still settling: look again shortly")
         if not found and bad_signals(evidence):
             bad = ", ".join(f"{s} {sig}" for s, sig in sorted(bad_signals(evidence)))
             return Reply(f"{ESCALATE} bad SLIs ({bad}) with no recent change to undo: a human must look")

@@ -172,11 +172,11 @@ def diagnose(e: Evidence, lasting: set[tuple[str, str]] | None = None) -> list[D
     return found
 
 
-def settled(e: Evidence) -> bool:
-    """Whether every Deployment's current revision is old enough to have shown any fault."""
+def settled(e: Evidence, seconds: float = QUIET_REVISION_AGE) -> bool:
+    """Whether every Deployment's current revision is at least ``seconds`` old (by default, old
+    enough to have shown any fault)."""
     return all(
-        age((e.histories.get(d["name"]) or [{"created": "1970-01-01T00:00:00Z"}])[-1]["created"], e.now)
-        >= QUIET_REVISION_AGE
+        age((e.histories.get(d["name"]) or [{"created": "1970-01-01T00:00:00Z"}])[-1]["created"], e.now) >= seconds
         for d in e.deployments
     )
 
