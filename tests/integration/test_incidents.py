@@ -48,8 +48,10 @@ def incident_settings(platform: Platform) -> Iterator[Platform]:
     engine.stop(platform.settings, force=True)
 
 
-def _start(platform: Platform, name: str) -> engine.Active:
-    return engine.start(platform.settings, name, seed=1, time_limit=600, healthy_within=HEALTHY_WITHIN)
+def _start(platform: Platform, name: str, responder: str = "person") -> engine.Active:
+    return engine.start(
+        platform.settings, name, seed=1, time_limit=600, healthy_within=HEALTHY_WITHIN, responder=responder
+    )
 
 
 def test_the_responder_sees_the_workloads_but_not_the_answer(incident_settings: Platform) -> None:
@@ -169,7 +171,7 @@ def _oracle_param(incident: Incident) -> object:
 def test_the_oracle_solves_every_incident(incident_settings: Platform, name: str) -> None:
     settings = incident_settings.settings
     incident = next(i for i in INCIDENTS if i.name == name)
-    active = _start(incident_settings, name)
+    active = _start(incident_settings, name, responder="oracle")
     toolbox = incident_toolbox(settings)
     try:
         run = Oracle(toolbox, quiet_after=30).run(time.monotonic() + 300)
@@ -180,6 +182,7 @@ def test_the_oracle_solves_every_incident(incident_settings: Platform, name: str
     report = Path(active.run_dir) / "report.html"
     assert report.is_file() and (Path(active.run_dir) / "evidence.json").is_file()
     score = outcome.score
+    assert json.loads((Path(active.run_dir) / "run.json").read_text())["responder"] == "oracle"
     if incident.quiet:
         assert run.quiet and score.actions == 0 and score.false_actions == 0
     assert score.mitigated, f"{score.reasons} (see {report})"

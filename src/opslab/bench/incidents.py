@@ -26,7 +26,7 @@ HEALTHY_WITHIN = 240.0
 
 
 def respond(settings: Settings, name: str) -> engine.Outcome:
-    engine.start(settings, name, seed=1, time_limit=900, healthy_within=HEALTHY_WITHIN)
+    engine.start(settings, name, seed=1, time_limit=900, healthy_within=HEALTHY_WITHIN, responder="oracle")
     toolbox = incident_toolbox(settings)
     try:
         Oracle(toolbox).run(time.monotonic() + 600)
@@ -38,7 +38,7 @@ def respond(settings: Settings, name: str) -> engine.Outcome:
 
 
 def unattended(settings: Settings, name: str, seconds: float) -> engine.Outcome:
-    engine.start(settings, name, seed=1, time_limit=900, healthy_within=HEALTHY_WITHIN)
+    engine.start(settings, name, seed=1, time_limit=900, healthy_within=HEALTHY_WITHIN, responder="none")
     time.sleep(seconds)  # nobody responds: that is the measure
     outcome = engine.stop(settings, settle_wait=0)
     assert outcome is not None

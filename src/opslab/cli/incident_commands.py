@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -10,6 +11,7 @@ from rich.table import Table
 from opslab.cli.context import load_settings
 from opslab.cli.output import console
 from opslab.incidents import engine, vocabulary
+from opslab.incidents import scoreboard as board
 from opslab.incidents.catalog import IncidentInvalid, catalog
 from opslab.primitives.errors import ConfigError
 
@@ -61,9 +63,11 @@ def types() -> None:
 @click.option("--seed", type=int, help="Seed for --random and for choices inside the incident.")
 @click.option("--minutes", type=click.IntRange(5, 120), default=30, show_default=True, help="Time limit.")
 @click.option("--wait", type=click.IntRange(0, 600), default=0, help="Seconds to wait for a healthy shop first.")
+@click.option("--responder", default="person", show_default=True, callback=lambda _c, _p, v: _responder(v),
+              help="Who responds, for the scoreboard (e.g. your name, or agent:mine).")  # fmt: skip
 @HELDOUT
 def start(  # noqa: PLR0917 (click passes each option positionally)
-    name: str | None, random_: bool, seed: int | None, minutes: int, wait: int, extra: Path | None
+    name: str | None, random_: bool, seed: int | None, minutes: int, wait: int, responder: str, extra: Path | None
 ) -> None:
     """Start an incident under steady load; what it breaks stays hidden until `stop`."""
     if bool(name) == random_:
@@ -71,8 +75,9 @@ def start(  # noqa: PLR0917 (click passes each option positionally)
     settings = load_settings()
     try:
         active = engine.start(
-            settings, name, seed=seed, extra=extra, time_limit=minutes * 60.0, healthy_within=float(wait)
-        )
+            settings, name, seed=seed, extra=extra, time_limit=minutes * 60.0, healthy_within=float(wait),
+            responder=responder,
+        )  # fmt: skip
     except IncidentInvalid as exc:
         raise ConfigError(str(exc)) from None
     console.print(
@@ -129,3 +134,32 @@ def stop(force: bool) -> None:
     console.print("[bold]what went in:[/] " + ("; ".join(outcome.injected) or "nothing"))
     console.print(outcome.incident.debrief)
     console.print(f"report: {outcome.run_dir / 'report.html'}")
+
+
+def _responder(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9:._-]{0,39}", value):
+        raise click.BadParameter(f"{value!r}: use letters, digits and : . _ - (at most 40)")
+    return value
+
+
+@incident.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where the plot goes (default: .opslab/runs/scoreboard.png).")  # fmt: skip
+def scoreboard(out: Path | None) -> None:
+    """Each responder's newest scored run of each incident: time to mitigate, points, actions; and a plot."""
+    settings = load_settings()
+    rows = board.collect(settings.paths.runs)
+    if not rows:
+        console.print("no scored incident yet: `opslab incident start`, respond, `opslab incident stop`")
+        return
+    names = board.responders(rows)
+    by_key = {(r.incident, r.responder): r for r in rows}
+    table = Table(header_style="bold")
+    table.add_column("incident")
+    for name in names:
+        table.add_column("no remediation" if name == "none" else name)
+    for incident_name in sorted({r.incident for r in rows}):
+        table.add_row(incident_name, *(board.cell(by_key.get((incident_name, n))) for n in names))
+    console.print(table)
+    path = board.plot(rows, out or settings.paths.runs / "scoreboard.png")
+    console.print(f"plot: {path}")

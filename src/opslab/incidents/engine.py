@@ -35,6 +35,7 @@ from opslab.incidents import intent as intent_module
 from opslab.incidents import timeline, vocabulary
 from opslab.incidents.catalog import Incident, catalog, choose
 from opslab.incidents.report import write_report
+from opslab.incidents.scoreboard import record_run
 from opslab.incidents.scorer import Evidence, Score, Submission, recovered_since, score
 from opslab.primitives.errors import OpslabError
 from opslab.primitives.files import new_run_dir, write_private
@@ -79,6 +80,8 @@ class Active:
     submissions: list[dict[str, Any]] = field(default_factory=list)
     load_pid: int = 0
     load_started: float = 0.0
+    responder: str = "person"
+    """Who responds (a person, the oracle, an agent and its model, nobody): the scoreboard's column."""
 
 
 def folder(settings: Settings) -> Path:
@@ -179,6 +182,7 @@ def start(
     time_limit: float = TIME_LIMIT,
     load: bool = True,
     healthy_within: float = 0.0,
+    responder: str = "person",
 ) -> Active:
     """Start an incident (``name`` or one drawn with ``seed``); returns the running incident."""
     if load_active(settings) is not None:
@@ -206,6 +210,7 @@ def start(
         kubeconfig=str(responder_kubeconfig(settings)),
         intent=intent_module.snapshot(apps),
         cordoned_before=sorted(inject_module.cordoned(api)),
+        responder=responder,
     )
     save(settings, active)  # from here on, `stop` can undo whatever follows
     try:
@@ -381,6 +386,7 @@ def stop(
             run_dir = Path(active.run_dir)
             injected = list((active.injected or {}).get("log", []))
             write_report(run_dir, incident, evidence, result, spans=spans, injected=injected)
+            record_run(run_dir, incident.name, active.responder, active.started_at, active.seed)
             outcome = Outcome(incident, result, run_dir, injected, [])
     finally:
         done = inject_module.Injected(**active.injected) if active.injected else inject_module.Injected()
