@@ -20,6 +20,9 @@ protected := {"gateway", "catalog", "cart", "checkout", "payments", "orders-work
 
 max_replicas := 10
 
+# The playbooks (platform/playbooks) an agent may run.
+playbooks := {"scale-to-intended"}
+
 # At most rate_limit actions on one target within rate_window seconds.
 rate_limit := 3
 
@@ -71,6 +74,12 @@ deny contains msg if {
 	input.tool == "set_image"
 	repository(input.args.image) != repository(input.args.current_image)
 	msg := sprintf("set_image may change the tag, not the repository (%v -> %v)", [input.args.current_image, input.args.image])
+}
+
+deny contains msg if {
+	input.tool == "run_playbook"
+	not input.args.playbook in playbooks
+	msg := sprintf("playbook %v is not on the allow-list (%v)", [input.args.playbook, concat(", ", playbooks)])
 }
 
 deny contains msg if {

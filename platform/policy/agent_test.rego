@@ -97,3 +97,13 @@ test_terraform_apply_needs_the_plan_just_shown if {
 		"tool": "terraform_apply", "target": {"kind": "Terraform", "name": "platform"}, "recent": [], "args": {"plan_digest": "abc"},
 	}
 }
+
+test_an_allow_listed_playbook_is_allowed if {
+	agent.allow with input as {"tool": "run_playbook", "target": deployment("catalog"), "args": {"playbook": "scale-to-intended"}, "recent": []}
+}
+
+test_a_playbook_off_the_allow_list_is_denied if {
+	d := agent.decision with input as {"tool": "run_playbook", "target": deployment("catalog"), "args": {"playbook": "wipe-cluster"}, "recent": []}
+	not d.allow
+	d.reasons == ["playbook wipe-cluster is not on the allow-list (scale-to-intended)"]
+}

@@ -27,7 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 from opslab.agent import mcp_server
 from opslab.agent.oracle import Oracle
 from opslab.agent.session import RECORD, incident_toolbox
-from opslab.agent.toolbox import PolicyDenied
+from opslab.agent.toolbox import PolicyDenied, ToolError
 from opslab.incidents import engine
 from opslab.incidents.catalog import Incident, NodeDown, catalog
 from opslab.primitives.ports import free_port
@@ -188,6 +188,25 @@ def test_the_oracle_solves_every_incident(incident_settings: Platform, name: str
     assert score.mitigated, f"{score.reasons} (see {report})"
     assert score.diagnosed == 1.0, f"{run.findings} vs {incident.answer}"
     assert score.points >= 90, (score.breakdown, score.reasons)
+
+
+def test_an_allow_listed_playbook_mitigates_lost_replicas(incident_settings: Platform) -> None:
+    """run_playbook: ansible-runner with the responder's kubeconfig; only the allow-list runs."""
+    settings = incident_settings.settings
+    _start(incident_settings, "inc-02", responder="playbook")  # catalog scaled to 0
+    toolbox = incident_toolbox(settings)
+    try:
+        with pytest.raises(ToolError, match="unknown playbook 'wipe-cluster'"):
+            toolbox.run_playbook("wipe-cluster", "catalog")
+        result = toolbox.run_playbook("scale-to-intended", "catalog")
+        assert result["changed"] >= 1, result
+        toolbox.submit("catalog", "capacity-loss", "scaled back by the playbook")
+    finally:
+        toolbox.close()
+    outcome = engine.stop(settings)
+    assert outcome is not None
+    assert outcome.score.mitigated and outcome.score.diagnosed == 1.0, outcome.score.reasons
+    assert outcome.score.actions >= 1, "the playbook's change was not the responder's (audit log)"
 
 
 def test_the_official_mcp_client_uses_the_toolbox_and_the_policy_holds(incident_settings: Platform) -> None:

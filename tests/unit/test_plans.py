@@ -56,7 +56,7 @@ def tool_schemas() -> list[dict[str, Any]]:
 
 def test_the_shipped_schema_is_the_enforced_one() -> None:
     shipped = json.loads((ROOT / plans.SCHEMA_FILE).read_text())
-    assert shipped == plans.schema(), "regenerate it: python -c 'from opslab.agent.plans import write_schema; ...'"
+    assert shipped == plans.schema(), "regenerate it: python -m opslab.agent.plans"
 
 
 def test_the_action_tools_are_the_toolbox_s_and_the_policy_s() -> None:

@@ -25,8 +25,8 @@ INSTRUCTIONS = (
     "You are on call for the shop, a seven-service system on Kubernetes (namespace shop). Read before "
     "you act: alerts, query (PromQL: shop:sli_error_ratio:rate25s, shop:sli_slow_ratio:rate25s), "
     "deployments, pods, nodes, rollout_history, events, logs, topology. Actions (scale, rollout_undo, "
-    "rollout_restart, patch_resources, set_image, cordon, uncordon, drain) pass a policy first; a denial "
-    "says why. Submit one diagnosis per finding with submit(service, fault_type)."
+    "rollout_restart, patch_resources, set_image, cordon, uncordon, drain, run_playbook) pass a policy "
+    "first; a denial says why. Submit one diagnosis per finding with submit(service, fault_type)."
 )
 
 
@@ -118,6 +118,11 @@ def build(toolbox: Toolbox) -> MCPServer[Any]:
     @server.tool(description="Cordon a node and evict the shop's pods from it (policy-checked).")
     def drain(node: str) -> dict[str, Any]:
         return guarded(toolbox.drain)(node)
+
+    @server.tool(description="Run an allow-listed playbook (platform/playbooks, e.g. scale-to-intended) on a shop "
+                 "Deployment through ansible-runner (policy-checked).")  # fmt: skip
+    def run_playbook(playbook: str, service: str) -> dict[str, Any]:
+        return guarded(toolbox.run_playbook)(playbook, service)
 
     @server.tool(description="Record a diagnosis: a service (or node, or none) and a fault type from the vocabulary.")
     def submit(service: str, fault_type: str, notes: str = "") -> dict[str, Any]:

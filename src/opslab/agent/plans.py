@@ -151,3 +151,7 @@ def write_schema(root: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(schema(), indent=2) + "\n")
     return path
+
+
+if __name__ == "__main__":  # python -m opslab.agent.plans: regenerate the shipped schema
+    print(write_schema(Path(__file__).resolve().parents[3]))

@@ -28,4 +28,5 @@ def incident_toolbox(settings: Settings) -> Toolbox:
         record=Path(active.run_dir) / RECORD,
         logs=settings.paths.logs / "shop",
         submit=submit,
+        playbooks=settings.paths.platform / "playbooks",
     )

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ansible_runner
 import httpx
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -30,9 +34,14 @@ from opslab.shop.topology import NAMESPACE, ROUTES, SERVICE_LABEL, SERVICES
 
 HIDDEN_PREFIXES = ("opslab.dev/fault", "opslab.dev/original", "opslab.dev/incident")
 """Label and annotation keys that carry or describe an injected fault: never shown."""
-ACTIONS = ("scale", "rollout_undo", "rollout_restart", "patch_resources", "set_image", "cordon", "uncordon", "drain")
+ACTIONS = (
+    "scale", "rollout_undo", "rollout_restart", "patch_resources", "set_image", "cordon", "uncordon", "drain",
+    "run_playbook",
+)  # fmt: skip
 """The toolbox's action tools: each passes the policy before it runs, and records its inverse."""
 REVISION = "deployment.kubernetes.io/revision"
+LOCAL_INVENTORY = 'localhost ansible_connection=local ansible_python_interpreter="{{ ansible_playbook_python }}"'
+"""Playbooks run on this machine, with the Python that runs opslab (which has the kubernetes client)."""
 INTENDED = "opslab.dev/replicas"
 
 
@@ -84,7 +93,10 @@ class Toolbox:
         record: Path,
         logs: Path,
         submit: Callable[[str, str, str], None] | None = None,
+        playbooks: Path | None = None,
     ) -> None:
+        self.kubeconfig = kubeconfig
+        self.playbooks = playbooks
         self.api = kube.api_client(kubeconfig)
         self.apps = client.AppsV1Api(self.api)
         self.core = client.CoreV1Api(self.api)
@@ -495,6 +507,44 @@ class Toolbox:
             return {"node": node, "evicted": evicted}, {"tool": "uncordon", "args": {"node": node}}
 
         return dict(self._act("drain", {"kind": "Node", "name": node}, {}, body))
+
+    def run_playbook(self, playbook: str, service: str) -> dict[str, Any]:
+        """Run an allow-listed playbook (a file of platform/playbooks) on a shop Deployment through
+        ansible-runner, with the responder's kubeconfig: it can do only what the responder may."""
+        _check_service(service)
+        allowed = sorted(p.stem for p in self.playbooks.glob("*.yml")) if self.playbooks else []
+        if playbook not in allowed:
+            raise ToolError(f"unknown playbook {playbook!r}; the allow-list is: {', '.join(allowed) or 'empty'}")
+        assert self.playbooks is not None
+        path = self.playbooks / f"{playbook}.yml"
+
+        def body() -> tuple[Any, Any]:
+            with tempfile.TemporaryDirectory(prefix="opslab-playbook-") as private:
+                scratch = Path(private) / "tmp"
+                run = ansible_runner.run(
+                    private_data_dir=private,
+                    playbook=str(path),
+                    inventory=LOCAL_INVENTORY,
+                    extravars={"target_namespace": NAMESPACE, "target_deployment": service},
+                    envvars={
+                        "K8S_AUTH_KUBECONFIG": str(self.kubeconfig),
+                        "ANSIBLE_REMOTE_TMP": str(scratch),
+                        "ANSIBLE_LOCAL_TEMP": str(scratch),
+                        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                    },
+                    binary=str(Path(sys.executable).parent / "ansible-playbook"),
+                    ident="run",
+                    quiet=True,
+                    suppress_env_files=True,
+                    timeout=120,
+                )
+                if run.status != "successful":
+                    tail = " | ".join((run.stdout.read() if run.stdout else "").strip().splitlines()[-3:])
+                    raise ToolError(f"playbook {playbook} ended {run.status} (rc {run.rc}): {tail[-400:]}")
+                changed = sum((run.stats or {}).get("changed", {}).values())
+            return {"playbook": playbook, "service": service, "changed": changed}, None  # not undone for you
+
+        return dict(self._act("run_playbook", _deployment(service), {"playbook": playbook}, body))
 
     def submit(self, service: str, fault_type: str, notes: str = "") -> dict[str, Any]:
         """Record a diagnosis with the incident (the same vocabulary as `opslab incident submit`)."""
