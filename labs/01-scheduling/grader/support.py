@@ -196,20 +196,42 @@ class Cell:
 
     def exhaust_budget(self) -> client.V1Pod:
         """Leave the budget no disruption to allow: cordon b1 and evict its pod (through the API),
-        so the replacement has nowhere to go. Returns the Pending replacement."""
+        so the replacement has nowhere to go. Returns the Pending replacement, once the scheduler
+        has judged it unschedulable.
+
+        The scheduler may not have seen the cordon yet when the replacement arrives and put it
+        back on b1; the budget would then free up in the middle of a check. Such a replacement
+        is evicted again (the budget allows it while it is not Ready) until one stays Pending."""
         on_b1 = [p for p in self.running() if p.spec.node_name == self.nodes["b1"]]
         if not on_b1:
             raise LearnerError("no checkout pod runs in zone-b, so the budget cannot be brought to its limit")
         self.core.patch_node(self.nodes["b1"], {"spec": {"unschedulable": True}})
-        pod = on_b1[0]
-        eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=self.namespace))
-        self.core.create_namespaced_pod_eviction(pod.metadata.name, self.namespace, eviction)
-        if not wait_for(lambda: len(self.running()) == self.replicas - 1 and self.allowed() == 0, 30):
+        self._evict(on_b1[0])
+
+        def limited() -> client.V1Pod | None:
+            pods = self.pods()
+            for pod in pods:
+                if pod.spec.node_name == self.nodes["b1"]:
+                    self._evict(pod)
+            elsewhere = [p for p in pods if p.spec.node_name and p.spec.node_name != self.nodes["b1"]]
+            if len(elsewhere) >= self.replicas:
+                raise LearnerError("the evicted pod's replacement found a node, so the budget is not at its limit")
+            if len(self.running()) != self.replicas - 1 or self.allowed() != 0:
+                return None
+            return next((p for p in self.pods() if not p.spec.node_name and unschedulable(p)), None)
+
+        pending = wait_for(limited, 45, interval=0.5)
+        if pending is None:
             raise LearnerError("could not bring checkout to its budget's limit (is the budget minAvailable: 2 of 3?)")
-        pending = [p for p in self.pods() if not p.spec.node_name]
-        if not pending:
-            raise LearnerError("the evicted pod's replacement found a node, so the budget is not at its limit")
-        return pending[0]
+        return pending
+
+    def _evict(self, pod: client.V1Pod) -> None:
+        eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=self.namespace))
+        try:
+            self.core.create_namespaced_pod_eviction(pod.metadata.name, self.namespace, eviction)
+        except ApiException as exc:
+            if exc.status not in (404, 429):
+                raise
 
 
 def refused_evictions(namespace: str, user: str) -> int:
