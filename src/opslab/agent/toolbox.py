@@ -530,9 +530,10 @@ class Toolbox:
                         "K8S_AUTH_KUBECONFIG": str(self.kubeconfig),
                         "ANSIBLE_REMOTE_TMP": str(scratch),
                         "ANSIBLE_LOCAL_TEMP": str(scratch),
+                        # ansible-playbook of the Python that runs opslab (a `binary` would make
+                        # ansible-runner run it raw, without the playbook)
                         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                     },
-                    binary=str(Path(sys.executable).parent / "ansible-playbook"),
                     ident="run",
                     quiet=True,
                     suppress_env_files=True,

@@ -51,7 +51,8 @@ from opslab.shop.topology import NAMESPACE
 
 RESPONDER = "incident-responder"
 TIME_LIMIT = 30 * 60.0
-SETTLE_WAIT = 60.0
+SETTLE_WAIT = 90.0
+"""How long `stop` waits for a fix to show: the SLIs' 25 s rates to clear, then hold for 30 s."""
 AVAILABILITY_OBJECTIVE = 0.995
 """The shop's availability SLO (platform/prometheus/rules/shop-slo.yml): a 0.5 % monthly error budget."""
 BUDGET_WINDOW = 30 * 24 * 3600.0
@@ -332,17 +333,18 @@ def _evidence(settings: Settings, active: Active, incident: Incident, ended: flo
 
 
 def settle(settings: Settings, active: Active, incident: Incident, wait: float, tick: Callable[[str], None]) -> None:
-    """When the workloads are back at their intent but the SLIs have not held long enough yet, wait
-    (up to ``wait`` seconds) until they have, so a responder who stops right after a fix is not
-    scored on the fix's first seconds."""
+    """When the workloads are back at their intent (or rolling out to it) but the SLIs have not held
+    long enough yet, wait (up to ``wait`` seconds) until they have, so a responder who stops right
+    after a fix is not scored on the fix's first seconds."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         evidence, _ = _evidence(settings, active, incident, time.time())
-        if evidence.intent_problems or evidence.tampered:
+        rolling = all(p.endswith(intent_module.ROLLING) for p in evidence.intent_problems)
+        if evidence.tampered or (evidence.intent_problems and not rolling):
             return  # waiting cannot help
-        if recovered_since(evidence) is not None:
+        if not evidence.intent_problems and recovered_since(evidence) is not None:
             return
-        tick("waiting for the SLIs to hold inside their objectives")
+        tick("waiting for the rollout to complete and the SLIs to hold inside their objectives")
         time.sleep(5)
 
 

@@ -71,6 +71,10 @@ def _describe_template_change(name: str, wanted: dict[str, Any], found: dict[str
     return problems
 
 
+ROLLING = "(the rollout is not complete)"
+"""How a problem that may pass by itself ends: the intended spec, not yet rolled out."""
+
+
 def problems(apps: client.AppsV1Api, core: client.CoreV1Api, intent: Mapping[str, dict[str, Any]]) -> list[str]:
     """What differs from ``intent`` now (empty when every Deployment is at its intended state)."""
     found = deployments(apps)
@@ -101,7 +105,7 @@ def problems(apps: client.AppsV1Api, core: client.CoreV1Api, intent: Mapping[str
         if replicas == wanted_replicas and (
             updated < replicas or ready < replicas or status.get("unavailableReplicas")
         ):
-            out.append(f"{name}: {ready} of {replicas} replicas ready, {updated} updated (the rollout is not complete)")
+            out.append(f"{name}: {ready} of {replicas} replicas ready, {updated} updated {ROLLING}")
         for pod in pods.items:
             labels = pod.metadata.labels or {}
             if labels.get(SERVICE_LABEL) != name or pod.metadata.deletion_timestamp:
