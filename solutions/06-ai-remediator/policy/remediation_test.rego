@@ -1,0 +1,49 @@
+package opslab.plan_remediation_test
+
+import data.opslab.plan
+
+step(id, tool, arguments) := {
+	"id": id, "tool": tool, "arguments": arguments, "expect": "it recovers",
+	"verify": {"promql": "up", "below": 1, "within_seconds": 60}, "rollback": null,
+}
+
+world := {
+	"deployments": [{"name": "cart", "replicas": 2}, {"name": "payments", "replicas": 2}],
+	"histories": {"payments": [{"revision": 1, "image": "opslab/shop-payments:1.0.0"}, {"revision": 2, "image": "opslab/shop-payments:1.0.1"}]},
+}
+
+two_findings := [
+	{"service": "payments", "fault_type": "latency", "evidence": ["slow"]},
+	{"service": "cart", "fault_type": "crash-loop", "evidence": ["restarts"]},
+]
+
+test_two_services_at_once_need_approval if {
+	d := plan.decision with input as object.union(world, {"plan": {"summary": "two", "diagnosis": two_findings, "steps": [
+		step("undo-payments", "rollout_undo", {"service": "payments"}),
+		step("undo-cart", "rollout_undo", {"service": "cart"}),
+	]}})
+	d.allow
+	d.needs_approval == ["the plan changes 2 services at once (cart, payments): one at a time, or a human agrees"]
+}
+
+test_one_service_needs_no_approval if {
+	d := plan.decision with input as object.union(world, {"plan": {"summary": "one", "diagnosis": two_findings, "steps": [
+		step("undo-payments", "rollout_undo", {"service": "payments"}),
+	]}})
+	d.needs_approval == []
+}
+
+test_an_image_never_deployed_is_denied if {
+	d := plan.decision with input as object.union(world, {"plan": {"summary": "img", "diagnosis": two_findings, "steps": [
+		step("pin-payments", "set_image", {"service": "payments", "image": "opslab/shop-payments:0.9.0"}),
+	]}})
+	not d.allow
+	d.deny == ["step pin-payments sets payments to opslab/shop-payments:0.9.0, which it never ran: roll back only to a version that was deployed"]
+}
+
+test_an_image_that_was_deployed_is_allowed if {
+	d := plan.decision with input as object.union(world, {"plan": {"summary": "img", "diagnosis": two_findings, "steps": [
+		step("pin-payments", "set_image", {"service": "payments", "image": "opslab/shop-payments:1.0.0"}),
+	]}})
+	d.allow
+}
