@@ -12,6 +12,7 @@ removing it is not a mitigation, and the scorer checks that it is still there.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,11 @@ from opslab.shop import faults as faults_module
 from opslab.shop.topology import NAMESPACE, SERVICE_LABEL
 
 INCIDENT_LABEL = faults_module.SILENT_LABEL
+DEPLOY_ID = "opslab.dev/deploy-id"
+"""Pod template annotation of an injected release: an opaque id per release, as a CD system stamps
+each deploy, so a release is a new revision even when an earlier run shipped the same image (the
+Deployment would otherwise bring back that run's old ReplicaSet, and the release would not look
+recent)."""
 
 
 @dataclass
@@ -64,9 +70,13 @@ def _release(api: client.ApiClient, run: str, index: int, step: Release, done: I
     container: dict[str, Any] = {"name": name, "image": new_image}
     if step.cpu_limit:
         container["resources"] = {"limits": {"cpu": step.cpu_limit}}
-    template: dict[str, Any] = {"spec": {"containers": [container]}}
+    deploy_id = hashlib.sha256(f"{run}-{index}".encode()).hexdigest()[:12]
+    template: dict[str, Any] = {
+        "metadata": {"annotations": {DEPLOY_ID: deploy_id}},
+        "spec": {"containers": [container]},
+    }
     if step.template_fault:
-        template["metadata"] = {"labels": {faults_module.FAULT_LABEL: step.template_fault}}
+        template["metadata"]["labels"] = {faults_module.FAULT_LABEL: step.template_fault}
     apps.patch_namespaced_deployment(step.service, NAMESPACE, {"spec": {"template": template}})
     what = [f"image {new_image}"]
     if step.template_fault:
