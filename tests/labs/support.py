@@ -8,6 +8,7 @@ and failed on its own assertion: a fixture error or a check that never ran prove
 from __future__ import annotations
 
 import shutil
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,10 @@ def copy_submission(source: Path, work: Path, mutant: Mutant | None = None) -> P
     return target
 
 
-def grade_copy(lab: Lab, platform: Platform, source: Path, work: Path, mutant: Mutant | None = None) -> Grade:
+def grade_copy(
+    lab: Lab, platform: Platform, source: Path, work: Path, mutant: Mutant | None = None,
+    *, cancel: threading.Event | None = None,
+) -> Grade:  # fmt: skip
     """Grade a copy of ``source`` (with ``mutant`` applied) against the lab's grader.
 
     A mutant is graded with only the check meant to catch it (plus any it depends on through
@@ -76,7 +80,9 @@ def grade_copy(lab: Lab, platform: Platform, source: Path, work: Path, mutant: M
     """
     target = copy_submission(source, work, mutant)
     only = [mutant.caught_by] if mutant else None
-    result, _ = grade(lab, platform.settings, path=target, runs_root=work / "runs", record=False, only=only)
+    result, _ = grade(
+        lab, platform.settings, path=target, runs_root=work / "runs", record=False, only=only, cancel=cancel
+    )
     return result
 
 
@@ -137,14 +143,18 @@ class Concurrent:
         self.platform, self.work = platform, work
         self.pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="grade")
         self.futures: dict[str, Future[Grade]] = {}
+        self.cancel = threading.Event()
 
     def submit(self, key: str, lab: Lab, source: Path, mutant: Mutant | None = None) -> None:
         work = self.work / key.replace(":", "-").replace("/", "-")
         work.mkdir(parents=True)
-        self.futures[key] = self.pool.submit(grade_copy, lab, self.platform, source, work, mutant)
+        self.futures[key] = self.pool.submit(grade_copy, lab, self.platform, source, work, mutant, cancel=self.cancel)
 
     def result(self, key: str) -> Grade:
         return self.futures[key].result()
 
     def close(self) -> None:
+        """Stop: gradings not started are dropped, running ones are stopped (an interrupted session
+        ends in seconds and leaves no grader behind); every run is swept."""
+        self.cancel.set()
         self.pool.shutdown(wait=True, cancel_futures=True)

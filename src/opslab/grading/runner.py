@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -90,6 +91,27 @@ def list_checks(lab: Lab, settings: Settings) -> list[CheckResult]:
         return [CheckResult(**item) for item in json.loads(listing.read_text())]
 
 
+class GradingCancelled(Exception):
+    """The grading was stopped before its end because its caller asked (``cancel``)."""
+
+
+def _wait(proc: subprocess.Popen[bytes], limit: float, cancel: threading.Event | None) -> None:
+    """``proc.wait(limit)`` that also ends (GradingCancelled) within a second of ``cancel`` being set."""
+    if cancel is None:
+        proc.wait(limit)
+        return
+    deadline = time.monotonic() + limit
+    while True:
+        if cancel.is_set():
+            raise GradingCancelled("the grading was cancelled")
+        try:
+            proc.wait(max(0.0, min(1.0, deadline - time.monotonic())))
+            return
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
+
+
 def grade(
     lab: Lab,
     settings: Settings,
@@ -100,13 +122,16 @@ def grade(
     timeout: float | None = None,
     only: list[str] | None = None,
     after: Callable[[str], object] | None = None,
+    cancel: threading.Event | None = None,
 ) -> tuple[Grade, Path]:
     """Grade ``path`` (default: the lab's starter) against the lab's grader; return the grade and run dir.
 
     The grading stops at ``timeout`` (default: the lab's time limit); checks that did not finish
     score zero, and a grading cut short never passes. ``only`` restricts the run to the named
     checks (used to prove one check catches one mutant). ``after(run_id)`` runs once the grader
-    has exited, however it ended (it removes what the run left behind).
+    has exited, however it ended (it removes what the run left behind). Setting ``cancel`` (from
+    another thread: a test session being interrupted) stops the grader within a second and raises
+    GradingCancelled; its run is swept like any other.
     """
     target = resolve_path(lab, path)
     limit = lab.time_limit if timeout is None else timeout
@@ -135,7 +160,10 @@ def grade(
         with (run_dir / "grader.log").open("wb") as log:
             proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             try:
-                proc.wait(limit)
+                _wait(proc, limit, cancel)
+            except GradingCancelled:
+                stop_grader(proc)
+                raise
             except subprocess.TimeoutExpired:
                 cut = True
                 # What had finished at the limit is the grade: a check that completes while the

@@ -7,10 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import psutil
 import pytest
 
 from opslab import settings as settings_module
@@ -18,7 +20,7 @@ from opslab.grading import hints
 from opslab.grading.fixtures import eventually
 from opslab.grading.gradebook import grade_submissions, tampering, use_graders, worked_tracks
 from opslab.grading.labs import find_lab
-from opslab.grading.runner import grade, history
+from opslab.grading.runner import GradingCancelled, grade, history
 from opslab.primitives.errors import ConfigError
 from tests.unit.grading.conftest import solved
 
@@ -261,3 +263,49 @@ def test_eventually_waits_for_a_truthy_value_and_is_bounded() -> None:
     began = time.monotonic()
     assert eventually(lambda: [], 0.2, interval=0.05) == []
     assert time.monotonic() - began < 1.0
+
+
+WAITS = """
+import time
+
+from opslab.grading.rubric import check
+
+pytest_plugins = ["opslab.grading.fixtures"]
+
+
+@check(points=1, section="Programs", hint="-", timeout=120)
+def test_waits(lab_path):
+    \"\"\"a check that takes its time\"\"\"
+    (lab_path / "started").write_text("")
+    time.sleep(100)
+"""
+
+
+def test_a_cancelled_grading_stops_its_grader_within_seconds(tiny: tuple[settings_module.Settings, Path]) -> None:
+    """An interrupted test session cancels its gradings: none runs on to its limit, none is left behind."""
+    settings, root = tiny
+    lab_dir = root / "labs" / "99-tiny"
+    (lab_dir / "grader" / "test_waits.py").write_text(WAITS)
+    (lab_dir / "lab.toml").write_text('title = "Tiny"\nminutes = 5\npass_mark = 0.8\ntime_limit = 200\n')
+    work = solved(root)
+    cancel, outcome = threading.Event(), []
+
+    def run() -> None:
+        try:
+            grade(find_lab(root, 99), settings, path=work, cancel=cancel)
+        except BaseException as exc:  # the test reads what ended it
+            outcome.append(exc)
+
+    def graders() -> list[psutil.Process]:
+        mine = str(lab_dir / "grader")
+        return [p for p in psutil.process_iter(["cmdline"]) if mine in " ".join(p.info["cmdline"] or [])]
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    assert eventually((work / "started").exists, 60), "the waiting check never started"
+    began = time.monotonic()
+    cancel.set()
+    worker.join(30)
+    assert not worker.is_alive() and len(outcome) == 1 and isinstance(outcome[0], GradingCancelled), outcome
+    assert time.monotonic() - began < 20, "the grading ran on after it was cancelled"
+    assert eventually(lambda: not graders(), 10), f"a grader outlived its cancelled grading: {graders()}"
