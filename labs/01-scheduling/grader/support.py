@@ -195,27 +195,26 @@ class Cell:
         return int(status.disruptions_allowed or 0)
 
     def exhaust_budget(self) -> client.V1Pod:
-        """Leave the budget no disruption to allow: cordon b1 and evict its pod (through the API),
-        so the replacement has nowhere to go. Returns the Pending replacement, once the scheduler
-        has judged it unschedulable.
+        """Leave the budget no disruption to allow: cordon every node but c1 (the one a drain
+        check drains) and evict b1's pod (through the API), so its replacement has nowhere to go.
+        Returns the Pending replacement, once the scheduler has judged it unschedulable.
 
-        The scheduler may not have seen the cordon yet when the replacement arrives and put it
-        back on b1; the budget would then free up in the middle of a check. Such a replacement
-        is evicted again (the budget allows it while it is not Ready) until one stays Pending."""
+        Every other node is cordoned, not only b1, so that nothing the scheduler may do later (a
+        retry when c1 is cordoned too, a spread counted differently) can place the replacement and
+        free the budget in the middle of a check. A replacement placed before the scheduler saw
+        the cordons is evicted again (the budget allows it while it is not Ready)."""
         on_b1 = [p for p in self.running() if p.spec.node_name == self.nodes["b1"]]
         if not on_b1:
             raise LearnerError("no checkout pod runs in zone-b, so the budget cannot be brought to its limit")
-        self.core.patch_node(self.nodes["b1"], {"spec": {"unschedulable": True}})
+        originals = {p.metadata.name for p in self.pods()}
+        for slot in ("a1", "a2", "b1"):
+            self.core.patch_node(self.nodes[slot], {"spec": {"unschedulable": True}})
         self._evict(on_b1[0])
 
         def limited() -> client.V1Pod | None:
-            pods = self.pods()
-            for pod in pods:
-                if pod.spec.node_name == self.nodes["b1"]:
+            for pod in self.pods():
+                if pod.metadata.name not in originals and pod.spec.node_name:
                     self._evict(pod)
-            elsewhere = [p for p in pods if p.spec.node_name and p.spec.node_name != self.nodes["b1"]]
-            if len(elsewhere) >= self.replicas:
-                raise LearnerError("the evicted pod's replacement found a node, so the budget is not at its limit")
             if len(self.running()) != self.replicas - 1 or self.allowed() != 0:
                 return None
             return next((p for p in self.pods() if not p.spec.node_name and unschedulable(p)), None)
