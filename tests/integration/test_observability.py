@@ -27,11 +27,23 @@ def prom(platform: Platform) -> str:
     return f"http://127.0.0.1:{platform.settings.ports.prometheus}"
 
 
+GRADING_JOBS = {"labs"}
+"""Scrape jobs a lab grading adds while it runs (opslab.runtime.run_config): they come and go."""
+
+
 def test_every_scrape_target_is_up(platform: Platform) -> None:
-    targets = httpx.get(f"{prom(platform)}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
-    jobs = {t["labels"]["job"]: t["health"] for t in targets}
-    assert set(jobs) == EXPECTED_JOBS
-    assert all(health == "up" for health in jobs.values()), jobs
+    def targets() -> dict[str, str]:
+        found = httpx.get(f"{prom(platform)}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        return {t["labels"]["job"]: t["health"] for t in found if t["labels"]["job"] not in GRADING_JOBS}
+
+    assert set(targets()) == EXPECTED_JOBS
+
+    # On a machine busy grading, one scrape can time out: each target must be up within two rounds.
+    def all_up() -> ProbeResult:
+        down = {job: health for job, health in targets().items() if health != "up"}
+        return ProbeResult.failed(f"not up: {down}") if down else ProbeResult.passed()
+
+    wait_until(all_up, what="every scrape target up", timeout=45)
 
 
 def test_recording_rules_are_evaluated(platform: Platform) -> None:
