@@ -96,6 +96,7 @@ def test_grafana_dashboard_is_well_formed_and_its_queries_parse(toolchain: Toolc
 
 
 POLICY = ROOT / "platform" / "policy"
+POLICY_SERVER = ROOT / "platform" / "policy-server"
 
 
 def test_the_agent_policy_passes_its_own_opa_tests(toolchain: Toolchain) -> None:
@@ -119,5 +120,11 @@ def test_the_agent_policy_tests_can_fail(toolchain: Toolchain, tmp_path: Path) -
 
 
 def test_the_agent_policy_is_valid_rego_v1(toolchain: Toolchain) -> None:
-    result = run(toolchain.require("opa"), "check", "--strict", POLICY)
+    result = run(toolchain.require("opa"), "check", "--strict", POLICY, POLICY_SERVER)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_policy_servers_own_access_rules_pass_their_tests(toolchain: Toolchain) -> None:
+    result = run(toolchain.require("opa"), "test", POLICY_SERVER, "--format=json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len([r for r in json.loads(result.stdout) if not r.get("fail") and not r.get("error")]) >= 6

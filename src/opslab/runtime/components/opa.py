@@ -2,6 +2,9 @@
 
 It serves the Rego in platform/policy (its `*_test.rego` files are `opa test`'s, not the server's)
 on 127.0.0.1 and reloads it when a file changes (`--watch`), so a learner's added rules apply at once.
+Its own API is guarded by platform/policy-server/authz.rego (`--authorization=basic`): anyone may
+ask for a decision, nobody may replace a policy or write data over HTTP, so an agent under test
+cannot rewrite the rules that check it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ class Opa(Component):
             "--log-level=error",
             "--watch",
             "--ignore=*_test.rego",
+            "--authorization=basic",
             str(self.ctx.settings.paths.platform / "policy"),
+            str(self.ctx.settings.paths.platform / "policy-server"),
         ]
 
     def probe(self) -> ProbeResult:
