@@ -177,7 +177,10 @@ def wait_until_healthy(apps: client.AppsV1Api, core: client.CoreV1Api, within: f
 def slis_outside(settings: Settings) -> list[str]:
     """Shop services whose SLIs are outside their objectives now (the newest sample of each)."""
     now = time.time()
-    samples = timeline.sli_samples(f"http://127.0.0.1:{settings.ports.prometheus}", now - 2 * timeline.STEP, now)
+    try:
+        samples = timeline.sli_samples(f"http://127.0.0.1:{settings.ports.prometheus}", now - 2 * timeline.STEP, now)
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        return [f"Prometheus did not answer the SLI query ({type(exc).__name__})"]
     newest = {sample.service: sample for sample in samples}  # sorted by time: the last one wins
     return [
         f"{service}: {sample.error_ratio:.1%} errors, {sample.slow_ratio:.1%} slow"
