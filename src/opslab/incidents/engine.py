@@ -163,15 +163,20 @@ def _find(settings: Settings, name: str, extra: Path | None) -> Incident:
     raise IncidentError(f"incident {name} is no longer in the catalog", fix="run `opslab incident stop --force`")
 
 
+def _until_clear(problems: Callable[[], list[str]], within: float) -> list[str]:
+    """Ask ``problems`` every 2 s for up to ``within`` seconds until it finds none; what it found last."""
+    deadline = time.monotonic() + within
+    while True:
+        found = problems()
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(2)
+
+
 def wait_until_healthy(apps: client.AppsV1Api, core: client.CoreV1Api, within: float) -> list[str]:
     """Wait up to ``within`` seconds for every shop Deployment to be rolled out, ready and placed on
     Ready nodes; what is still wrong (empty when healthy)."""
-    deadline = time.monotonic() + within
-    while True:
-        problems = intent_module.problems(apps, core, intent_module.snapshot(apps))
-        if not problems or time.monotonic() >= deadline:
-            return problems
-        time.sleep(2)
+    return _until_clear(lambda: intent_module.problems(apps, core, intent_module.snapshot(apps)), within)
 
 
 def slis_outside(settings: Settings) -> list[str]:
@@ -192,12 +197,7 @@ def slis_outside(settings: Settings) -> list[str]:
 def wait_until_slis_within(settings: Settings, within: float) -> list[str]:
     """Wait up to ``within`` seconds for every shop SLI to be inside its objective (a fault undone a
     moment ago stays in the 25 s rates for a while); what is still outside."""
-    deadline = time.monotonic() + within
-    while True:
-        outside = slis_outside(settings)
-        if not outside or time.monotonic() >= deadline:
-            return outside
-        time.sleep(2)
+    return _until_clear(lambda: slis_outside(settings), within)
 
 
 def start(
