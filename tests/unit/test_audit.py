@@ -38,11 +38,20 @@ def test_a_missing_log_has_no_requests(tmp_path: Path) -> None:
     assert list(audited_requests(tmp_path / "absent.log")) == []
 
 
-def test_the_policy_audits_evictions_the_responders_writes_and_nothing_else() -> None:
+def test_the_policy_audits_evictions_pod_removals_the_responders_writes_and_nothing_else() -> None:
     policy = yaml.safe_load(AUDIT_POLICY)
     assert policy["kind"] == "Policy"
-    first, responder, last = policy["rules"]
+    first, deletes, not_ready, responder, last = policy["rules"]
     assert first == {"level": "Metadata", "resources": [{"group": "", "resources": ["pods/eviction"]}]}
+    # who removed a pod, and which pods the node controller marked not ready: a grader's evidence
+    # when a pod disappears that its budget protected
+    assert deletes == {
+        "level": "Metadata",
+        "resources": [{"group": "", "resources": ["pods"]}],
+        "verbs": ["delete", "deletecollection"],
+    }
+    assert not_ready["users"] == ["system:serviceaccount:kube-system:node-controller"]
+    assert not_ready["resources"] == [{"group": "", "resources": ["pods/status"]}]
     assert responder == {
         "level": "Metadata",
         "users": [INCIDENT_RESPONDER],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from typing import Any
 
 from kubernetes import client
@@ -33,6 +34,9 @@ DEDICATED = client.V1Taint(key=TAINT, value="batch", effect="NoSchedule")
 LAYOUT = {"a1": ("zone-a", []), "a2": ("zone-a", []), "b1": ("zone-b", [SPOT]), "c1": ("zone-c", [SPOT, DEDICATED])}
 CAPACITY = {"cpu": "4", "memory": "16Gi", "pods": "110"}
 KINDS = {"Deployment", "PodDisruptionBudget", "PriorityClass"}
+NODE_CONDITION_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
+HOLD = "grading-hold"
+"""The ResourceQuota that keeps a cell one pod short while a drain check needs the budget at its limit."""
 
 
 def node_names(run_id: str, cell: str) -> dict[str, str]:
@@ -98,8 +102,12 @@ class Cell:
         )
 
     def _node_ready(self, name: str) -> bool:
+        """Ready, and open to pods: a new node carries the not-ready taint until the node
+        controller sees it Ready (seconds later on a busy machine), and a pod the scheduler tries
+        meanwhile is judged Unschedulable."""
         node = self.core.read_node(name)
-        return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+        ready = any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+        return ready and not any(t.key in NODE_CONDITION_TAINTS for t in node.spec.taints or [])
 
     def _deploy(self) -> None:
         """Create the learner's objects in the cell: the pods may only use the cell's nodes."""
@@ -194,43 +202,67 @@ class Cell:
         status = self.policy.read_namespaced_pod_disruption_budget(self.pdb, self.namespace).status
         return int(status.disruptions_allowed or 0)
 
-    def exhaust_budget(self) -> client.V1Pod:
-        """Leave the budget no disruption to allow: cordon every node but c1 (the one a drain
-        check drains) and evict b1's pod (through the API), so its replacement has nowhere to go.
-        Returns the Pending replacement, once the scheduler has judged it unschedulable.
-
-        Every other node is cordoned, not only b1, so that nothing the scheduler may do later (a
-        retry when c1 is cordoned too, a spread counted differently) can place the replacement and
-        free the budget in the middle of a check. A replacement placed before the scheduler saw
-        the cordons is evicted again (the budget allows it while it is not Ready)."""
+    def exhaust_budget(self) -> None:
+        """Leave the budget no disruption to allow, whatever the scheduler does: a ResourceQuota
+        holds the namespace at one pod fewer than the replicas, then b1's pod is evicted (through
+        the API). Its replacement cannot even be created, so two pods run, both Ready, and a drain
+        check sees a budget that stays at its limit until ``release_budget``."""
         on_b1 = [p for p in self.running() if p.spec.node_name == self.nodes["b1"]]
         if not on_b1:
             raise LearnerError("no checkout pod runs in zone-b, so the budget cannot be brought to its limit")
         originals = {p.metadata.name for p in self.pods()}
-        for slot in ("a1", "a2", "b1"):
-            self.core.patch_node(self.nodes[slot], {"spec": {"unschedulable": True}})
-        self._evict(on_b1[0])
+        quota = client.V1ResourceQuota(
+            metadata=client.V1ObjectMeta(name=HOLD, labels=isolation.labels(self.run_id)),
+            spec=client.V1ResourceQuotaSpec(hard={"pods": str(self.replicas - 1)}),
+        )
+        self.core.create_namespaced_resource_quota(self.namespace, quota)
+        if not wait_for(lambda: self.core.read_namespaced_resource_quota(HOLD, self.namespace).status.hard, 30):
+            raise RuntimeError(f"the quota controller did not take up {HOLD} in {self.namespace} within 30 s")
+        # The budget allows this eviction (three Ready pods, two needed) once its controller has
+        # counted them; until then the API answers 429.
+        if not wait_for(lambda: self._evict(on_b1[0]), 30, interval=0.5):
+            raise LearnerError(f"the budget never allowed evicting {on_b1[0].metadata.name} (is it minAvailable: 2?)")
 
-        def limited() -> client.V1Pod | None:
-            for pod in self.pods():
-                if pod.metadata.name not in originals and pod.spec.node_name:
-                    self._evict(pod)
-            if len(self.running()) != self.replicas - 1 or self.allowed() != 0:
-                return None
-            return next((p for p in self.pods() if not p.spec.node_name and unschedulable(p)), None)
+        def limited() -> bool:
+            pods = self.pods()
+            return (
+                all(p.metadata.name in originals for p in pods)
+                and len(self.running()) == self.replicas - 1
+                and self.allowed() == 0
+            )
 
-        pending = wait_for(limited, 45, interval=0.5)
-        if pending is None:
+        if not wait_for(limited, 30, interval=0.5):
             raise LearnerError("could not bring checkout to its budget's limit (is the budget minAvailable: 2 of 3?)")
-        return pending
 
-    def _evict(self, pod: client.V1Pod) -> None:
+    def release_budget(self) -> None:
+        """Lift the quota ``exhaust_budget`` set, and have the ReplicaSet create the missing pod now
+        (it backs off between refused creations; an update to it makes it try again at once)."""
+        self.core.delete_namespaced_resource_quota(HOLD, self.namespace)
+        wait_for(lambda: not self.core.list_namespaced_resource_quota(self.namespace).items, 15, interval=0.2)
+        stamp = {"metadata": {"annotations": {"opslab.dev/budget-released": str(time.time())}}}
+        for replica_set in self.apps.list_namespaced_replica_set(self.namespace).items:
+            self.apps.patch_namespaced_replica_set(replica_set.metadata.name, self.namespace, stamp)
+
+    def _evict(self, pod: client.V1Pod) -> bool:
+        """Evict ``pod`` through the API; False if its budget refused (429), True once it is gone."""
         eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=self.namespace))
         try:
             self.core.create_namespaced_pod_eviction(pod.metadata.name, self.namespace, eviction)
         except ApiException as exc:
-            if exc.status not in (404, 429):
+            if exc.status == 429:
+                return False
+            if exc.status != 404:
                 raise
+        return True
+
+
+def removed_by(namespace: str, pod: str) -> list[str]:
+    """Who removed ``pod`` (an accepted eviction or delete), from the API server's audit log."""
+    return sorted({
+        r.user for r in audited(namespace=namespace)
+        if r.name == pod and r.resource in ("pods", "pods/eviction") and r.verb in ("create", "delete")
+        and 200 <= r.code < 300
+    })  # fmt: skip
 
 
 def refused_evictions(namespace: str, user: str) -> int:

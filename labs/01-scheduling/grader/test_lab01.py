@@ -11,7 +11,7 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from support import TAINT, ZONE, Cell, pdb_of, refused_evictions, wait_for
+from support import TAINT, ZONE, Cell, pdb_of, refused_evictions, removed_by, wait_for
 
 from opslab.grading import isolation
 from opslab.grading.fixtures import LearnerError, LearnerRun, find_object, learner_file, python, run_learner
@@ -235,9 +235,14 @@ def test_drain_reports_a_refused_eviction_and_gives_up_at_its_timeout(
     with ReadySampler(cell) as sampler:
         result, report = drain(lab_path, sandbox, learner_kubeconfig, victim.spec.node_name, 8, 45)
     elapsed = time.monotonic() - began
-    assert victim.metadata.name in {p.metadata.name for p in cell.pods()}, (
-        f"{victim.metadata.name} was removed although its budget allowed no disruption"
-    )
+    if victim.metadata.name not in {p.metadata.name for p in cell.pods()}:
+        by = removed_by(cell.namespace, victim.metadata.name)
+        if isolation.token_subject(learner_kubeconfig) in by:
+            raise AssertionError(
+                f"{victim.metadata.name} was removed (by {', '.join(by)}) although its budget allowed no disruption"
+            )
+        raise RuntimeError(f"the grading cell lost {victim.metadata.name} (removed by {by or 'no audited request'}), "
+                           "not through drain.py: grade again")  # fmt: skip
     assert sampler.lowest >= 2, f"checkout dropped to {sampler.lowest} ready pods"
     assert result.returncode == 1, f"drain.py exited {result.returncode}, not 1, although an eviction was refused"
     assert report is not None, f"drain.py did not print a JSON report: {result.tail()}"
@@ -272,7 +277,7 @@ def test_drain_succeeds_once_the_budget_frees_up(
     refused = wait_for(lambda: refused_evictions(cell.namespace, learner) > 0 or not worker.is_alive(), 30,
                        interval=0.5)  # fmt: skip
     freed_while_running = worker.is_alive()
-    cell.core.patch_node(cell.nodes["b1"], {"spec": {"unschedulable": False}})
+    cell.release_budget()
     worker.join(70)
     if "result" not in outcome:
         raise LearnerError("drain.py did not finish")

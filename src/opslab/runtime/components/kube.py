@@ -33,8 +33,9 @@ INCIDENT_RESPONDER = "system:serviceaccount:shop:incident-responder"
 """The identity an incident's responder (a person's kubeconfig or an agent's toolbox) acts as."""
 
 # Audit only what graders and incident reviews ask "who did this?" about: evictions (a refused
-# eviction writes nothing else anywhere) and every write of an incident's responder (the scorer's
-# record of their actions). Everything else stays unaudited, so the log stays small.
+# eviction writes nothing else anywhere), pod removals and the node controller marking pods not
+# ready (what took a pod that a budget protected), and every write of an incident's responder (the
+# scorer's record of their actions). Everything else stays unaudited, so the log stays small.
 AUDIT_POLICY = f"""\
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -44,6 +45,17 @@ rules:
     resources:
       - group: ""
         resources: ["pods/eviction"]
+  - level: Metadata
+    resources:
+      - group: ""
+        resources: ["pods"]
+    verbs: ["delete", "deletecollection"]
+  - level: Metadata
+    users: ["system:serviceaccount:kube-system:node-controller"]
+    resources:
+      - group: ""
+        resources: ["pods/status"]
+    verbs: ["update", "patch"]
   - level: Metadata
     users: ["{INCIDENT_RESPONDER}"]
     verbs: ["create", "update", "patch", "delete", "deletecollection"]
