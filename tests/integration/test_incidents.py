@@ -77,7 +77,7 @@ def test_the_responder_sees_the_workloads_but_not_the_answer(incident_settings: 
             time.sleep(2)
         events = toolbox.events(200)
         shown = json.dumps([toolbox.describe("deployment", "payments"), history, toolbox.deployments(), events])
-        assert "opslab.dev/fault" not in shown and "incident-" not in shown
+        assert "opslab.dev/build" not in shown and "incident-" not in shown
     finally:
         toolbox.close()
     outcome = engine.stop(settings, settle_wait=0)

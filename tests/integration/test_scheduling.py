@@ -10,6 +10,7 @@ from opslab.grading.fixtures import eventually
 from opslab.primitives.readiness import ProbeResult, wait_until
 from opslab.runtime.lifecycle import Platform
 from opslab.runtime.nodes import TAINT_KEY
+from opslab.shop.faults import FAULT_LABEL, carrier
 
 pytestmark = pytest.mark.platform
 
@@ -157,7 +158,7 @@ def test_a_not_ready_node_has_its_pods_evicted_and_replaced(
     apps.create_namespaced_deployment(namespace, deployment("movable", 4))
     pods = wait_running(core, namespace, "movable", 4)
     victim = next(p.spec.node_name for p in pods if p.spec.node_name != "kwok-node-2")
-    core.patch_node(victim, {"metadata": {"labels": {"opslab.dev/fault": "node-not-ready"}}})
+    core.patch_node(victim, {"metadata": {"labels": {FAULT_LABEL: carrier("node-not-ready")}}})
     try:
 
         def moved() -> ProbeResult:
@@ -172,7 +173,7 @@ def test_a_not_ready_node_has_its_pods_evicted_and_replaced(
         node = core.read_node(victim)
         assert any(t.key == "node.kubernetes.io/not-ready" for t in node.spec.taints or [])
     finally:
-        core.patch_node(victim, {"metadata": {"labels": {"opslab.dev/fault": None}}})
+        core.patch_node(victim, {"metadata": {"labels": {FAULT_LABEL: None}}})
 
     def healed() -> ProbeResult:
         node = core.read_node(victim)

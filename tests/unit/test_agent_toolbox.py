@@ -12,7 +12,7 @@ from opslab.agent.toolbox import redact
 def test_redact_removes_fault_carriers_at_any_depth() -> None:
     shown = redact(
         {
-            "metadata": {"labels": {"app.kubernetes.io/name": "cart", "opslab.dev/fault": "crash-loop"}},
+            "metadata": {"labels": {"app.kubernetes.io/name": "cart", "opslab.dev/build": "b2c91"}},
             "spec": {"template": {"metadata": {"annotations": {"opslab.dev/original": "x", "keep": "y"}}}},
             "items": [{"opslab.dev/incident": "run"}],
         }

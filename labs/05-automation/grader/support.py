@@ -36,10 +36,11 @@ from opslab.grading.sandbox import Sandbox
 from opslab.primitives.ports import free_port
 from opslab.primitives.processes import kill_group
 from opslab.primitives.readiness import wait_for
+from opslab.shop.faults import FAULT_LABEL, carrier
 
 REPLICAS_ANNOTATION = "opslab.dev/replicas"
 HOLD_LABEL = "opslab.dev/hold"
-FAULT_LABEL = "opslab.dev/fault"
+FAILING_READINESS = carrier("failing-readiness")  # the build id whose pods the simulated kubelet fails
 QUEUE = "remediation"
 JOB_FIELDS = ("id", "state", "runbook", "target", "attempts", "log", "result")
 """What GET /jobs/{id} must answer at least (README, task 1)."""
@@ -151,7 +152,7 @@ class Cell:
 
     def break_rollout(self, name: str) -> None:
         """A bad release: a new image whose pods fail their readiness probe a few seconds after starting."""
-        patch = {"spec": {"template": {"metadata": {"labels": {FAULT_LABEL: "failing-readiness"}},
+        patch = {"spec": {"template": {"metadata": {"labels": {FAULT_LABEL: FAILING_READINESS}},
                                        "spec": {"containers": [{"name": "app", "image": f"opslab/{name}:2.0-bad"}]}}}}  # fmt: skip
         self.apps.patch_namespaced_deployment(name, self.namespace, patch)
 

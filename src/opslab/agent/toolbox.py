@@ -32,7 +32,7 @@ from opslab.agent.policy import Decision, Policy
 from opslab.runtime import kube
 from opslab.shop.topology import NAMESPACE, ROUTES, SERVICE_LABEL, SERVICES
 
-HIDDEN_PREFIXES = ("opslab.dev/fault", "opslab.dev/original", "opslab.dev/incident")
+HIDDEN_PREFIXES = ("opslab.dev/fault", "opslab.dev/build", "opslab.dev/original", "opslab.dev/incident")
 """Label and annotation keys that carry or describe an injected fault: never shown."""
 ACTIONS = (
     "scale", "rollout_undo", "rollout_restart", "patch_resources", "set_image", "cordon", "uncordon", "drain",

@@ -76,7 +76,7 @@ def _release(api: client.ApiClient, run: str, index: int, step: Release, done: I
         "spec": {"containers": [container]},
     }
     if step.template_fault:
-        template["metadata"]["labels"] = {faults_module.FAULT_LABEL: step.template_fault}
+        template["metadata"]["labels"] = {faults_module.FAULT_LABEL: faults_module.carrier(step.template_fault)}
     apps.patch_namespaced_deployment(step.service, NAMESPACE, {"spec": {"template": template}})
     what = [f"image {new_image}"]
     if step.template_fault:
@@ -120,7 +120,8 @@ def inject(api: client.ApiClient, incident: Incident, run: str, seed: int, done:
         elif isinstance(step, NodeDown):
             node = busiest_node(core, rng)
             done.nodes.append(node)
-            core.patch_node(node, {"metadata": {"labels": {faults_module.FAULT_LABEL: "node-not-ready"}}})
+            down = faults_module.carrier("node-not-ready")
+            core.patch_node(node, {"metadata": {"labels": {faults_module.FAULT_LABEL: down}}})
             done.log.append(f"node {node} (the one running the most shop pods) stopped reporting Ready")
     return done
 
@@ -149,7 +150,7 @@ def tampered(api: client.ApiClient, done: Injected) -> list[str]:
                 raise
             gone.append(f"node {node} was deleted")
             continue
-        if labels.get(faults_module.FAULT_LABEL) != "node-not-ready":
+        if labels.get(faults_module.FAULT_LABEL) != faults_module.carrier("node-not-ready"):
             gone.append(f"the fault label of node {node} was removed")
     return gone
 

@@ -70,7 +70,7 @@ def pod_info(pod: Any) -> PodInfo | None:
         ready=ready,
         image=containers[0].get("image", ""),
         cpu_limit=parse_cpu(limits.get("cpu")),
-        fault=(meta.get("labels") or {}).get(faults_module.FAULT_LABEL, ""),
+        fault=faults_module.carried((meta.get("labels") or {}).get(faults_module.FAULT_LABEL, "")),
         restarts=restarts,
     )
 

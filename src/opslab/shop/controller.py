@@ -119,11 +119,12 @@ class FaultController:
 
     def apply(self, fault: Fault, obj: dict[str, Any]) -> None:
         if fault.type in POD_TEMPLATE:
-            self._template_label(fault.target, fault.type.value)
+            self._template_label(fault.target, faults_module.carrier(fault.type.value))
         elif fault.type is FaultType.BAD_ROLLOUT:
             self._bad_image(fault, obj)
         elif fault.type is FaultType.NODE_NOT_READY:
-            self.core.patch_node(fault.node, {"metadata": {"labels": {faults_module.FAULT_LABEL: "node-not-ready"}}})
+            down = faults_module.carrier("node-not-ready")
+            self.core.patch_node(fault.node, {"metadata": {"labels": {faults_module.FAULT_LABEL: down}}})
         elif fault.type in PROCESS and self.processes is not None:
             self.processes.stop(PROCESS[fault.type])
         elif fault.type is FaultType.TERRAFORM_DRIFT:

@@ -26,8 +26,29 @@ from opslab.shop.topology import SERVICES
 GROUP = "opslab.dev"
 VERSION = "v1alpha1"
 PLURAL = "faults"
-FAULT_LABEL = "opslab.dev/fault"
-"""Label on a pod template (read by KWOK stages) or a node, naming the fault it carries."""
+FAULT_LABEL = "opslab.dev/build"
+"""Label on a pod template (read by KWOK stages) or a node that switches a simulated fault on. Its
+value is an opaque build id (CARRIER_CODES), not the fault's name: `kubectl get --show-labels` shows
+an on-call engineer a build, not the answer (the mapping is here and in platform/kwok/stages)."""
+CARRIER_CODES = {
+    "memory-leak": "b7f3a",
+    "crash-loop": "b2c91",
+    "failing-readiness": "b5e08",
+    "node-not-ready": "b9d46",
+}
+"""The label value that carries each fault the simulated kubelet acts out."""
+
+
+def carrier(fault: str) -> str:
+    """The label value that switches ``fault`` on."""
+    return CARRIER_CODES[fault]
+
+
+def carried(code: str) -> str:
+    """The fault a label value switches on ("" for none or an unknown value)."""
+    return next((fault for fault, value in CARRIER_CODES.items() if value == code), "")
+
+
 SILENT_LABEL = "opslab.dev/incident"
 """Label on a Fault object an incident created: the shop announces no Event for it (the responder
 reads Events, and the Fault is the answer)."""

@@ -1,0 +1,30 @@
+"""Fault carriers are opaque: every fault the simulated kubelet acts out has a build id, the KWOK
+stages switch on exactly those ids, and no stage or carrier names a fault in a label value."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from opslab.shop.controller import POD_TEMPLATE
+from opslab.shop.faults import CARRIER_CODES, FaultType, carried, carrier
+
+STAGES = Path(__file__).resolve().parents[2] / "platform" / "kwok" / "stages"
+
+
+def test_every_kubelet_fault_has_an_opaque_build_id() -> None:
+    for fault in [*(f.value for f in POD_TEMPLATE), FaultType.NODE_NOT_READY.value]:
+        code = carrier(fault)
+        assert carried(code) == fault
+        assert fault not in code and re.fullmatch(r"b[0-9a-f]{4}", code)
+    assert len(set(CARRIER_CODES.values())) == len(CARRIER_CODES)
+    assert carried("") == "" and carried("crash-loop") == ""
+
+
+def test_the_kwok_stages_switch_on_the_build_ids_only() -> None:
+    text = "\n".join(p.read_text() for p in sorted(STAGES.glob("*.yaml")))
+    for code in CARRIER_CODES.values():
+        assert code in text, f"no stage switches on {code}"
+    values = re.findall(r"values: \[([^\]]*)\]", text)
+    named = [v for v in values if any(f"'{fault}'" in v or f'"{fault}"' in v for fault in CARRIER_CODES)]
+    assert named == [], f"a stage still matches a fault by name: {named}"
