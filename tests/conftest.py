@@ -138,22 +138,26 @@ def gradings(
     they run while the other platform tests do, and the lab tests only collect their results.
     """
     pool = Concurrent(
-        platform, tmp_path_factory.mktemp("gradings"), jobs=int(os.environ.get("OPSLAB_TEST_GRADING_JOBS", "2"))
-    )
+        platform, tmp_path_factory.mktemp("gradings"), jobs=int(os.environ.get("OPSLAB_TEST_GRADING_JOBS", "2")),
+        history=platform.settings.paths.cache / GRADING_HISTORY,
+    )  # fmt: skip
     wanted = pytestconfig.stash.get(GRADINGS_WANTED, set())
     tracks: list[Track] = all_tracks()
-    # Whole-lab gradings first (they take longest), then the single-check mutant runs.
-    for track in tracks:
-        for what, source in (("solution", track.solution), ("starter", track.starter)):
-            if track.key(what) in wanted:
-                pool.submit(track.key(what), track.lab, source)
-    for track in tracks:
-        for mutant in track.mutants:
-            if track.key(mutant.name) in wanted:
-                pool.submit(track.key(mutant.name), track.lab, track.solution, mutant)
+    # Whole-lab gradings first (they take longest), then the single-check mutant runs; within each,
+    # the longest last time first (unknown ones keep their order, after the known ones).
+    whole = [(track.key(what), track, source, None) for track in tracks
+             for what, source in (("solution", track.solution), ("starter", track.starter))]  # fmt: skip
+    mutants = [(track.key(m.name), track, track.solution, m) for track in tracks for m in track.mutants]
+    for group in (whole, mutants):
+        for key, track, source, mutant in sorted(group, key=lambda item: -pool.expected(item[0])):
+            if key in wanted:
+                pool.submit(key, track.lab, source, mutant)
     yield pool
     pool.close()
 
+
+GRADING_HISTORY = "test-grading-seconds.json"
+"""In opslab's cache: how long each lab grading of the test session took, for ordering the next one."""
 
 GRADINGS_WAIT_FOR = {"test_grading.py", "test_lifecycle.py"}
 """Platform tests that run before the lab gradings start: they time whole gradings and whole

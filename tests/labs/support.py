@@ -7,8 +7,10 @@ and failed on its own assertion: a fixture error or a check that never ran prove
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,18 +139,56 @@ def all_tracks() -> list[Track]:
 
 
 class Concurrent:
-    """Grades copies ``jobs`` at a time on one platform (each run is isolated); results by key."""
+    """Grades copies ``jobs`` at a time on one platform (each run is isolated); results by key.
 
-    def __init__(self, platform: Platform, work: Path, jobs: int) -> None:
+    How long each grading took is kept in ``history`` (a JSON file in opslab's cache, so it outlives
+    the clone): the next session submits the longest first, so no long grading starts last and
+    keeps the session waiting after everything else is done (longest-processing-time-first)."""
+
+    def __init__(self, platform: Platform, work: Path, jobs: int, history: Path | None = None) -> None:
         self.platform, self.work = platform, work
         self.pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="grade")
         self.futures: dict[str, Future[Grade]] = {}
         self.cancel = threading.Event()
+        self.history = history
+        self.seconds: dict[str, float] = {}
+
+    def expected(self, key: str) -> float:
+        """How long grading ``key`` took last time (0 when unknown)."""
+        if self.history is None or not self.history.is_file():
+            return 0.0
+        try:
+            known = json.loads(self.history.read_text())
+        except ValueError:
+            return 0.0
+        value = known.get(key, 0.0) if isinstance(known, dict) else 0.0
+        return float(value) if isinstance(value, int | float) else 0.0
 
     def submit(self, key: str, lab: Lab, source: Path, mutant: Mutant | None = None) -> None:
         work = self.work / key.replace(":", "-").replace("/", "-")
         work.mkdir(parents=True)
-        self.futures[key] = self.pool.submit(grade_copy, lab, self.platform, source, work, mutant, cancel=self.cancel)
+
+        def timed() -> Grade:
+            began = time.monotonic()
+            result = grade_copy(lab, self.platform, source, work, mutant, cancel=self.cancel)
+            self.seconds[key] = round(time.monotonic() - began, 1)
+            return result
+
+        self.futures[key] = self.pool.submit(timed)
+
+    def remember(self) -> None:
+        """Add this session's grading times to the history (a grading that did not finish keeps its old time)."""
+        if self.history is None or not self.seconds:
+            return
+        try:
+            known = json.loads(self.history.read_text()) if self.history.is_file() else {}
+        except ValueError:
+            known = {}
+        merged = {**(known if isinstance(known, dict) else {}), **self.seconds}
+        self.history.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.history.with_suffix(".partial")
+        partial.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
+        partial.replace(self.history)
 
     def result(self, key: str) -> Grade:
         return self.futures[key].result()
@@ -158,3 +198,4 @@ class Concurrent:
         ends in seconds and leaves no grader behind); every run is swept."""
         self.cancel.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.remember()
