@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import yaml
+
 from opslab.shop.controller import POD_TEMPLATE
-from opslab.shop.faults import CARRIER_CODES, FaultType, carried, carrier
+from opslab.shop.faults import CARRIER_CODES, FAULT_LABEL, FaultType, carried, carrier
 
 STAGES = Path(__file__).resolve().parents[2] / "platform" / "kwok" / "stages"
 
@@ -28,3 +30,22 @@ def test_the_kwok_stages_switch_on_the_build_ids_only() -> None:
     values = re.findall(r"values: \[([^\]]*)\]", text)
     named = [v for v in values if any(f"'{fault}'" in v or f'"{fault}"' in v for fault in CARRIER_CODES)]
     assert named == [], f"a stage still matches a fault by name: {named}"
+
+
+SHOP = Path(__file__).resolve().parents[2] / "platform" / "k8s" / "shop"
+
+
+def test_every_shop_pod_runs_a_healthy_build() -> None:
+    """A faulty build is one build id among others: every shop Deployment's pods carry one, each its
+    own, and none of them switches a fault on (so only the value, not the label, differs)."""
+    builds = {}
+    for path in sorted(SHOP.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "Deployment":
+                labels = doc["spec"]["template"]["metadata"]["labels"]
+                builds[doc["metadata"]["name"]] = str(labels.get(FAULT_LABEL, ""))
+    assert len(builds) == 7
+    for name, build in builds.items():
+        assert re.fullmatch(r"b[0-9a-f]{4}", build), f"{name}'s pods carry no build id"
+        assert carried(build) == "", f"{name}'s healthy build {build} switches a fault on"
+    assert len(set(builds.values())) == len(builds)

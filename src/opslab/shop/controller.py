@@ -119,7 +119,7 @@ class FaultController:
 
     def apply(self, fault: Fault, obj: dict[str, Any]) -> None:
         if fault.type in POD_TEMPLATE:
-            self._template_label(fault.target, faults_module.carrier(fault.type.value))
+            self._carry(fault, obj)
         elif fault.type is FaultType.BAD_ROLLOUT:
             self._bad_image(fault, obj)
         elif fault.type is FaultType.NODE_NOT_READY:
@@ -133,7 +133,7 @@ class FaultController:
     def revert(self, fault: Fault, obj: dict[str, Any]) -> None:
         original = (obj["metadata"].get("annotations") or {}).get(ORIGINAL, "")
         if fault.type in POD_TEMPLATE:
-            self._template_label(fault.target, None)
+            self._template_label(fault.target, original or None)  # the healthy build the pods ran before
         elif fault.type is FaultType.BAD_ROLLOUT and original:
             self._patch_image(fault.target, original)
         elif fault.type is FaultType.NODE_NOT_READY:
@@ -148,6 +148,17 @@ class FaultController:
             self.core.patch_namespaced_resource_quota(
                 DRIFT_QUOTA, self.namespace, {"spec": {"hard": {"pods": original}}}
             )
+
+    def _carry(self, fault: Fault, obj: dict[str, Any]) -> None:
+        """Roll the target out as a build that carries the fault, keeping the build it replaces."""
+        if ORIGINAL not in (obj["metadata"].get("annotations") or {}):
+            build = self._build_label(fault.target) or ""
+            self._annotate(obj, "" if faults_module.carried(build) else build)
+        self._template_label(fault.target, faults_module.carrier(fault.type.value))
+
+    def _build_label(self, deployment: str) -> str | None:
+        current: Any = self.apps.read_namespaced_deployment(deployment, self.namespace)
+        return (current.spec.template.metadata.labels or {}).get(faults_module.FAULT_LABEL)
 
     def _template_label(self, deployment: str, value: str | None) -> None:
         current: Any = self.apps.read_namespaced_deployment(deployment, self.namespace)
