@@ -1,3 +1,5 @@
+# Tests of what the policy decides (allow, how many denials and approvals), not of its wording:
+# they hold for any correct policy.
 package opslab.plan_remediation_test
 
 import data.opslab.plan
@@ -23,7 +25,7 @@ test_two_services_at_once_need_approval if {
 		step("undo-cart", "rollout_undo", {"service": "cart"}),
 	]}})
 	d.allow
-	d.needs_approval == ["the plan changes 2 services at once (cart, payments): one at a time, or a human agrees"]
+	count(d.needs_approval) == 1
 }
 
 test_one_service_needs_no_approval if {
@@ -38,7 +40,7 @@ test_an_image_never_deployed_is_denied if {
 		step("pin-payments", "set_image", {"service": "payments", "image": "opslab/shop-payments:0.9.0"}),
 	]}})
 	not d.allow
-	d.deny == ["step pin-payments sets payments to opslab/shop-payments:0.9.0, which it never ran: roll back only to a version that was deployed"]
+	count(d.deny) == 1
 }
 
 test_an_image_that_was_deployed_is_allowed if {
