@@ -86,7 +86,7 @@ class TestRun:
 
 def opa_test(paths: list[Path], timeout: float = 60) -> TestRun:
     result = subprocess.run(
-        [opa(), "test", "--format=json", *map(str, paths)], capture_output=True, text=True, timeout=timeout
+        [opa(), "test", "--format=json", *map(str, paths)], check=False, capture_output=True, text=True, timeout=timeout
     )
     try:
         reported = json.loads(result.stdout or "[]")
@@ -147,9 +147,7 @@ def case(item: dict[str, Any]) -> Case:
     }
     document = {
         "plan": plan,
-        "deployments": [
-            {"name": s, "replicas": 2, "intended": 2, "image": f"opslab/shop-{s}:1.0.0"} for s in SERVICES
-        ],
+        "deployments": [{"name": s, "replicas": 2, "intended": 2, "image": f"opslab/shop-{s}:1.0.0"} for s in SERVICES],
         "histories": item.get("histories", {s: [{"image": f"opslab/shop-{s}:1.0.0"}] for s in named}),
     }
     expect = item["expect"]
@@ -164,7 +162,7 @@ def decide(rules: list[Path], document: dict[str, Any], timeout: float = 30) -> 
         command = [opa(), "eval", "--format=json", "--input", handle.name, "--data", str(platform_plan_policy())]
         for rule in rules:
             command += ["--data", str(rule)]
-        result = subprocess.run([*command, "data.opslab.plan.decision"], capture_output=True, text=True,
+        result = subprocess.run([*command, "data.opslab.plan.decision"], check=False, capture_output=True, text=True,
                                 timeout=timeout)  # fmt: skip
     if result.returncode != 0:
         raise LearnerError(f"opa eval of your policy failed: {(result.stderr or result.stdout).strip()[:300]}")
