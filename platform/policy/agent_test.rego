@@ -33,6 +33,15 @@ test_nothing_in_platform_namespaces if {
 	startswith(d.reasons[0], "namespace kube-system is not a workload namespace")
 }
 
+test_a_grading_run_names_its_own_workload_namespace if {
+	run := {"kind": "Deployment", "namespace": "grade-g1234567-agent", "name": "catalog"}
+	agent.allow with input as {"tool": "rollout_undo", "target": run, "args": {}, "recent": []}
+		with data.opslab.config.workload_namespaces as ["grade-g1234567-agent"]
+	not agent.allow with input as {"tool": "rollout_undo", "target": deployment("catalog"), "args": {}, "recent": []}
+		with data.opslab.config.workload_namespaces as ["grade-g1234567-agent"]
+	not agent.allow with input as {"tool": "rollout_undo", "target": run, "args": {}, "recent": []}
+}
+
 test_deletes_are_denied if {
 	not agent.allow with input as {"tool": "scale", "target": deployment("cart"), "args": {"replicas": 2, "verb": "delete"}, "recent": []}
 }

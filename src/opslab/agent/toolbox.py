@@ -94,8 +94,11 @@ class Toolbox:
         logs: Path,
         submit: Callable[[str, str, str], None] | None = None,
         playbooks: Path | None = None,
+        namespace: str = NAMESPACE,
     ) -> None:
         self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        """Where the workloads are: the shop's, or a grading run's copy of them."""
         self.playbooks = playbooks
         self.api = kube.api_client(kubeconfig)
         self.apps = client.AppsV1Api(self.api)
@@ -219,7 +222,7 @@ class Toolbox:
         """The newest Kubernetes events in the shop: time, type, reason, object, message."""
 
         def body() -> list[dict[str, Any]]:
-            items = _raw(self.core.list_namespaced_event(NAMESPACE, _preload_content=False))["items"]
+            items = _raw(self.core.list_namespaced_event(self.namespace, _preload_content=False))["items"]
             rows = [
                 {
                     "time": e.get("lastTimestamp") or e.get("eventTime") or e["metadata"].get("creationTimestamp"),
@@ -239,7 +242,7 @@ class Toolbox:
 
         def body() -> list[dict[str, Any]]:
             rows = []
-            for d in _raw(self.apps.list_namespaced_deployment(NAMESPACE, _preload_content=False))["items"]:
+            for d in _raw(self.apps.list_namespaced_deployment(self.namespace, _preload_content=False))["items"]:
                 container = d["spec"]["template"]["spec"]["containers"][0]
                 status = d.get("status") or {}
                 annotations = d["metadata"].get("annotations") or {}
@@ -267,7 +270,7 @@ class Toolbox:
 
         def body() -> list[dict[str, Any]]:
             selector = f"{SERVICE_LABEL}={service}" if service else ""
-            items = _raw(self.core.list_namespaced_pod(NAMESPACE, label_selector=selector, _preload_content=False))
+            items = _raw(self.core.list_namespaced_pod(self.namespace, label_selector=selector, _preload_content=False))
             rows = []
             for p in items["items"]:
                 status = p.get("status") or {}
@@ -327,9 +330,9 @@ class Toolbox:
 
         def body() -> dict[str, Any]:
             if kind.lower() in ("deployment", "deploy"):
-                raw = _raw(self.apps.read_namespaced_deployment(name, NAMESPACE, _preload_content=False))
+                raw = _raw(self.apps.read_namespaced_deployment(name, self.namespace, _preload_content=False))
             elif kind.lower() == "pod":
-                raw = _raw(self.core.read_namespaced_pod(name, NAMESPACE, _preload_content=False))
+                raw = _raw(self.core.read_namespaced_pod(name, self.namespace, _preload_content=False))
             elif kind.lower() == "node":
                 raw = _raw(self.core.read_node(name, _preload_content=False))
             else:
@@ -353,9 +356,9 @@ class Toolbox:
         )
 
     def _history(self, service: str) -> list[dict[str, Any]]:
-        deployment = _raw(self.apps.read_namespaced_deployment(service, NAMESPACE, _preload_content=False))
+        deployment = _raw(self.apps.read_namespaced_deployment(service, self.namespace, _preload_content=False))
         uid = deployment["metadata"]["uid"]
-        items = _raw(self.apps.list_namespaced_replica_set(NAMESPACE, _preload_content=False))["items"]
+        items = _raw(self.apps.list_namespaced_replica_set(self.namespace, _preload_content=False))["items"]
         rows = []
         for rs in items:
             if not any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences") or []):
@@ -380,13 +383,13 @@ class Toolbox:
         _check_service(service)
 
         def body() -> tuple[Any, Any]:
-            current: Any = self.apps.read_namespaced_deployment_scale(service, NAMESPACE)
+            current: Any = self.apps.read_namespaced_deployment_scale(service, self.namespace)
             before = current.spec.replicas
-            self.apps.patch_namespaced_deployment_scale(service, NAMESPACE, {"spec": {"replicas": replicas}})
+            self.apps.patch_namespaced_deployment_scale(service, self.namespace, {"spec": {"replicas": replicas}})
             inverse = {"tool": "scale", "args": {"service": service, "replicas": before}}
             return {"service": service, "replicas": replicas, "was": before}, inverse
 
-        return dict(self._act("scale", _deployment(service), {"replicas": replicas}, body))
+        return dict(self._act("scale", self._deployment(service), {"replicas": replicas}, body))
 
     def rollout_undo(self, service: str, to_revision: int = 0) -> dict[str, Any]:
         """Roll back to ``to_revision`` (default: the one before the current), like kubectl rollout undo."""
@@ -394,7 +397,7 @@ class Toolbox:
 
         def body() -> tuple[Any, Any]:
             history = self._history(service)
-            deployment = _raw(self.apps.read_namespaced_deployment(service, NAMESPACE, _preload_content=False))
+            deployment = _raw(self.apps.read_namespaced_deployment(service, self.namespace, _preload_content=False))
             current = int((deployment["metadata"].get("annotations") or {}).get(REVISION, "0"))
             older = [r for r in history if r["revision"] < current]
             chosen = (
@@ -404,7 +407,7 @@ class Toolbox:
             )
             if chosen is None:
                 raise ToolError(f"{service} has no revision to roll back to (current {current})")
-            source = _raw(self.apps.list_namespaced_replica_set(NAMESPACE, _preload_content=False))["items"]
+            source = _raw(self.apps.list_namespaced_replica_set(self.namespace, _preload_content=False))["items"]
             template = next(
                 rs["spec"]["template"]
                 for rs in source
@@ -415,12 +418,12 @@ class Toolbox:
             )
             template["metadata"].get("labels", {}).pop("pod-template-hash", None)
             self.apps.patch_namespaced_deployment(
-                service, NAMESPACE, [{"op": "replace", "path": "/spec/template", "value": template}]
+                service, self.namespace, [{"op": "replace", "path": "/spec/template", "value": template}]
             )
             inverse = {"tool": "rollout_undo", "args": {"service": service, "to_revision": current}}
             return {"service": service, "from_revision": current, "to_revision": chosen["revision"]}, inverse
 
-        return dict(self._act("rollout_undo", _deployment(service), {"to_revision": to_revision}, body))
+        return dict(self._act("rollout_undo", self._deployment(service), {"to_revision": to_revision}, body))
 
     def rollout_restart(self, service: str) -> dict[str, Any]:
         _check_service(service)
@@ -428,10 +431,10 @@ class Toolbox:
         def body() -> tuple[Any, Any]:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             patch = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}}}
-            self.apps.patch_namespaced_deployment(service, NAMESPACE, patch)
+            self.apps.patch_namespaced_deployment(service, self.namespace, patch)
             return {"service": service, "restartedAt": stamp}, None  # a restart cannot be undone
 
-        return dict(self._act("rollout_restart", _deployment(service), {}, body))
+        return dict(self._act("rollout_restart", self._deployment(service), {}, body))
 
     def patch_resources(self, service: str, cpu_limit: str = "", memory_limit: str = "") -> dict[str, Any]:
         """Set a Deployment's CPU and/or memory limit (its first container)."""
@@ -440,7 +443,7 @@ class Toolbox:
             raise ToolError("patch_resources needs cpu_limit or memory_limit")
 
         def body() -> tuple[Any, Any]:
-            deployment: Any = self.apps.read_namespaced_deployment(service, NAMESPACE)
+            deployment: Any = self.apps.read_namespaced_deployment(service, self.namespace)
             container = deployment.spec.template.spec.containers[0]
             limits = dict((container.resources.limits if container.resources else None) or {})
             wanted = {k: v for k, v in (("cpu", cpu_limit), ("memory", memory_limit)) if v}
@@ -449,7 +452,7 @@ class Toolbox:
                     "template": {"spec": {"containers": [{"name": container.name, "resources": {"limits": wanted}}]}}
                 }
             }
-            self.apps.patch_namespaced_deployment(service, NAMESPACE, patch)
+            self.apps.patch_namespaced_deployment(service, self.namespace, patch)
             inverse = {
                 "tool": "patch_resources",
                 "args": {"service": service, **{f"{k}_limit": limits.get(k, "") for k in wanted}},
@@ -457,23 +460,23 @@ class Toolbox:
             return {"service": service, "limits": wanted, "was": limits}, inverse
 
         args = {"cpu_limit": cpu_limit, "memory_limit": memory_limit}
-        return dict(self._act("patch_resources", _deployment(service), args, body))
+        return dict(self._act("patch_resources", self._deployment(service), args, body))
 
     def set_image(self, service: str, image: str) -> dict[str, Any]:
         _check_service(service)
-        deployment: Any = self.apps.read_namespaced_deployment(service, NAMESPACE)
+        deployment: Any = self.apps.read_namespaced_deployment(service, self.namespace)
         container = deployment.spec.template.spec.containers[0]
 
         def body() -> tuple[Any, Any]:
             patch = {"spec": {"template": {"spec": {"containers": [{"name": container.name, "image": image}]}}}}
-            self.apps.patch_namespaced_deployment(service, NAMESPACE, patch)
+            self.apps.patch_namespaced_deployment(service, self.namespace, patch)
             return {"service": service, "image": image}, {
                 "tool": "set_image",
                 "args": {"service": service, "image": container.image},
             }
 
         args = {"image": image, "current_image": container.image}
-        return dict(self._act("set_image", _deployment(service), args, body))
+        return dict(self._act("set_image", self._deployment(service), args, body))
 
     def cordon(self, node: str) -> dict[str, Any]:
         def body() -> tuple[Any, Any]:
@@ -494,12 +497,13 @@ class Toolbox:
 
         def body() -> tuple[Any, Any]:
             self.core.patch_node(node, {"spec": {"unschedulable": True}})
-            pods: Any = self.core.list_namespaced_pod(NAMESPACE, field_selector=f"spec.nodeName={node}")
+            pods: Any = self.core.list_namespaced_pod(self.namespace, field_selector=f"spec.nodeName={node}")
             evicted = []
             for pod in pods.items:
-                eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=NAMESPACE))
+                meta = client.V1ObjectMeta(name=pod.metadata.name, namespace=self.namespace)
+                eviction = client.V1Eviction(metadata=meta)
                 try:
-                    self.core.create_namespaced_pod_eviction(pod.metadata.name, NAMESPACE, eviction)
+                    self.core.create_namespaced_pod_eviction(pod.metadata.name, self.namespace, eviction)
                     evicted.append(pod.metadata.name)
                 except ApiException as exc:
                     if exc.status not in (404, 429):  # gone already; a disruption budget says not now
@@ -525,7 +529,7 @@ class Toolbox:
                     private_data_dir=private,
                     playbook=str(path),
                     inventory=LOCAL_INVENTORY,
-                    extravars={"target_namespace": NAMESPACE, "target_deployment": service},
+                    extravars={"target_namespace": self.namespace, "target_deployment": service},
                     envvars={
                         "K8S_AUTH_KUBECONFIG": str(self.kubeconfig),
                         "ANSIBLE_REMOTE_TMP": str(scratch),
@@ -545,7 +549,7 @@ class Toolbox:
                 changed = sum((run.stats or {}).get("changed", {}).values())
             return {"playbook": playbook, "service": service, "changed": changed}, None  # not undone for you
 
-        return dict(self._act("run_playbook", _deployment(service), {"playbook": playbook}, body))
+        return dict(self._act("run_playbook", self._deployment(service), {"playbook": playbook}, body))
 
     def submit(self, service: str, fault_type: str, notes: str = "") -> dict[str, Any]:
         """Record a diagnosis with the incident (the same vocabulary as `opslab incident submit`)."""
@@ -558,9 +562,8 @@ class Toolbox:
 
         return dict(self._read("submit", {"service": service, "fault_type": fault_type, "notes": notes}, body))
 
-
-def _deployment(service: str) -> dict[str, str]:
-    return {"kind": "Deployment", "namespace": NAMESPACE, "name": service}
+    def _deployment(self, service: str) -> dict[str, str]:
+        return {"kind": "Deployment", "namespace": self.namespace, "name": service}
 
 
 def _check_service(service: str) -> None:
