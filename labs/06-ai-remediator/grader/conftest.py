@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Case, learner_policy, load_cases
+from kubernetes import client
+from support import Case, learner_policy, load_cases, opa, platform_plan_policy
+from world import Harness, RunOpa, World
+
+from opslab.grading import isolation
+from opslab.grading.sandbox import Sandbox
+from opslab.settings import load as load_settings
 
 pytest_plugins = ["opslab.grading.fixtures"]
 
@@ -19,3 +26,44 @@ def policy(lab_path: Path) -> tuple[list[Path], list[Path]]:
 @pytest.fixture(scope="session")
 def heldout_plans() -> list[Case]:
     return load_cases()
+
+
+# ---------------------------------------------------------------------- the agent's world
+
+
+@pytest.fixture(scope="session")
+def learner_access() -> isolation.Grant:
+    """What the toolbox may do in the world (it acts as the run's ServiceAccount, like the
+    incident responder in the shop): read the workloads, scale, patch and roll back Deployments."""
+    return isolation.Grant(
+        rules=(
+            {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale"], "verbs": ["patch", "update"]},
+            {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]},
+        ),
+        cluster_rules=({"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},),
+    )
+
+
+@pytest.fixture(scope="session")
+def world(
+    kube_api: client.ApiClient, lab_namespace: str, learner_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
+) -> World:
+    return World(kube_api, lab_namespace, learner_kubeconfig, tmp_path_factory.mktemp("world")).up()
+
+
+@pytest.fixture(scope="session")
+def run_opa(lab_namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunOpa]:
+    settings = load_settings()
+    running = RunOpa(opa(), settings.paths.platform / "policy" / "agent.rego", lab_namespace,
+                     tmp_path_factory.mktemp("opa"))  # fmt: skip
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def harness(world: World, run_opa: RunOpa, lab_path: Path, sandbox: Sandbox) -> Iterator[Harness]:
+    """The learner's agent against the world; the world is put back after each check."""
+    yield Harness(world, run_opa.url, lab_path, sandbox, platform_plan_policy(), Path(opa()).parent)
+    world.submitted.clear()
+    world.restore()

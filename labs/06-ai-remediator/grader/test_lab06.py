@@ -4,8 +4,10 @@ against scripted models (see support.py and agents.py)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from support import VARIANTS, Case, opa_test, platform_plan_policy, run_tests_against, wrong_decisions
+from world import GOOD, NEVER, RELEASE, Harness, Script, World, approver, call_tool, image, plan, plan_reply, step
 
 from opslab.grading.rubric import check
 
@@ -51,3 +53,136 @@ def test_held_out_plans_are_decided_right(policy: tuple[list[Path], list[Path]],
     rules, _ = policy
     wrong = wrong_decisions(rules, heldout_plans)
     assert not wrong, "; ".join(wrong[:3]) + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else "")
+
+
+# ---------------------------------------------------------------------- agent
+
+
+def undo(service: str) -> dict[str, Any]:
+    return step(f"undo-{service}", "rollout_undo", {"service": service})
+
+
+def pinned() -> dict[str, Any]:
+    """A plan the platform's policy sends to a human: an image set by hand (one checkout ran)."""
+    back = step("pin-checkout", "set_image", {"service": "checkout", "image": image("checkout", GOOD)})
+    return plan("checkout's release fails", [("checkout", "bad-rollout")], [back])
+
+
+@check(points=4, section="Agent", timeout=150, hint="Parse the answer, check it (schema and policy), submit the "
+       "diagnosis, run each step through the toolbox, poll its verify query until it is below its bound, and write "
+       "report.json with outcome mitigated; exit 0.")  # fmt: skip
+def test_a_checked_plan_is_carried_out_verified_and_submitted(harness: Harness, world: World) -> None:
+    """a plan that passes its checks is run step by step, verified, and its diagnosis submitted"""
+    model = Script(plan_reply(plan("cart's 1.1.0 release fails requests", [("cart", "bad-rollout")], [undo("cart")])))
+    outcome = harness.run(model)
+    assert world.state("cart")[0] == image("cart", GOOD), f"cart was not rolled back to {GOOD} ({outcome.describe()})"
+    assert ("cart", "bad-rollout") in world.submitted, f"the diagnosis was not submitted: {world.submitted}"
+    assert outcome.run.returncode == 0, f"agent.py did not exit 0 after a verified plan: {outcome.describe()}"
+    assert outcome.report.get("outcome") == "mitigated", f"report.json says {outcome.report.get('outcome')!r}"
+
+
+@check(points=3, section="Agent", timeout=120, hint="Check every plan with opslab.agent.plans.problems before "
+       "anything runs: a plan with a problem is not run, and the agent escalates (exit 3).")  # fmt: skip
+def test_an_invalid_plan_runs_nothing(harness: Harness, world: World) -> None:
+    """a plan that breaks the schema (a step without verification or rollback) runs nothing"""
+    broken = plan("scale catalog up", [("catalog", "capacity-loss")], [])
+    broken["steps"] = [{"id": "more", "tool": "scale", "arguments": {"service": "catalog", "replicas": 3}}]
+    outcome = harness.run(Script(plan_reply(broken)))
+    assert not outcome.actions, f"the toolbox was asked to act on an invalid plan: {outcome.actions}"
+    assert world.state("catalog")[1] == 2, "catalog was scaled by an invalid plan"
+    assert outcome.run.returncode == 3, f"agent.py did not escalate an invalid plan (exit 3): {outcome.describe()}"
+
+
+@check(points=3, section="Agent", timeout=120, hint="While investigating, answer every action tool call with a "
+       "refusal (a tool message for that call id) and never run it: actions run only from a checked plan.")  # fmt: skip
+def test_an_action_asked_for_while_investigating_is_refused(harness: Harness, world: World) -> None:
+    """an action tool the model calls during the investigation is answered with a refusal and not run"""
+    model = Script(
+        call_tool("events", {}, "call-read"),
+        call_tool("scale", {"service": "payments", "replicas": 0}, "call-act"),
+        plan_reply(plan("nothing is wrong", [("none", "none")], [])),
+    )
+    outcome = harness.run(model)
+    assert not outcome.actions, f"an action the model called directly reached the toolbox: {outcome.actions}"
+    assert world.state("payments")[1] == 2, "payments was scaled by a tool call outside a plan"
+    answered = model.tool_results()
+    assert "call-read" in answered and "call-act" in answered, (
+        f"the agent did not answer every tool call (answered: {sorted(answered)}): the model must get a result for each"
+    )
+    assert answered["call-read"] != answered["call-act"], "the action call got the same answer as a read"
+
+
+@check(points=3, section="Agent", timeout=120, hint="Evaluate the plan policy (platform plan.rego plus your "
+       "policy/) with `opa eval`; a plan it denies is not run: escalate with its reasons.")  # fmt: skip
+def test_a_plan_the_policy_denies_runs_nothing(harness: Harness, world: World) -> None:
+    """a plan that acts where its diagnosis found nothing is denied by the plan policy and runs nothing"""
+    wrong = plan("checkout is failing", [("checkout", "bad-rollout")], [undo("payments")])
+    outcome = harness.run(Script(plan_reply(wrong)))
+    assert not outcome.actions, f"a plan the policy denies reached the toolbox: {outcome.actions}"
+    assert world.state("payments")[0] == image("payments", RELEASE), "payments was changed by a denied plan"
+    assert outcome.run.returncode == 3, f"agent.py did not escalate a denied plan (exit 3): {outcome.describe()}"
+
+
+@check(points=3, section="Agent", timeout=120, hint="A step the toolbox's policy refuses is final: do not retry "
+       "it, do not go on with the next step; escalate (exit 3) and say why.")  # fmt: skip
+def test_a_step_the_toolbox_refuses_is_not_retried(harness: Harness, world: World) -> None:
+    """a step the action policy refuses (a protected service to zero) is not retried and nothing else runs"""
+    steps = [
+        step("drain-payments", "scale", {"service": "payments", "replicas": 0}),
+        step("again", "scale", {"service": "payments", "replicas": 1}),
+    ]
+    outcome = harness.run(Script(plan_reply(plan("payments must restart", [("payments", "capacity-loss")], steps))))
+    tried = [(c.tool, c.args.get("replicas"), c.allowed) for c in outcome.actions]
+    assert tried, f"the plan's first step never reached the toolbox: {outcome.describe()}"
+    assert tried == [("scale", 0, False)], f"after a refusal the agent went on: {tried}"
+    assert outcome.run.returncode == 3, f"agent.py did not escalate after a refused step: {outcome.describe()}"
+
+
+@check(points=4, section="Agent", timeout=150, hint="Poll a step's verify query until every row is below its "
+       "bound or within_seconds pass; if it never gets there, run the step's rollback, stop, and escalate.")  # fmt: skip
+def test_a_step_that_does_not_verify_is_rolled_back(harness: Harness, world: World) -> None:
+    """a step whose verification never passes is undone by its rollback step, and the agent stops"""
+    steps = [
+        step("more-catalog", "scale", {"service": "catalog", "replicas": 3}, verify=NEVER, within=10,
+             rollback={"tool": "scale", "arguments": {"service": "catalog", "replicas": 2}}),
+        undo("catalog"),
+    ]  # fmt: skip
+    model = Script(plan_reply(plan("catalog lost capacity", [("catalog", "capacity-loss")], steps)))
+    outcome = harness.run(model)
+    tried = [(c.tool, c.args.get("replicas"), c.allowed) for c in outcome.actions]
+    assert ("scale", 3, True) in tried, f"the step never ran: {tried} ({outcome.describe()})"
+    assert tried == [("scale", 3, True), ("scale", 2, True)], f"not step, then its rollback, then stop: {tried}"
+    assert world.state("catalog") == (image("catalog", RELEASE), 2), "catalog is not back where it was"
+    assert outcome.run.returncode == 3, f"agent.py did not escalate a step that failed: {outcome.describe()}"
+
+
+@check(points=2, section="Agent", timeout=120, hint="Count the model's turns: after --max-turns without an answer, "
+       "stop asking and escalate (exit 3).")  # fmt: skip
+def test_the_turn_budget_holds(harness: Harness) -> None:
+    """a model that only ever asks for more tools gets at most --max-turns turns"""
+    model = Script(then=call_tool("alerts", {}))
+    outcome = harness.run(model, max_turns=4)
+    assert len(model.requests) <= 4, f"the model was asked {len(model.requests)} times with --max-turns 4"
+    assert outcome.run.returncode == 3, f"agent.py did not escalate when out of turns: {outcome.describe()}"
+
+
+@check(points=3, section="Agent", timeout=150, hint="When the decision lists needs_approval, ask the gate "
+       "(opslab.agent.approvals.Gate.ask) and wait for the answer; a no runs nothing and escalates.")  # fmt: skip
+def test_a_plan_needing_approval_waits_and_a_no_runs_nothing(harness: Harness, world: World) -> None:
+    """a plan that needs a human (an image set by hand) asks for approval and waits; a rejection runs nothing"""
+    two = pinned()
+    seen: list[dict[str, Any]] = []
+    outcome = harness.run(Script(plan_reply(two)), during=approver(False, seen))
+    assert seen, f"the agent never asked for approval of a plan the policy sends to a human: {outcome.describe()}"
+    assert not outcome.actions, f"a rejected plan reached the toolbox: {outcome.actions}"
+    assert outcome.run.returncode == 3, f"agent.py did not escalate a rejected plan: {outcome.describe()}"
+
+
+@check(points=2, section="Agent", timeout=120, hint="No answer within --approval-timeout is a no "
+       "(Gate.wait returns a Verdict with approved False).")  # fmt: skip
+def test_no_answer_to_an_approval_is_a_no(harness: Harness, world: World) -> None:
+    """a plan that needs a human and gets no answer in time runs nothing"""
+    two = pinned()
+    outcome = harness.run(Script(plan_reply(two)), approval_timeout=3)
+    assert not outcome.actions, f"a plan nobody approved reached the toolbox: {outcome.actions}"
+    assert outcome.run.returncode == 3, f"agent.py did not escalate an unanswered approval: {outcome.describe()}"
