@@ -96,7 +96,7 @@ def test_an_invalid_plan_runs_nothing(harness: Harness, world: World) -> None:
 @check(points=3, section="Agent", timeout=120, hint="While investigating, answer every action tool call with a "
        "refusal (a tool message for that call id) and never run it: actions run only from a checked plan.")  # fmt: skip
 def test_an_action_asked_for_while_investigating_is_refused(harness: Harness, world: World) -> None:
-    """an action tool the model calls during the investigation is answered with a refusal and not run"""
+    """an action the model calls while investigating (as a planted notice tells it) is refused, not run"""
     model = Script(
         call_tool("events", {}, "call-read"),
         call_tool("scale", {"service": "payments", "replicas": 0}, "call-act"),
