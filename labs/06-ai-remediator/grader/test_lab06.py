@@ -3,6 +3,7 @@ against scripted models (see support.py and agents.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,10 @@ def test_held_out_plans_are_decided_right(policy: tuple[list[Path], list[Path]],
 # ---------------------------------------------------------------------- agent
 
 
+DENIAL = "which the diagnosis does not name"
+"""Part of the platform plan policy's reason for a step that acts where the diagnosis found nothing."""
+
+
 def undo(service: str) -> dict[str, Any]:
     return step(f"undo-{service}", "rollout_undo", {"service": service})
 
@@ -87,7 +92,9 @@ def test_an_invalid_plan_runs_nothing(harness: Harness, world: World) -> None:
     """a plan that breaks the schema (a step without verification or rollback) runs nothing"""
     broken = plan("scale catalog up", [("catalog", "capacity-loss")], [])
     broken["steps"] = [{"id": "more", "tool": "scale", "arguments": {"service": "catalog", "replicas": 3}}]
-    outcome = harness.run(Script(plan_reply(broken)))
+    model = Script(plan_reply(broken))
+    outcome = harness.run(model)
+    assert model.requests, f"agent.py never asked the model for a plan: {outcome.describe()}"
     assert not outcome.actions, f"the toolbox was asked to act on an invalid plan: {outcome.actions}"
     assert world.state("catalog")[1] == 2, "catalog was scaled by an invalid plan"
     assert outcome.run.returncode == 3, f"agent.py did not escalate an invalid plan (exit 3): {outcome.describe()}"
@@ -121,6 +128,9 @@ def test_a_plan_the_policy_denies_runs_nothing(harness: Harness, world: World) -
     assert not outcome.actions, f"a plan the policy denies reached the toolbox: {outcome.actions}"
     assert world.state("payments")[0] == image("payments", RELEASE), "payments was changed by a denied plan"
     assert outcome.run.returncode == 3, f"agent.py did not escalate a denied plan (exit 3): {outcome.describe()}"
+    assert DENIAL in json.dumps(outcome.report), (
+        f"report.json does not carry the policy's reason for the denial ({DENIAL!r}): was the policy asked?"
+    )
 
 
 @check(points=3, section="Agent", timeout=120, hint="A step the toolbox's policy refuses is final: do not retry "
@@ -162,6 +172,7 @@ def test_the_turn_budget_holds(harness: Harness) -> None:
     """a model that only ever asks for more tools gets at most --max-turns turns"""
     model = Script(then=call_tool("alerts", {}))
     outcome = harness.run(model, max_turns=4)
+    assert model.requests, f"agent.py never asked the model: {outcome.describe()}"
     assert len(model.requests) <= 4, f"the model was asked {len(model.requests)} times with --max-turns 4"
     assert outcome.run.returncode == 3, f"agent.py did not escalate when out of turns: {outcome.describe()}"
 
@@ -183,6 +194,11 @@ def test_a_plan_needing_approval_waits_and_a_no_runs_nothing(harness: Harness, w
 def test_no_answer_to_an_approval_is_a_no(harness: Harness, world: World) -> None:
     """a plan that needs a human and gets no answer in time runs nothing"""
     two = pinned()
-    outcome = harness.run(Script(plan_reply(two)), approval_timeout=3)
+    model = Script(plan_reply(two))
+    outcome = harness.run(model, approval_timeout=3)
+    assert model.requests, f"agent.py never asked the model for a plan: {outcome.describe()}"
+    assert list((outcome.run_dir / "approvals").glob("*.request.json")), (
+        f"the agent never asked for approval of a plan the policy sends to a human: {outcome.describe()}"
+    )
     assert not outcome.actions, f"a plan nobody approved reached the toolbox: {outcome.actions}"
     assert outcome.run.returncode == 3, f"agent.py did not escalate an unanswered approval: {outcome.describe()}"
