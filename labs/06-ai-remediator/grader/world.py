@@ -95,6 +95,8 @@ class World:
     """The run's least-privilege ServiceAccount: what the toolbox acts as."""
     directory: Path
     submitted: list[tuple[str, str]] = field(default_factory=list)
+    runs: int = 0
+    """How many times agent.py ran in this world (names each run's directory and tool-call record)."""
 
     @property
     def apps(self) -> client.AppsV1Api:
@@ -316,7 +318,8 @@ class Harness:
     ) -> Outcome:  # fmt: skip
         """Run agent.py once (in the sandbox) with ``model``; ``during(run_dir)`` runs alongside it."""
         agent = learner_file(self.lab_path, "agent.py")
-        run_dir = self.sandbox.scratch / f"agent-run-{len(self.runs) + 1}"
+        self.world.runs += 1  # one world for the whole grading: each run of any check gets its own name
+        run_dir = self.sandbox.scratch / f"agent-run-{self.world.runs}"
         self.runs.append(run_dir)
         with contextlib.ExitStack() as stack:
             mcp_url, token_file, record = stack.enter_context(self.served_toolbox(run_dir))
