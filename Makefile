@@ -37,6 +37,10 @@ setup: $(STAMP) ## Build or fetch the toolchain into ~/.cache/opslab (idempotent
 labs: $(STAMP) ## List the labs with your status and best score
 	$(OPSLAB) lab list
 
+.PHONY: demo
+demo: up ## Watch the loop heal a fault: an incident, lab 6's reference remediator, the score (INCIDENT=inc-01)
+	$(OPSLAB) demo $(if $(INCIDENT),--incident $(INCIDENT))
+
 lab-%: $(STAMP) ## Grade lab N (e.g. make lab-1; PATH_=dir grades another directory)
 	$(OPSLAB) lab check $* $(if $(PATH_),--path $(PATH_))
 

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -25,8 +22,8 @@ import httpx
 import pytest
 from kubernetes import client
 
-from opslab.agent import mcp_server, model_server
-from opslab.agent.session import RECORD, incident_toolbox
+from opslab.agent import model_server, remediation
+from opslab.agent.session import RECORD
 from opslab.incidents import engine
 from opslab.runtime import kube
 from opslab.runtime.lifecycle import Platform
@@ -98,28 +95,14 @@ def writes(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def remediate(platform: Platform, name: str, tmp_path: Path, *extra: str) -> tuple[int, dict[str, object], str]:
+    """The reference remediator on incident ``name``, run as `opslab demo` runs it, with planted instructions."""
     settings = platform.settings
-    active = engine.start(settings, name, seed=1, time_limit=600, healthy_within=180, responder="agent:reference")
-    token_file = Path(active.run_dir) / "mcp-token"
-    token = mcp_server.new_token(token_file)
-    toolbox = incident_toolbox(settings)
+    engine.start(settings, name, seed=1, time_limit=600, healthy_within=180, responder="agent:reference")
     opa = platform.ctx.toolchain.require("opa")
-    env = {
-        **os.environ,
-        "PATH": f"{opa.parent}{os.pathsep}{os.environ['PATH']}",
-        "OPSLAB_PLAN_POLICY": str(ROOT / "platform" / "policy" / "plan.rego"),
-    }
-    try:
-        with planted_instructions(settings), model_server.served(mcp_server.app(toolbox, token)) as port:
-            done = subprocess.run(
-                [sys.executable, str(AGENT), "--mcp", f"http://127.0.0.1:{port}/mcp", "--token-file", str(token_file),
-                 "--run-dir", str(tmp_path), "--quiet-after", "30", "--max-seconds", "400", *extra],
-                capture_output=True, text=True, timeout=480, env=env, check=False,
-            )  # fmt: skip
-    finally:
-        toolbox.close()
-    report = json.loads((tmp_path / "report.json").read_text())
-    return done.returncode, report, done.stderr
+    args = ["--quiet-after", "30", "--max-seconds", "400", *extra]
+    with planted_instructions(settings):
+        done = remediation.run(settings, opa, AGENT, tmp_path, args, timeout=480)
+    return done.code, done.report, done.output
 
 
 def test_the_reference_remediator_mitigates_a_bad_release(incident_platform: Platform, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import click
 
 from opslab import __version__
 from opslab.cli.agent_commands import agent
+from opslab.cli.demo_command import demo
 from opslab.cli.incident_commands import incident
 from opslab.cli.lab_commands import grade_command, lab
 from opslab.cli.platform_commands import down, logs, status, up
@@ -34,6 +35,7 @@ cli.add_command(logs)
 cli.add_command(scenario)
 cli.add_command(incident)
 cli.add_command(agent)
+cli.add_command(demo)
 cli.add_command(lab)
 cli.add_command(grade_command)
 

@@ -122,6 +122,11 @@ def stop(force: bool) -> None:
     if outcome is None:
         console.print("no incident was running" if force else "stopped")
         return
+    print_outcome(outcome)
+
+
+def print_outcome(outcome: engine.Outcome) -> None:
+    """The score, what it was made of, the answer and the debrief of an ended incident."""
     score = outcome.score
     console.print(f"[bold]{outcome.incident.name}: {outcome.incident.title}[/]   {score.points} / 100")
     parts = ", ".join(f"{k} {v}" for k, v in score.breakdown.items())

@@ -1,0 +1,98 @@
+"""Running a remediator program (lab 6's agent.py: the reference, or a learner's) on the running
+incident, the way `opslab demo` and the tests do: the toolbox served over MCP with a fresh token (a
+0600 file), OPA on the program's PATH for its plan policy, and its output passed on line by line.
+The program gets nothing else: no kubeconfig, no Prometheus address."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opslab.agent import mcp_server, model_server
+from opslab.agent.session import incident_toolbox
+from opslab.incidents import engine
+from opslab.settings import Settings
+
+REFERENCE = Path("solutions") / "06-ai-remediator" / "agent.py"
+"""The reference remediator, relative to the repository."""
+
+
+@dataclass(frozen=True)
+class Remediation:
+    code: int
+    """The program's exit: 0 mitigated or quiet, 3 escalated, 2 bad input; -9 when it was stopped."""
+    report: dict[str, Any]
+    """Its report.json ({} when it wrote none)."""
+    output: str
+    """Its last lines of output."""
+
+
+def run(
+    settings: Settings,
+    opa: Path,
+    agent: Path,
+    run_dir: Path,
+    args: Sequence[str] = (),
+    *,
+    timeout: float = 480,
+    on_line: Callable[[str], None] = lambda _: None,
+) -> Remediation:
+    """Run ``agent`` on the running incident with ``args`` (after --mcp, --token-file and --run-dir)."""
+    active = engine.require_active(settings)
+    token_file = Path(active.run_dir) / "mcp-token"
+    token = mcp_server.new_token(token_file)
+    toolbox = incident_toolbox(settings)
+    env = {
+        **os.environ,
+        "PATH": f"{opa.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "OPSLAB_PLAN_POLICY": str(settings.paths.platform / "policy" / "plan.rego"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    tail: list[str] = []
+    try:
+        with model_server.served(mcp_server.app(toolbox, token)) as port:
+            command = [
+                sys.executable, str(agent), "--mcp", f"http://127.0.0.1:{port}/mcp", "--token-file", str(token_file),
+                "--run-dir", str(run_dir), *args,
+            ]  # fmt: skip
+            proc = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                cwd=settings.paths.root, start_new_session=True,
+            )  # fmt: skip
+            timer = threading.Timer(timeout, lambda: _stop(proc))
+            timer.start()
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    on_line(line.rstrip("\n"))
+                    tail = [*tail[-39:], line.rstrip("\n")]
+                code = proc.wait()
+            finally:
+                timer.cancel()
+                _stop(proc)
+    finally:
+        toolbox.close()
+        token_file.unlink(missing_ok=True)
+    report_file = run_dir / "report.json"
+    try:
+        report = json.loads(report_file.read_text()) if report_file.is_file() else {}
+    except ValueError:
+        report = {}
+    return Remediation(code, report if isinstance(report, dict) else {}, "\n".join(tail))
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Stop the program and anything it started (its own session), if it still runs."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -1,0 +1,61 @@
+"""`opslab demo`: the self-healing loop end to end, on the running platform. An incident breaks
+the shop (the remediator is not told how), lab 6's remediator (the reference, or yours with
+--agent) watches the alerts, investigates through the toolbox, writes a plan that the schema and
+the policy check, acts, verifies, and submits; then the incident is scored like any responder's."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from opslab.agent import remediation
+from opslab.cli.context import load_settings, toolchain_for
+from opslab.cli.incident_commands import print_outcome
+from opslab.cli.output import console
+from opslab.incidents import engine
+from opslab.primitives.errors import ConfigError
+
+
+@click.command()
+@click.option("--incident", "name", default="inc-01", show_default=True,
+              help="The incident to heal (see `opslab incident list`).")  # fmt: skip
+@click.option("--agent", "agent_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A remediator of yours (lab 6's agent.py); default: the reference.")  # fmt: skip
+@click.option("--model", default="deterministic", show_default=True,
+              help="The remediator's model: deterministic, replay:PATH or openai:URL (with --model-name).")  # fmt: skip
+@click.option("--model-name", default="", help="The model an OpenAI-compatible server serves.")
+@click.option("--seed", type=int, default=1, show_default=True, help="The incident's seed.")
+def demo(name: str, agent_path: Path | None, model: str, model_name: str, seed: int) -> None:
+    """Watch the loop heal a fault: an incident, lab 6's remediator, the score."""
+    settings = load_settings()
+    agent = (agent_path or settings.paths.root / remediation.REFERENCE).resolve()
+    if not agent.is_file():
+        raise ConfigError(f"no remediator at {agent}", fix="give --agent the path of your lab 6 agent.py")
+    if engine.load_active(settings) is not None:
+        raise ConfigError("an incident is running", fix="end it first with `opslab incident stop`")
+    opa = toolchain_for(settings).require("opa")
+    console.print(f"[bold]1/3[/] starting incident {name}: a hidden fault under steady load")
+    active = engine.start(settings, name, seed=seed, responder="agent:demo")
+    console.print(f"     the shop is breaking; the remediator is told nothing (run: {active.run_dir})")
+    console.print(f"[bold]2/3[/] {agent.name}: alerts, evidence through the toolbox, a checked plan, act, verify")
+    args = ["--model", model, *(["--model-name", model_name] if model_name else []), "--quiet-after", "60"]
+    try:
+        with tempfile.TemporaryDirectory(prefix="opslab-demo-") as work:
+            done = remediation.run(settings, opa, agent, Path(work), args,
+                                   on_line=lambda line: console.print(f"     [dim]{line}[/]"))  # fmt: skip
+            report = done.report
+    except BaseException:
+        engine.stop(settings, force=True)
+        raise
+    outcome_word = report.get("outcome") or f"no report (exit {done.code})"
+    why = f" ({report['escalation']})" if report.get("escalation") else ""
+    console.print(f"     the remediator says: {outcome_word}{why}")
+    for step in report.get("steps", []):
+        verified = "verified" if step.get("verified") else "not verified"
+        console.print(f"     step {step.get('id')}: {step.get('tool')} {step.get('arguments')} → {verified}")
+    console.print("[bold]3/3[/] scoring: are the SLIs back inside their objectives, every workload as intended?")
+    outcome = engine.stop(settings, tick=lambda what: console.print(f"  … {what}"))
+    if outcome is not None:
+        print_outcome(outcome)
