@@ -5,6 +5,7 @@ the policy check, acts, verifies, and submits; then the incident is scored like 
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from opslab.primitives.errors import ConfigError
 @click.option("--seed", type=int, default=1, show_default=True, help="The incident's seed.")
 def demo(name: str, agent_path: Path | None, model: str, model_name: str, seed: int) -> None:
     """Watch the loop heal a fault: an incident, lab 6's remediator, the score."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the story, not every HTTP request behind it
     settings = load_settings()
     agent = (agent_path or settings.paths.root / remediation.REFERENCE).resolve()
     if not agent.is_file():
