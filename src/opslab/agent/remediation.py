@@ -64,21 +64,21 @@ def run(
                 sys.executable, str(agent), "--mcp", f"http://127.0.0.1:{port}/mcp", "--token-file", str(token_file),
                 "--run-dir", str(run_dir), *args,
             ]  # fmt: skip
-            proc = subprocess.Popen(
+            with subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                 cwd=settings.paths.root, start_new_session=True,
-            )  # fmt: skip
-            timer = threading.Timer(timeout, lambda: _stop(proc))
-            timer.start()
-            try:
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    on_line(line.rstrip("\n"))
-                    tail = [*tail[-39:], line.rstrip("\n")]
-                code = proc.wait()
-            finally:
-                timer.cancel()
-                _stop(proc)
+            ) as proc:  # fmt: skip
+                timer = threading.Timer(timeout, lambda: _stop(proc))
+                timer.start()
+                try:
+                    assert proc.stdout is not None
+                    for line in proc.stdout:
+                        on_line(line.rstrip("\n"))
+                        tail = [*tail[-39:], line.rstrip("\n")]
+                    code = proc.wait()
+                finally:
+                    timer.cancel()
+                    _stop(proc)
     finally:
         toolbox.close()
         token_file.unlink(missing_ok=True)
