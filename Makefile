@@ -38,7 +38,7 @@ labs: $(STAMP) ## List the labs with your status and best score
 	$(OPSLAB) lab list
 
 .PHONY: demo
-demo: up ## Watch the loop heal a fault: an incident, lab 6's reference remediator, the score (INCIDENT=inc-01)
+demo: up ## Watch the loop heal a fault (an incident, lab 6's reference remediator, the score), then the fault left alone (INCIDENT=inc-01)
 	$(OPSLAB) demo $(if $(INCIDENT),--incident $(INCIDENT))
 
 lab-%: $(STAMP) ## Grade lab N (e.g. make lab-1; PATH_=dir grades another directory)
@@ -81,7 +81,7 @@ bench-automation: setup ## Measure lab 5's API and workers (PATH_=dir: yours): a
 	$(VENV)/bin/python -m opslab.bench.automation $(if $(RUNS),--runs $(RUNS)) $(if $(PATH_),--path $(PATH_))
 
 .PHONY: bench-incidents
-bench-incidents: setup ## The oracle over every incident (share mitigated, time to mitigate) and the catalog unattended
+bench-incidents: setup ## The oracle and lab 6's reference remediator over every incident (share mitigated, time to mitigate), and the catalog unattended
 	$(VENV)/bin/python -m opslab.bench.incidents
 
 .PHONY: bench-labs

@@ -1,12 +1,15 @@
 """`opslab demo`: the self-healing loop end to end, on the running platform. An incident breaks
 the shop (the remediator is not told how), lab 6's remediator (the reference, or yours with
 --agent) watches the alerts, investigates through the toolbox, writes a plan that the schema and
-the policy check, acts, verifies, and submits; then the incident is scored like any responder's."""
+the policy check, acts, verifies, and submits; then the incident is scored like any responder's.
+Then the same fault again with nobody responding, for as long as the remediator needed and a
+little more, so the two runs' times to recover can be compared (--no-baseline skips it)."""
 
 from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -17,6 +20,7 @@ from opslab.cli.incident_commands import print_outcome
 from opslab.cli.output import console
 from opslab.incidents import engine
 from opslab.primitives.errors import ConfigError
+from opslab.settings import Settings
 
 
 @click.command()
@@ -28,7 +32,11 @@ from opslab.primitives.errors import ConfigError
               help="The remediator's model: deterministic, replay:PATH or openai:URL (with --model-name).")  # fmt: skip
 @click.option("--model-name", default="", help="The model an OpenAI-compatible server serves.")
 @click.option("--seed", type=int, default=1, show_default=True, help="The incident's seed.")
-def demo(name: str, agent_path: Path | None, model: str, model_name: str, seed: int) -> None:
+@click.option("--baseline/--no-baseline", default=True, show_default=True,
+              help="Then run the same fault with nobody responding, for comparison.")  # fmt: skip
+def demo(  # noqa: PLR0917 (click passes each option positionally)
+    name: str, agent_path: Path | None, model: str, model_name: str, seed: int, baseline: bool
+) -> None:
     """Watch the loop heal a fault: an incident, lab 6's remediator, the score."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the story, not every HTTP request behind it
     settings = load_settings()
@@ -38,10 +46,11 @@ def demo(name: str, agent_path: Path | None, model: str, model_name: str, seed: 
     if engine.load_active(settings) is not None:
         raise ConfigError("an incident is running", fix="end it first with `opslab incident stop`")
     opa = toolchain_for(settings).require("opa")
-    console.print(f"[bold]1/3[/] starting incident {name}: a hidden fault under steady load")
-    active = engine.start(settings, name, seed=seed, responder="agent:demo")
+    steps = 4 if baseline else 3
+    console.print(f"[bold]1/{steps}[/] starting incident {name}: a hidden fault under steady load")
+    active = engine.start(settings, name, seed=seed, healthy_within=HEALTHY_WITHIN, responder="agent:demo")
     console.print(f"     the shop is breaking; the remediator is told nothing (run: {active.run_dir})")
-    console.print(f"[bold]2/3[/] {agent.name}: alerts, evidence through the toolbox, a checked plan, act, verify")
+    console.print(f"[bold]2/{steps}[/] {agent.name}: alerts, evidence through the toolbox, a checked plan, act, verify")
     args = ["--model", model, *(["--model-name", model_name] if model_name else []), "--quiet-after", "60"]
     try:
         with tempfile.TemporaryDirectory(prefix="opslab-demo-") as work:
@@ -57,7 +66,46 @@ def demo(name: str, agent_path: Path | None, model: str, model_name: str, seed: 
     for step in report.get("steps", []):
         verified = "verified" if step.get("verified") else "not verified"
         console.print(f"     step {step.get('id')}: {step.get('tool')} {step.get('arguments')} → {verified}")
-    console.print("[bold]3/3[/] scoring: are the SLIs back inside their objectives, every workload as intended?")
+    console.print(f"[bold]3/{steps}[/] scoring: are the SLIs back inside their objectives, every workload as intended?")
     outcome = engine.stop(settings, tick=lambda what: console.print(f"  … {what}"))
-    if outcome is not None:
-        print_outcome(outcome)
+    if outcome is None:
+        return
+    print_outcome(outcome)
+    if baseline:
+        console.print(f"[bold]4/{steps}[/] the same fault with remediation off")
+        alone = unattended(settings, name, seed, outcome.score.time_to_mitigate)
+        console.print(f"[bold]with remediation:[/] {recovery(outcome)}   report: {outcome.run_dir / 'report.html'}")
+        console.print(f"[bold]without:[/] {recovery(alone)}   report: {alone.run_dir / 'report.html'}")
+
+
+HEALTHY_WITHIN = 180.0
+"""How long a run waits for the shop to be healthy before its fault (the one before is being undone)."""
+BASELINE_MIN, BASELINE_MAX, BASELINE_MARGIN = 60.0, 180.0, 30.0
+"""How long the fault runs unattended: as long as the remediator needed plus a margin, within bounds."""
+
+
+def unattended(settings: Settings, name: str, seed: int, remediated_after: float | None) -> engine.Outcome:
+    """The incident again, with nobody responding for as long as the remediator needed (and a margin)."""
+    window = min(max((remediated_after or BASELINE_MAX) + BASELINE_MARGIN, BASELINE_MIN), BASELINE_MAX)
+    active = engine.start(settings, name, seed=seed, healthy_within=HEALTHY_WITHIN, responder="none")
+    console.print(f"     nobody responds for {window:.0f} s (run: {active.run_dir})")
+    deadline = time.monotonic() + window
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(30.0, left))  # nobody acts: the wait is the measure, not a condition
+            outside = engine.slis_outside(settings)
+            elapsed = window - max(deadline - time.monotonic(), 0)
+            console.print(f"  … {elapsed:.0f} s: " + ("; ".join(outside) or "SLIs within"))
+    except BaseException:
+        engine.stop(settings, force=True)
+        raise
+    outcome = engine.stop(settings, settle_wait=0)
+    assert outcome is not None  # not forced: a scored run
+    return outcome
+
+
+def recovery(outcome: engine.Outcome) -> str:
+    score = outcome.score
+    if score.mitigated and score.time_to_mitigate is not None:
+        return f"recovered {score.time_to_mitigate:.0f} s after the fault"
+    return "not recovered when the run ended" + (f" ({score.reasons[0]})" if score.reasons else "")
