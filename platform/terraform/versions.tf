@@ -1,11 +1,11 @@
 terraform {
   required_version = ">= 1.6.0"
 
-  # State lives in the cluster: a Secret `tfstate-default-platform` in kube-system, locked with a
+  # State lives in the cluster: a Secret `tfstate-default-platform` in opslab-terraform, locked with a
   # Lease. `opslab up` passes config_path (the kubeconfig) with -backend-config.
   backend "kubernetes" {
     secret_suffix = "platform"
-    namespace     = "kube-system"
+    namespace     = "opslab-terraform"
   }
 
   required_providers {

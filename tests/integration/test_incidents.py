@@ -301,3 +301,51 @@ def test_etcd_serves_only_the_api_servers_client_certificate(platform: Platform)
     assert read("http", None) != 200  # plain HTTP on a TLS port
     assert read("https", None) == 0  # no client certificate: the handshake fails
     assert read("https", (str(pki.cert("admin")), str(pki.key("admin")))) == 0  # not even the cluster admin's
+
+
+def test_terraform_tools_apply_only_the_plan_shown_as_a_least_privilege_runner(incident_settings: Platform) -> None:
+    """terraform_plan shows drift as the terraform runner; the policy refuses an apply without that
+    plan or of another digest; the plan shown restores the configuration, once; the runner may not
+    read the control plane's Secrets, delete a namespace or write RBAC; its change is an action."""
+    settings = incident_settings.settings
+    _start(incident_settings, "inc-11", responder="terraform")
+    admin = kube.api_client(settings.paths.kubeconfig)
+    core = client.CoreV1Api(admin)
+    core.patch_namespaced_resource_quota("opslab-quota", "monitoring", {"spec": {"hard": {"pods": "49"}}})
+    toolbox = incident_toolbox(settings)
+    try:
+        with pytest.raises(ToolError, match="unknown configuration 'cluster'"):
+            toolbox.terraform_plan("cluster")
+        with pytest.raises(PolicyDenied, match="needs the plan just shown"):
+            toolbox.terraform_apply("platform", "0" * 16)
+        shown = toolbox.terraform_plan("platform")
+        drifted = 'kubernetes_resource_quota.platform["monitoring"]'
+        assert [c["actions"] for c in shown["changes"] if c["address"] == drifted] == [["update"]], shown
+        with pytest.raises(PolicyDenied, match="needs the plan just shown"):
+            toolbox.terraform_apply("platform", "f" * 16)
+        applied = toolbox.terraform_apply("platform", shown["plan_digest"])
+        assert applied["applied"].startswith("Apply complete!"), applied
+        with pytest.raises(PolicyDenied, match="needs the plan just shown"):
+            toolbox.terraform_apply("platform", shown["plan_digest"])  # a plan is applied once
+    finally:
+        toolbox.close()
+    assert core.read_namespaced_resource_quota("opslab-quota", "monitoring").spec.hard["pods"] == "50"
+    authz = client.AuthorizationV1Api(admin)
+
+    def runner_may(verb: str, resource: str, namespace: str, group: str = "") -> bool:
+        attributes = client.V1ResourceAttributes(verb=verb, resource=resource, namespace=namespace, group=group)
+        spec = client.V1SubjectAccessReviewSpec(
+            user="system:serviceaccount:opslab-terraform:terraform-runner", resource_attributes=attributes
+        )
+        review = authz.create_subject_access_review(client.V1SubjectAccessReview(spec=spec))
+        return bool(review.status.allowed)
+
+    assert runner_may("patch", "resourcequotas", "shop")
+    assert runner_may("update", "secrets", "opslab-terraform")
+    assert not runner_may("get", "secrets", "kube-system")
+    assert not runner_may("delete", "namespaces", "")
+    assert not runner_may("create", "roles", "labs", "rbac.authorization.k8s.io")
+    assert not runner_may("patch", "deployments", "shop", "apps")
+    outcome = engine.stop(settings, settle_wait=0)
+    assert outcome is not None and outcome.score.actions >= 1, "the runner's change was not the responder's"
+    admin.close()

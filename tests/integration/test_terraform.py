@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shlex
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from opslab.runtime.lifecycle import Platform
-from opslab.runtime.terraform import STATE_NAMESPACE
+from opslab.runtime.terraform import STATE_NAMESPACE, move_former_state
 
 pytestmark = pytest.mark.platform
 
@@ -74,3 +76,27 @@ def test_lab_service_account_has_least_privilege(platform: Platform, api: client
     assert not allowed("create", "deployments", "shop", "apps"), "no other namespace"
     assert not allowed("create", "rolebindings", "labs", "rbac.authorization.k8s.io"), "no RBAC escalation"
     assert not allowed("list", "nodes", None), "no cluster-scoped objects"
+
+
+def test_state_an_older_opslab_kept_elsewhere_is_moved_once(platform: Platform, api: client.ApiClient) -> None:
+    """`up` moves the state Secret out of kube-system (as it did before): copied, then the old one
+    deleted, labels and data intact; a second run finds nothing to move."""
+    core = client.CoreV1Api(api)
+    source, target = (f"t-tfstate-{part}-{uuid.uuid4().hex[:6]}" for part in ("old", "new"))
+    for namespace in (source, target):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    try:
+        labels = {"tfstate": "true", "tfstateWorkspace": "default"}
+        state = base64.b64encode(b'{"version": 4, "serial": 7}').decode()
+        core.create_namespaced_secret(source, client.V1Secret(
+            metadata=client.V1ObjectMeta(name="tfstate-default-platform", labels=labels), data={"tfstate": state},
+        ))  # fmt: skip
+        kubeconfig = platform.paths.kubeconfig
+        assert move_former_state(kubeconfig, source, target, "tfstate-default-platform")
+        moved = core.read_namespaced_secret("tfstate-default-platform", target)
+        assert moved.data == {"tfstate": state} and moved.metadata.labels == labels
+        assert core.list_namespaced_secret(source).items == []
+        assert not move_former_state(kubeconfig, source, target, "tfstate-default-platform")
+    finally:
+        for namespace in (source, target):
+            core.delete_namespace(namespace)

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from opslab.runtime.components.kube import AUDIT_POLICY, INCIDENT_RESPONDER, AuditedRequest, audited_requests
+from opslab.incidents.timeline import responder_actions
+from opslab.runtime.components.kube import (
+    AUDIT_POLICY,
+    INCIDENT_RESPONDER,
+    TERRAFORM_RUNNER,
+    AuditedRequest,
+    audited_requests,
+)
 
 
 def event(user: str, namespace: str, name: str, code: int) -> str:
@@ -54,7 +61,7 @@ def test_the_policy_audits_evictions_pod_removals_the_responders_writes_and_noth
     assert not_ready["resources"] == [{"group": "", "resources": ["pods/status"]}]
     assert responder == {
         "level": "Metadata",
-        "users": [INCIDENT_RESPONDER],
+        "users": [INCIDENT_RESPONDER, TERRAFORM_RUNNER],
         "verbs": ["create", "update", "patch", "delete", "deletecollection"],
     }
     assert last == {"level": "None"}
@@ -67,3 +74,22 @@ def test_a_request_carries_the_time_the_api_server_answered(tmp_path: Path) -> N
     log.write_text(json.dumps(line) + "\n")
     (request,) = audited_requests(log)
     assert request.time == pytest.approx(1796241277.123456)
+
+
+def test_the_responders_actions_include_their_terraform_changes_but_not_its_state(tmp_path: Path) -> None:
+    def stamped(user: str, namespace: str, name: str, at: str) -> str:
+        line = json.loads(event(user, namespace, name, 201))
+        line["stageTimestamp"] = at
+        return json.dumps(line)
+
+    log = tmp_path / "audit.log"
+    log.write_text("\n".join([
+        stamped(INCIDENT_RESPONDER, "shop", "cart-1", "2026-12-03T10:00:01Z"),
+        stamped(TERRAFORM_RUNNER, "opslab-terraform", "lock-tfstate-default-platform", "2026-12-03T10:00:02Z"),
+        stamped(TERRAFORM_RUNNER, "shop", "opslab-quota", "2026-12-03T10:00:03Z"),
+        stamped("system:serviceaccount:kube-system:deployment-controller", "shop", "cart-2", "2026-12-03T10:00:04Z"),
+        stamped(INCIDENT_RESPONDER, "shop", "cart-3", "2026-12-03T11:00:00Z"),  # after the incident
+    ]) + "\n")  # fmt: skip
+    start = 1796292000.0  # 2026-12-03T10:00:00Z
+    actions = responder_actions(log, start, start + 60)
+    assert [(a.namespace, a.name) for a in actions] == [("shop", "cart-1"), ("shop", "opslab-quota")]

@@ -25,7 +25,8 @@ INSTRUCTIONS = (
     "You are on call for the shop, a seven-service system on Kubernetes (namespace shop). Read before "
     "you act: alerts, query (PromQL: shop:sli_error_ratio:rate25s, shop:sli_slow_ratio:rate25s), "
     "deployments, pods, nodes, rollout_history, events, logs, topology. Actions (scale, rollout_undo, "
-    "rollout_restart, patch_resources, set_image, cordon, uncordon, drain, run_playbook) pass a policy "
+    "rollout_restart, patch_resources, set_image, cordon, uncordon, drain, run_playbook, terraform_plan, "
+    "terraform_apply) pass a policy "
     "first; a denial says why. Submit one diagnosis per finding with submit(service, fault_type)."
 )
 
@@ -123,6 +124,17 @@ def build(toolbox: Toolbox) -> MCPServer[Any]:
                  "Deployment through ansible-runner (policy-checked).")  # fmt: skip
     def run_playbook(playbook: str, service: str) -> dict[str, Any]:
         return guarded(toolbox.run_playbook)(playbook, service)
+
+    @server.tool(description="Plan an allow-listed Terraform configuration (platform: namespaces, quotas, "
+                 "limit ranges) as a least-privilege account: what would change, and the plan's digest "
+                 "(policy-checked).")  # fmt: skip
+    def terraform_plan(config: str) -> dict[str, Any]:
+        return guarded(toolbox.terraform_plan)(config)
+
+    @server.tool(description="Apply exactly the plan terraform_plan just showed, named by its digest, "
+                 "within 300 s of it (policy-checked).")  # fmt: skip
+    def terraform_apply(config: str, plan_digest: str) -> dict[str, Any]:
+        return guarded(toolbox.terraform_apply)(config, plan_digest)
 
     @server.tool(description="Record a diagnosis: a service (or node, or none) and a fault type from the vocabulary.")
     def submit(service: str, fault_type: str, notes: str = "") -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from opslab.agent.policy import Policy
+from opslab.agent.terraform_tools import TerraformTools
 from opslab.agent.toolbox import Toolbox
 from opslab.incidents import engine
 from opslab.settings import Settings
@@ -29,4 +30,5 @@ def incident_toolbox(settings: Settings) -> Toolbox:
         logs=settings.paths.logs / "shop",
         submit=submit,
         playbooks=settings.paths.platform / "playbooks",
+        terraform=TerraformTools(settings, Path(active.run_dir)),
     )

@@ -6,7 +6,9 @@ responder's RBAC, and the labels and annotations that carry a fault are redacted
 
 Action tools run as the incident's responder (ServiceAccount shop/incident-responder, never the
 admin), each only after the policy server (OPA, platform/policy) allows it; a denial raises
-PolicyDenied with the policy's reasons. Every call (arguments, decision, result or error, latency) is
+PolicyDenied with the policy's reasons. terraform_plan and terraform_apply run an allow-listed
+configuration as the least-privilege terraform runner instead (opslab.agent.terraform_tools), and
+apply only the plan just shown. Every call (arguments, decision, result or error, latency) is
 appended to a JSON-lines record, and every write records its inverse, so a run can be rolled back.
 """
 
@@ -29,6 +31,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from opslab.agent.policy import Decision, Policy
+from opslab.agent.terraform_tools import ShownPlan, TerraformFailed, TerraformTools
 from opslab.runtime import kube
 from opslab.shop.topology import NAMESPACE, ROUTES, SERVICE_LABEL, SERVICES
 
@@ -95,6 +98,7 @@ class Toolbox:
         submit: Callable[[str, str, str], None] | None = None,
         playbooks: Path | None = None,
         namespace: str = NAMESPACE,
+        terraform: TerraformTools | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
@@ -110,6 +114,9 @@ class Toolbox:
         self.logs_dir = logs
         self._submit = submit
         self._http = httpx.Client(timeout=10)
+        self.terraform = terraform
+        self._shown: dict[str, ShownPlan] = {}
+        """The plan last shown of each Terraform configuration: the only one terraform_apply applies."""
 
     def close(self) -> None:
         self._http.close()
@@ -141,14 +148,22 @@ class Toolbox:
             entry["result"] = _summary(result)
             return result
 
-    def _act(self, tool: str, target: dict[str, str], args: dict[str, Any], body: Callable[[], tuple[Any, Any]]) -> Any:
+    def _act(
+        self,
+        tool: str,
+        target: dict[str, str],
+        args: dict[str, Any],
+        body: Callable[[], tuple[Any, Any]],
+        facts: dict[str, Any] | None = None,
+    ) -> Any:
+        """Ask the policy (``facts``: what else it needs to know), then run ``body`` if allowed."""
         key = f"{target['namespace']}/{target['name']}" if target.get("namespace") else target["name"]
         now = time.time()
         recent = [
             {"tool": a["tool"], "target": a["target"], "seconds_ago": round(now - a["t"], 1)}
             for a in self.record.actions
         ]
-        decision = self.policy.decide({"tool": tool, "target": target, "args": args, "recent": recent})
+        decision = self.policy.decide({"tool": tool, "target": target, "args": args, "recent": recent, **(facts or {})})
         with self._recorded(tool, {**args, "target": key}, decision) as entry:
             entry["target"] = key
             if not decision.allow:
@@ -550,6 +565,50 @@ class Toolbox:
             return {"playbook": playbook, "service": service, "changed": changed}, None  # not undone for you
 
         return dict(self._act("run_playbook", self._deployment(service), {"playbook": playbook}, body))
+
+    def terraform_plan(self, config: str) -> dict[str, Any]:
+        """Plan an allow-listed Terraform configuration (platform: the namespaces, quotas, limit ranges
+        and lab access the platform manages) as the least-privilege terraform runner; what would
+        change, and the plan's digest, which terraform_apply needs (within 300 s)."""
+        tools = self._terraform(config)
+
+        def body() -> tuple[Any, Any]:
+            try:
+                shown = tools.plan(config)
+            except TerraformFailed as exc:
+                raise ToolError(str(exc)) from None
+            self._shown[config] = shown
+            return shown.as_result(), None  # a plan changes nothing
+
+        return dict(self._act("terraform_plan", {"kind": "Terraform", "name": config}, {}, body))
+
+    def terraform_apply(self, config: str, plan_digest: str) -> dict[str, Any]:
+        """Apply the plan terraform_plan just showed (named by its digest), and nothing else."""
+        tools = self._terraform(config)
+        shown = self._shown.get(config)
+        facts = (
+            {"plan": {"digest": shown.digest, "shown_seconds_ago": round(time.time() - shown.shown_at, 1)}}
+            if shown
+            else {}
+        )
+
+        def body() -> tuple[Any, Any]:
+            assert shown is not None  # the policy allows an apply only of a plan shown
+            del self._shown[config]  # a saved plan is applied once
+            try:
+                return tools.apply(shown), None  # undone by planning and applying again, not for you
+            except TerraformFailed as exc:
+                raise ToolError(str(exc)) from None
+
+        target = {"kind": "Terraform", "name": config}
+        return dict(self._act("terraform_apply", target, {"plan_digest": plan_digest}, body, facts))
+
+    def _terraform(self, config: str) -> TerraformTools:
+        if self.terraform is None:
+            raise ToolError("this toolbox has no Terraform configurations")
+        if config not in self.terraform.configs:
+            raise ToolError(f"unknown configuration {config!r}; the allow-list is: {', '.join(self.terraform.configs)}")
+        return self.terraform
 
     def submit(self, service: str, fault_type: str, notes: str = "") -> dict[str, Any]:
         """Record a diagnosis with the incident (the same vocabulary as `opslab incident submit`)."""

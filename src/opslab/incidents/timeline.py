@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 
 from opslab.incidents.scorer import Action, SliSample
-from opslab.runtime.components.kube import INCIDENT_RESPONDER, audited_requests
+from opslab.runtime.components.kube import INCIDENT_RESPONDER, TERRAFORM_RUNNER, audited_requests
+from opslab.runtime.terraform import STATE_NAMESPACE as TERRAFORM_NAMESPACE
 
 STEP = 5.0
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
@@ -72,9 +73,13 @@ def first_alert(spans: list[AlertSpan], after: float) -> float | None:
 
 
 def responder_actions(audit_log: Path, start: float, end: float) -> list[Action]:
-    """The responder's successful writes between start and end, oldest first."""
+    """The responder's successful writes between start and end, oldest first: their own, and those
+    their terraform tools made through the terraform runner (apart from its state and lock)."""
     return [
         Action(r.time, r.verb, r.resource, r.namespace, r.name)
         for r in audited_requests(audit_log)
-        if r.user == INCIDENT_RESPONDER and r.verb in WRITES and r.code < 400 and start <= r.time <= end
+        if (r.user == INCIDENT_RESPONDER or (r.user == TERRAFORM_RUNNER and r.namespace != TERRAFORM_NAMESPACE))
+        and r.verb in WRITES
+        and r.code < 400
+        and start <= r.time <= end
     ]

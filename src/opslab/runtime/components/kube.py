@@ -32,10 +32,15 @@ AUDIT_LOG = Path("data/kube-apiserver/audit.log")
 INCIDENT_RESPONDER = "system:serviceaccount:shop:incident-responder"
 """The identity an incident's responder (a person's kubeconfig or an agent's toolbox) acts as."""
 
+TERRAFORM_RUNNER = "system:serviceaccount:opslab-terraform:terraform-runner"
+"""The identity an agent's terraform_plan and terraform_apply run as (platform/k8s/bootstrap/terraform.yaml):
+its writes outside its own namespace (state and lock) are the responder's actions too."""
+
 # Audit only what graders and incident reviews ask "who did this?" about: evictions (a refused
 # eviction writes nothing else anywhere), pod removals and the node controller marking pods not
-# ready (what took a pod that a budget protected), and every write of an incident's responder (the
-# scorer's record of their actions). Everything else stays unaudited, so the log stays small.
+# ready (what took a pod that a budget protected), and every write of an incident's responder and
+# of the terraform runner that an agent's terraform tools act through (the scorer's record of their
+# actions). Everything else stays unaudited, so the log stays small.
 AUDIT_POLICY = f"""\
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -57,7 +62,7 @@ rules:
         resources: ["pods/status"]
     verbs: ["update", "patch"]
   - level: Metadata
-    users: ["{INCIDENT_RESPONDER}"]
+    users: ["{INCIDENT_RESPONDER}", "{TERRAFORM_RUNNER}"]
     verbs: ["create", "update", "patch", "delete", "deletecollection"]
   - level: None
 """
