@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import time
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from opslab.grading import isolation
-from opslab.grading.fixtures import LearnerError, audited, find_object
+from opslab.grading.fixtures import LearnerError, audited, find_object, hold_pods, lift_hold
 from opslab.primitives.readiness import wait_for
 
 ZONE = "topology.kubernetes.io/zone"
@@ -35,8 +34,6 @@ LAYOUT = {"a1": ("zone-a", []), "a2": ("zone-a", []), "b1": ("zone-b", [SPOT]), 
 CAPACITY = {"cpu": "4", "memory": "16Gi", "pods": "110"}
 KINDS = {"Deployment", "PodDisruptionBudget", "PriorityClass"}
 NODE_CONDITION_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
-HOLD = "grading-hold"
-"""The ResourceQuota that keeps a cell one pod short while a drain check needs the budget at its limit."""
 
 
 def node_names(run_id: str, cell: str) -> dict[str, str]:
@@ -211,13 +208,7 @@ class Cell:
         if not on_b1:
             raise LearnerError("no checkout pod runs in zone-b, so the budget cannot be brought to its limit")
         originals = {p.metadata.name for p in self.pods()}
-        quota = client.V1ResourceQuota(
-            metadata=client.V1ObjectMeta(name=HOLD, labels=isolation.labels(self.run_id)),
-            spec=client.V1ResourceQuotaSpec(hard={"pods": str(self.replicas - 1)}),
-        )
-        self.core.create_namespaced_resource_quota(self.namespace, quota)
-        if not wait_for(lambda: self.core.read_namespaced_resource_quota(HOLD, self.namespace).status.hard, 30):
-            raise RuntimeError(f"the quota controller did not take up {HOLD} in {self.namespace} within 30 s")
+        hold_pods(self.core, self.namespace, self.replicas - 1, isolation.labels(self.run_id))
         # The budget allows this eviction (three Ready pods, two needed) once its controller has
         # counted them; until then the API answers 429.
         if not wait_for(lambda: self._evict(on_b1[0]), 30, interval=0.5):
@@ -237,11 +228,7 @@ class Cell:
     def release_budget(self) -> None:
         """Lift the quota ``exhaust_budget`` set, and have the ReplicaSet create the missing pod now
         (it backs off between refused creations; an update to it makes it try again at once)."""
-        self.core.delete_namespaced_resource_quota(HOLD, self.namespace)
-        wait_for(lambda: not self.core.list_namespaced_resource_quota(self.namespace).items, 15, interval=0.2)
-        stamp = {"metadata": {"annotations": {"opslab.dev/budget-released": str(time.time())}}}
-        for replica_set in self.apps.list_namespaced_replica_set(self.namespace).items:
-            self.apps.patch_namespaced_replica_set(replica_set.metadata.name, self.namespace, stamp)
+        lift_hold(self.core, self.apps, self.namespace)
 
     def _evict(self, pod: client.V1Pod) -> bool:
         """Evict ``pod`` through the API; False if its budget refused (429), True once it is gone."""

@@ -11,7 +11,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from support import GROUP, PLURAL, VERSION, Operator, app_body, conditions
 
-from opslab.grading.fixtures import LearnerError, eventually
+from opslab.grading.fixtures import LearnerError, eventually, hold_pods, lift_hold
 from opslab.grading.rubric import check
 
 REGISTRY = "selfhealingapp-registry"
@@ -229,13 +229,8 @@ def test_ready_is_not_claimed_before_the_rollout_completes(
     """while a quota holds the rollout back the app is not Ready (but Progressing); when it lifts, it is Ready"""
     core = client.CoreV1Api(kube_api)
     running = [p for p in core.list_namespaced_pod(lab_namespace).items if not p.metadata.deletion_timestamp]
-    quota = client.V1ResourceQuota(
-        metadata=client.V1ObjectMeta(name="grading-hold"),
-        spec=client.V1ResourceQuotaSpec(hard={"pods": str(len(running) + 1)}),
-    )
-    core.create_namespaced_resource_quota(lab_namespace, quota)
+    hold_pods(core, lab_namespace, len(running) + 1)
     try:
-        eventually(lambda: core.read_namespaced_resource_quota("grading-hold", lab_namespace).status.hard, 15)
         create(custom, lab_namespace, "held", image="opslab/web:1.0.0", replicas=3)
         reported = eventually(
             lambda: (get(custom, lab_namespace, "held").get("status") or {}).get("observedGeneration"), 30
@@ -254,7 +249,7 @@ def test_ready_is_not_claimed_before_the_rollout_completes(
         assert not claims, "with 1 of 3 replicas able to start (a quota), the app said Ready=True"
         assert progressing, "with the rollout held back, Progressing is not True"
     finally:
-        core.delete_namespaced_resource_quota("grading-hold", lab_namespace)
+        lift_hold(core, client.AppsV1Api(kube_api), lab_namespace)
     assert eventually(lambda: ready(custom, lab_namespace, "held"), 90), (
         "after the quota was lifted, the app did not report Ready=True within 90 s"
     )

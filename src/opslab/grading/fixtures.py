@@ -168,6 +168,44 @@ def eventually(predicate: Callable[[], Any], timeout: float, interval: float = 0
     return value
 
 
+HOLD_QUOTA = "grading-hold"
+"""The ResourceQuota hold_pods puts on a namespace."""
+
+
+def hold_pods(core: client.CoreV1Api, namespace: str, pods: int, labels: dict[str, str] | None = None) -> None:
+    """Cap ``namespace`` at ``pods`` pods with a ResourceQuota, in force when this returns: a pod
+    beyond it cannot even be created, whatever the scheduler or the controllers do (a Pending pod
+    kept off every node is not a hold: it gets scheduled the moment a node fits)."""
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name=HOLD_QUOTA, labels=labels or {}),
+        spec=client.V1ResourceQuotaSpec(hard={"pods": str(pods)}),
+    )
+    core.create_namespaced_resource_quota(namespace, quota)
+
+    def in_force() -> bool:
+        found: Any = core.read_namespaced_resource_quota(HOLD_QUOTA, namespace)
+        return bool(found.status and found.status.hard)
+
+    if not eventually(in_force, 30):
+        raise RuntimeError(f"the quota controller did not take up {HOLD_QUOTA} in {namespace} within 30 s")
+
+
+def lift_hold(core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str) -> None:
+    """Lift hold_pods' quota, and have each ReplicaSet create its missing pods now (it backs off
+    between refused creations; an update to it makes it try again at once)."""
+    core.delete_namespaced_resource_quota(HOLD_QUOTA, namespace)
+
+    def gone() -> bool:
+        quotas: Any = core.list_namespaced_resource_quota(namespace)
+        return HOLD_QUOTA not in {q.metadata.name for q in quotas.items}
+
+    eventually(gone, 15, interval=0.2)
+    stamp = {"metadata": {"annotations": {"opslab.dev/hold-lifted": str(time.time())}}}
+    replica_sets: Any = apps.list_namespaced_replica_set(namespace)
+    for replica_set in replica_sets.items:
+        apps.patch_namespaced_replica_set(replica_set.metadata.name, namespace, stamp)
+
+
 def env_or_fail(name: str) -> str:
     """A platform endpoint the runner passed in (OPSLAB_*); fails the check if the platform is not running."""
     value = os.environ.get(name, "")
