@@ -12,6 +12,7 @@ Runs on a platform of its own (ports shifted by 3000), like the other benches.
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import sys
 import tempfile
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                         choices=[*RESPONDERS, "none"], help="who responds (default: all, and nobody)")  # fmt: skip
     parser.add_argument("--no-record", action="store_true", help="print only; leave docs/performance.md alone")
     args = parser.parse_args(argv)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the figures, not every request behind them
     settings = bench_settings(nodes=3)
     root = Path(settings.paths.root)
     incidents = [i for i in catalog(root) if not args.only or i.name in args.only]
