@@ -38,7 +38,8 @@ def demo(  # noqa: PLR0917 (click passes each option positionally)
     name: str, agent_path: Path | None, model: str, model_name: str, seed: int, baseline: bool
 ) -> None:
     """Watch the loop heal a fault: an incident, lab 6's remediator, the score."""
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # the story, not every HTTP request behind it
+    for chatty in ("httpx", "mcp"):  # the story, not every HTTP request and MCP session behind it
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     settings = load_settings()
     agent = (agent_path or settings.paths.root / remediation.REFERENCE).resolve()
     if not agent.is_file():
@@ -73,9 +74,10 @@ def demo(  # noqa: PLR0917 (click passes each option positionally)
     print_outcome(outcome)
     if baseline:
         console.print(f"[bold]4/{steps}[/] the same fault with remediation off")
-        alone = unattended(settings, name, seed, outcome.score.time_to_mitigate)
+        alone, outside = unattended(settings, name, seed, outcome.score.time_to_mitigate)
         console.print(f"[bold]with remediation:[/] {recovery(outcome)}   report: {outcome.run_dir / 'report.html'}")
-        console.print(f"[bold]without:[/] {recovery(alone)}   report: {alone.run_dir / 'report.html'}")
+        still = f" ({'; '.join(outside)})" if outside else ""
+        console.print(f"[bold]without:[/] {recovery(alone)}{still}   report: {alone.run_dir / 'report.html'}")
 
 
 HEALTHY_WITHIN = 180.0
@@ -84,12 +86,15 @@ BASELINE_MIN, BASELINE_MAX, BASELINE_MARGIN = 60.0, 180.0, 30.0
 """How long the fault runs unattended: as long as the remediator needed plus a margin, within bounds."""
 
 
-def unattended(settings: Settings, name: str, seed: int, remediated_after: float | None) -> engine.Outcome:
+def unattended(
+    settings: Settings, name: str, seed: int, remediated_after: float | None
+) -> tuple[engine.Outcome, list[str]]:
     """The incident again, with nobody responding for as long as the remediator needed (and a margin)."""
     window = min(max((remediated_after or BASELINE_MAX) + BASELINE_MARGIN, BASELINE_MIN), BASELINE_MAX)
     active = engine.start(settings, name, seed=seed, healthy_within=HEALTHY_WITHIN, responder="none")
     console.print(f"     nobody responds for {window:.0f} s (run: {active.run_dir})")
     deadline = time.monotonic() + window
+    outside: list[str] = []
     try:
         while (left := deadline - time.monotonic()) > 0:
             time.sleep(min(30.0, left))  # nobody acts: the wait is the measure, not a condition
@@ -101,11 +106,11 @@ def unattended(settings: Settings, name: str, seed: int, remediated_after: float
         raise
     outcome = engine.stop(settings, settle_wait=0)
     assert outcome is not None  # not forced: a scored run
-    return outcome
+    return outcome, outside
 
 
 def recovery(outcome: engine.Outcome) -> str:
     score = outcome.score
     if score.mitigated and score.time_to_mitigate is not None:
         return f"recovered {score.time_to_mitigate:.0f} s after the fault"
-    return "not recovered when the run ended" + (f" ({score.reasons[0]})" if score.reasons else "")
+    return "not recovered when the run ended"
