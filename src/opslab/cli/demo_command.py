@@ -82,7 +82,7 @@ def demo(  # noqa: PLR0917 (click passes each option positionally)
 
 HEALTHY_WITHIN = 180.0
 """How long a run waits for the shop to be healthy before its fault (the one before is being undone)."""
-BASELINE_MIN, BASELINE_MAX, BASELINE_MARGIN = 60.0, 180.0, 30.0
+BASELINE_MIN, BASELINE_MAX, BASELINE_MARGIN = 60.0, 180.0, 15.0
 """How long the fault runs unattended: as long as the remediator needed plus a margin, within bounds."""
 
 
