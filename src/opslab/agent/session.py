@@ -30,5 +30,5 @@ def incident_toolbox(settings: Settings) -> Toolbox:
         logs=settings.paths.logs / "shop",
         submit=submit,
         playbooks=settings.paths.platform / "playbooks",
-        terraform=TerraformTools(settings, Path(active.run_dir)),
+        terraform=TerraformTools(settings),
     )

@@ -3,14 +3,17 @@
 Terraform runs as the least-privilege ServiceAccount opslab-terraform/terraform-runner
 (platform/k8s/bootstrap/terraform.yaml): it may use the state and its lock, read what the platform
 module manages, and restore namespaces, resource quotas and limit ranges, but delete nothing and
-write no RBAC. Its token is minted here, with the admin's kubeconfig, into a 0600 file the agent
-never sees. Each plan is saved (``plan -out``) under a digest of its bytes; terraform_apply applies
+write no RBAC. Its token is minted here, with the admin's kubeconfig, into a 0600 file in a private
+directory of the toolbox's (removed with it), never the run directory or anywhere the agent is
+pointed to. Each plan is saved (``plan -out``) under a digest of its bytes; terraform_apply applies
 that saved file and nothing else, and terraform itself refuses it once the state has moved on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,12 +57,16 @@ class ShownPlan:
 
 
 class TerraformTools:
-    """Plans and applies for one toolbox, in ``workdir`` (the run's directory)."""
+    """Plans and applies for one toolbox; the runner's kubeconfig and the saved plans live in a
+    private directory until ``close``."""
 
-    def __init__(self, settings: Settings, workdir: Path) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.workdir = workdir
+        self.workdir = Path(tempfile.mkdtemp(prefix="opslab-terraform-"))  # mode 0700
         self._runners: dict[str, Terraform] = {}
+
+    def close(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     @property
     def configs(self) -> list[str]:

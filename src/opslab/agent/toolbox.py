@@ -122,6 +122,8 @@ class Toolbox:
         self._http.close()
         self.policy.close()
         self.api.close()
+        if self.terraform is not None:
+            self.terraform.close()
 
     # ------------------------------------------------------------------ recording
 
