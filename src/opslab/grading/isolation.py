@@ -25,7 +25,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -325,14 +325,21 @@ def sweep_kafka(bootstrap: str, runs: set[str] | None) -> list[str]:
 def sweep_stale(
     api: client.ApiClient, *, kafka: str | None = None, redis: str | None = None, sqs: str | None = None
 ) -> list[str]:
-    """Remove what grading runs whose grader is gone left behind; live runs are untouched."""
-    live = live_runs(api)
+    """Remove what grading runs whose grader is gone left behind; live runs are untouched.
+
+    Each kind of thing is listed first and the live runs are read after it: a run that starts in
+    between (its namespace, topics or keys made after a listing of live runs) would otherwise look
+    stale and lose what it just made."""
+
+    def live() -> set[str]:
+        return live_runs(api)
+
     seen: set[str] = set()
     core = client.CoreV1Api(api)
     for lister in (core.list_namespace, core.list_node):
         with contextlib.suppress(ApiException):
             seen |= {_run_of(obj) for obj in lister(label_selector=RUN_LABEL).items}
-    stale = {run for run in seen - live if run}
+    stale = {run for run in seen - live() if run}
     gone = sweep(api, stale) if stale else []
     if kafka:
         gone += _sweep_stale_kafka(kafka, live)
@@ -375,9 +382,9 @@ def sweep_redis(url: str, runs: set[str] | None) -> list[str]:
     return gone
 
 
-def sweep_stale_redis(url: str, live: set[str]) -> list[str]:
-    """Delete the Redis keys of grading runs not in ``live`` (their grader is gone)."""
-    stale = {_run_of_name(key) for key in _grading_keys(url)} - live
+def sweep_stale_redis(url: str, live: Callable[[], set[str]]) -> list[str]:
+    """Delete the Redis keys of grading runs not ``live()`` once they are listed (their grader is gone)."""
+    stale = {_run_of_name(key) for key in _grading_keys(url)} - live()
     stale = {run for run in stale if valid_run_id(run)}
     return sweep_redis(url, stale) if stale else []
 
@@ -420,14 +427,14 @@ def sweep_sqs(url: str, runs: set[str] | None) -> list[str]:
     return gone
 
 
-def sweep_stale_sqs(url: str, live: set[str]) -> list[str]:
-    """Delete the SQS queues of grading runs not in ``live`` (their grader is gone)."""
-    stale = {_run_of_name(name) for name in _grading_queues(url)} - live
+def sweep_stale_sqs(url: str, live: Callable[[], set[str]]) -> list[str]:
+    """Delete the SQS queues of grading runs not ``live()`` once they are listed (their grader is gone)."""
+    stale = {_run_of_name(name) for name in _grading_queues(url)} - live()
     stale = {run for run in stale if valid_run_id(run)}
     return sweep_sqs(url, stale) if stale else []
 
 
-def _sweep_stale_kafka(bootstrap: str, live: set[str]) -> list[str]:
+def _sweep_stale_kafka(bootstrap: str, live: Callable[[], set[str]]) -> list[str]:
     from confluent_kafka import KafkaException  # noqa: PLC0415
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415
 
@@ -438,7 +445,7 @@ def _sweep_stale_kafka(bootstrap: str, live: set[str]) -> list[str]:
     except (KafkaException, TimeoutError):
         return []
     runs = {_run_of_name(n) for n in names} - {""}
-    stale = {r for r in runs - live if valid_run_id(r)}
+    stale = {r for r in runs - live() if valid_run_id(r)}
     return sweep_kafka(bootstrap, stale) if stale else []
 
 
