@@ -595,7 +595,8 @@ class Toolbox:
         )
 
         def body() -> tuple[Any, Any]:
-            assert shown is not None  # the policy allows an apply only of a plan shown
+            if shown is None:  # the policy refuses this; a policy that did not is no reason to apply blind
+                raise ToolError(f"no plan of {config} was shown: run terraform_plan first")
             del self._shown[config]  # a saved plan is applied once
             try:
                 return tools.apply(shown), None  # undone by planning and applying again, not for you
