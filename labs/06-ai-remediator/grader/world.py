@@ -28,7 +28,7 @@ from opslab.agent import mcp_server, model_server
 from opslab.agent.approvals import Gate
 from opslab.agent.policy import Policy
 from opslab.agent.toolbox import Toolbox
-from opslab.grading.fixtures import LearnerRun, env_or_fail, learner_file, python, run_learner
+from opslab.grading.fixtures import LearnerRun, env_or_fail, learner_file, python, run_learner, stop_learner
 from opslab.grading.sandbox import Sandbox
 from opslab.primitives.ports import free_port
 from opslab.primitives.readiness import wait_for
@@ -77,12 +77,7 @@ class RunOpa:
         return False
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        stop_learner(self.process)
 
 
 @dataclass

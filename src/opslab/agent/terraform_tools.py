@@ -26,8 +26,7 @@ from opslab.runtime import kubeconfig as kubeconfig_module
 from opslab.runtime.component import RuntimeContext
 from opslab.runtime.terraform import STATE_NAMESPACE, Terraform
 from opslab.settings import Settings
-from opslab.toolchain.resolve import Toolchain
-from opslab.toolchain.versions import load_versions
+from opslab.toolchain.resolve import toolchain_for
 
 RUNNER = "terraform-runner"
 TOKEN_SECONDS = 3600
@@ -81,8 +80,7 @@ class TerraformTools:
                     path, settings.paths.kubeconfig, client.CoreV1Api(admin),
                     account=RUNNER, namespace=STATE_NAMESPACE, seconds=TOKEN_SECONDS, context=RUNNER,
                 )  # fmt: skip
-            versions = load_versions(settings.paths.platform / "versions.toml")
-            ctx = RuntimeContext(settings, Toolchain(versions, settings.paths.cache))
+            ctx = RuntimeContext(settings, toolchain_for(settings))
             module = settings.paths.platform / CONFIGS[config]
             self._runners[config] = Terraform(ctx, module, name=f"agent-{config}", kubeconfig=path)
         return self._runners[config]

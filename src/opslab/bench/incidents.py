@@ -28,8 +28,7 @@ from opslab.bench.report import Measure, report_measures
 from opslab.incidents import engine
 from opslab.incidents.catalog import Incident, catalog
 from opslab.settings import Settings
-from opslab.toolchain.resolve import Toolchain
-from opslab.toolchain.versions import load_versions
+from opslab.toolchain.resolve import toolchain_for
 
 HEALTHY_WITHIN = 240.0
 
@@ -48,7 +47,7 @@ def respond(settings: Settings, name: str) -> engine.Outcome:
 
 def remediate(settings: Settings, name: str) -> engine.Outcome:
     engine.start(settings, name, seed=1, time_limit=900, healthy_within=HEALTHY_WITHIN, responder="agent:reference")
-    opa = Toolchain(load_versions(settings.paths.platform / "versions.toml"), settings.paths.cache).require("opa")
+    opa = toolchain_for(settings).require("opa")
     try:
         with tempfile.TemporaryDirectory(prefix="opslab-bench-") as work:
             remediation.run(settings, opa, settings.paths.root / remediation.REFERENCE, Path(work),

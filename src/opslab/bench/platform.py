@@ -27,8 +27,7 @@ from opslab.runtime import kube
 from opslab.runtime.endpoints import endpoint_environment
 from opslab.runtime.lifecycle import Platform
 from opslab.settings import Ports, Settings
-from opslab.toolchain.resolve import Toolchain
-from opslab.toolchain.versions import load_versions
+from opslab.toolchain.resolve import toolchain_for
 
 PORT_OFFSET = 3000
 SCALE_NODES = 100
@@ -44,8 +43,7 @@ def bench_settings(nodes: int) -> Settings:
 
 
 def make_platform(settings: Settings) -> Platform:
-    versions = load_versions(settings.paths.platform / "versions.toml")
-    return Platform(settings, Toolchain(versions, settings.paths.cache))
+    return Platform(settings, toolchain_for(settings))
 
 
 @contextlib.contextmanager

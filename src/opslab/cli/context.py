@@ -7,17 +7,11 @@ from typing import Any
 from opslab import settings as settings_module
 from opslab.runtime.lifecycle import Platform
 from opslab.settings import Settings
-from opslab.toolchain.resolve import Toolchain
-from opslab.toolchain.versions import load_versions
+from opslab.toolchain.resolve import toolchain_for
 
 
 def load_settings(**flags: Any) -> Settings:
     return settings_module.load(flags)
-
-
-def toolchain_for(settings: Settings) -> Toolchain:
-    versions = load_versions(settings.paths.platform / "versions.toml")
-    return Toolchain(versions, settings.paths.cache)
 
 
 def platform_for(settings: Settings) -> Platform:

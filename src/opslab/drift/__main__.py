@@ -22,8 +22,7 @@ from opslab import settings as settings_module
 from opslab.primitives.processes import kill_running_commands
 from opslab.runtime.component import RuntimeContext
 from opslab.runtime.terraform import Terraform
-from opslab.toolchain.resolve import Toolchain
-from opslab.toolchain.versions import load_versions
+from opslab.toolchain.resolve import toolchain_for
 
 log = logging.getLogger("opslab.drift")
 
@@ -38,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     settings = settings_module.load({"state_dir": args.state_dir})
-    versions = load_versions(settings.paths.platform / "versions.toml")
-    ctx = RuntimeContext(settings, Toolchain(versions, settings.paths.cache))
+    ctx = RuntimeContext(settings, toolchain_for(settings))
     terraform = Terraform(ctx, name="drift-check")
 
     registry = CollectorRegistry()

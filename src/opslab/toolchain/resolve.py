@@ -10,9 +10,10 @@ from pathlib import Path
 
 from opslab.primitives.errors import ConfigError, ToolchainError
 from opslab.primitives.processes import run
+from opslab.settings import Settings
 from opslab.toolchain.cache import CacheEntry
 from opslab.toolchain.catalog import Component, Tool, tool_index
-from opslab.toolchain.versions import Versions, parse_version, version_matches
+from opslab.toolchain.versions import Versions, load_versions, parse_version, version_matches
 
 Which = Callable[[str], str | None]
 VersionOf = Callable[[Path, Tool], tuple[int, int, int] | None]
@@ -133,6 +134,11 @@ class Toolchain:
     def elasticmq_home(self) -> Path:
         """The cached ElasticMQ server (libs/ and bin/)."""
         return self.entry(self.index["elasticmq-server"]).path
+
+
+def toolchain_for(settings: Settings) -> Toolchain:
+    """The toolchain of ``settings``' checkout: its pinned versions, in opslab's cache."""
+    return Toolchain(load_versions(settings.paths.platform / "versions.toml"), settings.paths.cache)
 
 
 def _fmt(version: tuple[int, int, int] | None) -> str:
