@@ -47,6 +47,8 @@ class Ports:
     """Prometheus web UI and API."""
     alertmanager: int = 19093
     """Alertmanager web UI and API."""
+    pushgateway: int = 19091
+    """Prometheus Pushgateway: batch jobs (drift checks) push metrics here; Prometheus scrapes it."""
     kafka: int = 19092
     """Kafka broker (PLAINTEXT listener)."""
     kafka_controller: int = 19094

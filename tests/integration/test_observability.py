@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from confluent_kafka import Consumer
+from prometheus_client import CollectorRegistry, Gauge, delete_from_gateway, push_to_gateway
 
 from opslab.primitives.readiness import ProbeResult, wait_until
 from opslab.runtime.lifecycle import Platform
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.platform
 
 EXPECTED_JOBS = {
     "prometheus", "alertmanager", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
-    "shop", "alert-bridge", "drift-detector",
+    "shop", "alert-bridge", "drift-detector", "pushgateway",
 }  # fmt: skip
 
 
@@ -58,6 +59,30 @@ def test_recording_rules_are_evaluated(platform: Platform) -> None:
     groups = httpx.get(f"{prom(platform)}/api/v1/rules", timeout=5).json()["data"]["groups"]
     health = {rule["name"]: rule["health"] for group in groups for rule in group["rules"]}
     assert health["opslab:apiserver_requests:rate5m"] == "ok"
+
+
+def test_a_pushed_result_reaches_prometheus_with_its_own_job(platform: Platform) -> None:
+    """What a batch job pushes is scraped from the Pushgateway with the job's labels, not the gateway's."""
+    gateway = f"127.0.0.1:{platform.settings.ports.pushgateway}"
+    job = f"t-push-{uuid.uuid4().hex[:8]}"
+    registry = CollectorRegistry()
+    Gauge("opslab_test_pushed_value", "a value a test job pushed", registry=registry).set(42)
+    push_to_gateway(gateway, job=job, registry=registry, grouping_key={"workspace": "dev"})
+    try:
+
+        def scraped() -> ProbeResult:
+            query = f'opslab_test_pushed_value{{job="{job}",workspace="dev"}}'
+            found = httpx.get(f"{prom(platform)}/api/v1/query", params={"query": query}, timeout=5).json()
+            rows = found["data"]["result"]
+            return ProbeResult(bool(rows) and float(rows[0]["value"][1]) == 42, f"{rows}")
+
+        wait_until(scraped, what="the pushed value in Prometheus", timeout=45)
+        admin = httpx.put(f"http://{gateway}/api/v1/admin/wipe", timeout=5)
+        assert admin.status_code in {403, 404, 405}, f"the Pushgateway's admin API answered {admin.status_code}"
+        quit_ = httpx.post(f"http://{gateway}/-/quit", timeout=5)
+        assert quit_.status_code in {403, 404, 405}, f"the Pushgateway's lifecycle API answered {quit_.status_code}"
+    finally:
+        delete_from_gateway(gateway, job=job, grouping_key={"workspace": "dev"})
 
 
 def test_an_alert_reaches_alertmanager(platform: Platform) -> None:

@@ -19,6 +19,7 @@ def endpoint_environment(settings: Settings) -> dict[str, str]:
         "OPSLAB_KUBECONFIG": str(paths.kubeconfig),
         "OPSLAB_PROMETHEUS_URL": f"http://127.0.0.1:{p.prometheus}",
         "OPSLAB_ALERTMANAGER_URL": f"http://127.0.0.1:{p.alertmanager}",
+        "OPSLAB_PUSHGATEWAY_URL": f"http://127.0.0.1:{p.pushgateway}",
         "OPSLAB_KAFKA_BOOTSTRAP": f"127.0.0.1:{p.kafka}",
         "OPSLAB_REDIS_URL": redis_auth.url(settings),
         "OPSLAB_ETCD_URL": f"https://127.0.0.1:{p.etcd}",  # only the API server's etcd client certificate gets in

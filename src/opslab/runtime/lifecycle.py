@@ -46,7 +46,7 @@ from opslab.settings import Settings
 from opslab.toolchain.resolve import Toolchain
 
 # Start order: each wave starts once the components it needs are ready.
-INDEPENDENT = ("etcd", "kafka", "redis", "elasticmq", "alertmanager", "opa")
+INDEPENDENT = ("etcd", "kafka", "redis", "elasticmq", "alertmanager", "pushgateway", "opa")
 CONTROL_PLANE = ("kube-controller-manager", "kube-scheduler", "kwok", "prometheus")
 APPLICATIONS = ("alert-bridge", "shop", "drift-detector")
 STATE_SUBDIRS = ("data", "config", "pki", "supervisor")
@@ -56,6 +56,7 @@ STOP_ORDER = (
     (
         "prometheus",
         "alertmanager",
+        "pushgateway",
         "kafka",
         "redis",
         "elasticmq",

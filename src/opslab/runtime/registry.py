@@ -14,6 +14,7 @@ from opslab.runtime.components.kube import ApiServer, ControllerManager, Schedul
 from opslab.runtime.components.kwok import Kwok
 from opslab.runtime.components.opa import Opa
 from opslab.runtime.components.prometheus import Prometheus
+from opslab.runtime.components.pushgateway import Pushgateway
 from opslab.runtime.components.redis import Redis
 from opslab.runtime.components.shop import AlertBridge, DriftDetector, Shop
 
@@ -25,6 +26,7 @@ COMPONENT_TYPES: tuple[type[Component], ...] = (
     Kwok,
     Prometheus,
     Alertmanager,
+    Pushgateway,
     Kafka,
     Redis,
     ElasticMQ,

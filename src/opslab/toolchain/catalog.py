@@ -141,6 +141,15 @@ def components(versions: Versions) -> tuple[Component, ...]:
             libraries=("libjemalloc2", "liblzf1"),
         ),
         Component(
+            name="pushgateway",
+            version=versions.pushgateway,
+            source=Source.DEBIAN,
+            tools=(Tool("prometheus-pushgateway"),),
+            summary="Prometheus Pushgateway, where batch jobs push their results (Debian package)",
+            packages=("prometheus-pushgateway",),
+            binaries={"prometheus-pushgateway": "usr/bin/prometheus-pushgateway"},
+        ),
+        Component(
             name="bubblewrap",
             version=versions.bubblewrap,
             source=Source.DEBIAN,

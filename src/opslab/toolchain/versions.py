@@ -53,6 +53,7 @@ class Versions:
     redis: str
     bubblewrap: str
     opa: str = ""
+    pushgateway: str = ""
     providers: tuple[ProviderPin, ...] = field(default=())
     patch_texts: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     """The text of each patch, so that editing a patch changes the digest and rebuilds."""
@@ -105,6 +106,7 @@ def load_versions(path: Path) -> Versions:
         redis=get("redis"),
         bubblewrap=get("bubblewrap"),
         opa=get("opa"),
+        pushgateway=get("pushgateway"),
     )
 
     providers = []
