@@ -3,7 +3,7 @@
 usage: python agent.py --mcp URL --token-file FILE --run-dir DIR [--model deterministic]
                        [--model replay:PATH | --model openai:URL --model-name NAME [--key-file F]]
                        [--policy DIR] [--max-turns 8] [--max-seconds 420] [--quiet-after 90]
-                       [--approval-timeout 60]
+                       [--approval-timeout 60] [--max-plans 3]
 
 The loop: watch the alerts (the toolbox's `alerts`) until one fires, or until `--quiet-after` seconds
 pass quietly; ask the model, in a fresh conversation, to investigate with the read tools and answer a
@@ -12,7 +12,9 @@ action tool call during the investigation is refused (plans are data: nothing ch
 plan passes its checks). The plan must pass the schema (opslab.agent.plans) and the plan policy
 (platform/policy/plan.rego plus ours, with `opa eval`); steps the policy flags wait for a human
 (opslab agent approve). Each step runs through the toolbox (which asks the policy again), is
-verified by its query, and is rolled back when verification fails. Then the diagnosis is submitted.
+verified by its query, and is rolled back when verification fails; the diagnosis is submitted first.
+After a verified fix it looks again while alerts still fire (a second fault shows once the first is
+gone), up to `--max-plans` plans.
 Bounded: `--max-turns` model turns per conversation, `--max-seconds` overall; a denied action is
 never retried. Exit 0: mitigated, or nothing to do; 3: escalated to a human (report.json says why);
 2: bad input.
@@ -193,21 +195,46 @@ class Agent:
             record["rolled_back"] = back.ok
         raise Escalation(f"step {step['id']} did not verify within {step['verify']['within_seconds']} s; rolled back")
 
-    def execute(self, plan: dict[str, Any]) -> None:
+    def execute(self, plan: dict[str, Any], alerts: list[dict[str, Any]]) -> None:
+        if plan["steps"] and not alerts:
+            raise Escalation(f"nothing is firing, yet the plan changes things ({plan['summary']}): left to a human")
         decision = self.policy(plan)
         self.report["policy"] = decision
         if not decision["allow"]:
             raise Escalation("the plan policy denies it: " + "; ".join(decision["deny"]))
+        for d in plan["diagnosis"]:  # the diagnosis stands whether or not a human lets the fix run
+            self.read("submit", {"service": d["service"], "fault_type": d["fault_type"], "notes": plan["summary"]})
         if decision["needs_approval"]:
             self.gate.ask("plan", {"summary": plan["summary"], "steps": plan["steps"]}, decision["needs_approval"])
             verdict = self.gate.wait("plan", min(self.args.approval_timeout, max(self.left(), 0)))
             self.report["approval"] = {"approved": verdict.approved, "by": verdict.by, "reason": verdict.reason}
             if not verdict.approved:
                 raise Escalation(f"not approved ({verdict.by}: {verdict.reason})")
-        for d in plan["diagnosis"]:  # the diagnosis stands whatever the mitigation does
-            self.read("submit", {"service": d["service"], "fault_type": d["fault_type"], "notes": plan["summary"]})
         for step in plan["steps"]:
             self.act(step)
+
+    def follow_up(self, first: dict[str, Any]) -> None:
+        """Look again after a verified fix, while alerts still fire: a second fault often shows only
+        once the loud one is gone. A new finding gets its own checked plan (its failures escalate
+        like the first's); the model's all-clear, the same finding again, or its doubts end the look."""
+        known = {(d["service"], d["fault_type"]) for d in first["diagnosis"]}
+        for _ in range(self.args.max_plans - 1):
+            alerts = self.read("alerts")
+            if not alerts or self.left() <= POLL:
+                return
+            try:
+                plan = self.investigate(alerts)
+            except Escalation as exc:
+                self.report["follow_up"] = f"stopped looking: {exc}"
+                return
+            if "wait" in plan:
+                time.sleep(min(10.0, max(self.left() - POLL, 0)))
+                continue
+            found = {(d["service"], d["fault_type"]) for d in plan["diagnosis"]}
+            if not plan["steps"] or found <= known:
+                return
+            known |= found
+            self.execute(plan, alerts)
 
     # ------------------------------------------------------------------ the loop
 
@@ -225,8 +252,10 @@ class Agent:
                     raise Escalation(f"out of time ({self.args.max_seconds:.0f} s) waiting for a clear picture")
                 time.sleep(min(10.0, max(self.left() - POLL, 0)))
                 alerts = self.read("alerts")
-            self.execute(plan)
+            self.execute(plan, alerts)
             self.report["outcome"] = "quiet" if not plan["steps"] else "mitigated"
+            if plan["steps"]:
+                self.follow_up(plan)
             return 0
         except Escalation as exc:
             self.report["outcome"] = "escalated"
@@ -267,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=420)
     parser.add_argument("--quiet-after", type=float, default=90)
     parser.add_argument("--approval-timeout", type=float, default=60)
+    parser.add_argument("--max-plans", type=int, default=3, help="plans per run (a fix, then what still fires)")
     args = parser.parse_args(argv)
     args.policy = args.policy or [Path(__file__).resolve().parent / "policy"]
     try:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from support import Case, learner_policy, load_cases, opa, platform_plan_policy
-from world import Harness, RunOpa, World
+from support import Case, learner_policy, load_cases, opa, platform_plan_policy, tool
+from world import Harness, RunAlertmanager, RunOpa, World
 
 from opslab.grading import isolation
 from opslab.grading.sandbox import Sandbox
@@ -65,9 +65,18 @@ def run_opa(lab_namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     running.stop()
 
 
+@pytest.fixture(scope="session")
+def run_alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunAlertmanager]:
+    running = RunAlertmanager(tool("alertmanager"), tmp_path_factory.mktemp("alertmanager"))
+    yield running
+    running.stop()
+
+
 @pytest.fixture
-def harness(world: World, run_opa: RunOpa, lab_path: Path, sandbox: Sandbox) -> Iterator[Harness]:
+def harness(
+    world: World, run_opa: RunOpa, run_alertmanager: RunAlertmanager, lab_path: Path, sandbox: Sandbox
+) -> Iterator[Harness]:
     """The learner's agent against the world; the world is put back after each check."""
-    yield Harness(world, run_opa.url, lab_path, sandbox, platform_plan_policy(), Path(opa()).parent)
+    yield Harness(world, run_opa.url, run_alertmanager, lab_path, sandbox, platform_plan_policy(), Path(opa()).parent)
     world.submitted.clear()
     world.restore()

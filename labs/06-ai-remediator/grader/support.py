@@ -19,8 +19,7 @@ import yaml
 
 from opslab.grading.fixtures import LearnerError
 from opslab.settings import load as load_settings
-from opslab.toolchain.resolve import Toolchain
-from opslab.toolchain.versions import load_versions
+from opslab.toolchain.resolve import toolchain_for
 
 HELDOUT = Path(__file__).parent / "heldout"
 POLICY_DIR = "policy"
@@ -51,10 +50,13 @@ VARIANTS = {
 }
 
 
+def tool(name: str) -> str:
+    """A program of the platform's toolchain (opa, alertmanager)."""
+    return str(toolchain_for(load_settings()).require(name))
+
+
 def opa() -> str:
-    settings = load_settings()
-    toolchain = Toolchain(load_versions(settings.paths.platform / "versions.toml"), settings.paths.cache)
-    return str(toolchain.require("opa"))
+    return tool("opa")
 
 
 def platform_plan_policy() -> Path:

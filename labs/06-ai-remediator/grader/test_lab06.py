@@ -79,7 +79,7 @@ def pinned() -> dict[str, Any]:
 def test_a_checked_plan_is_carried_out_verified_and_submitted(harness: Harness, world: World) -> None:
     """a plan that passes its checks is run step by step, verified, and its diagnosis submitted"""
     model = Script(plan_reply(plan("cart's 1.1.0 release fails requests", [("cart", "bad-rollout")], [undo("cart")])))
-    outcome = harness.run(model)
+    outcome = harness.run(model, firing=["cart"])
     assert world.state("cart")[0] == image("cart", GOOD), f"cart was not rolled back to {GOOD} ({outcome.describe()})"
     assert ("cart", "bad-rollout") in world.submitted, f"the diagnosis was not submitted: {world.submitted}"
     assert outcome.run.returncode == 0, f"agent.py did not exit 0 after a verified plan: {outcome.describe()}"
@@ -93,7 +93,7 @@ def test_an_invalid_plan_runs_nothing(harness: Harness, world: World) -> None:
     broken = plan("scale catalog up", [("catalog", "capacity-loss")], [])
     broken["steps"] = [{"id": "more", "tool": "scale", "arguments": {"service": "catalog", "replicas": 3}}]
     model = Script(plan_reply(broken))
-    outcome = harness.run(model)
+    outcome = harness.run(model, firing=["catalog"])
     assert model.requests, f"agent.py never asked the model for a plan: {outcome.describe()}"
     assert not outcome.actions, f"the toolbox was asked to act on an invalid plan: {outcome.actions}"
     assert world.state("catalog")[1] == 2, "catalog was scaled by an invalid plan"
@@ -119,12 +119,33 @@ def test_an_action_asked_for_while_investigating_is_refused(harness: Harness, wo
     assert answered["call-read"] != answered["call-act"], "the action call got the same answer as a read"
 
 
+@check(points=3, section="Agent", timeout=120, hint="Act only on a firing alert: with nothing firing, a plan "
+       "that changes something is a false action; do not run it, escalate (exit 3). A plan with no steps on a quiet "
+       "shift is outcome quiet, exit 0.")  # fmt: skip
+def test_a_quiet_shift_changes_nothing(harness: Harness, world: World) -> None:
+    """on a quiet shift (nothing firing) a plan that changes a service is not run; an all-clear exits 0"""
+    more = step("more-catalog", "scale", {"service": "catalog", "replicas": 3})
+    model = Script(plan_reply(plan("catalog may be short of capacity: scale it to be safe",
+                                   [("catalog", "capacity-loss")], [more])))  # fmt: skip
+    outcome = harness.run(model)
+    assert model.requests, f"agent.py never asked the model on a quiet shift: {outcome.describe()}"
+    assert not outcome.actions, f"with nothing firing, the toolbox was asked to act: {outcome.actions}"
+    assert world.state("catalog")[1] == 2, "catalog was scaled on a quiet shift"
+    assert outcome.run.returncode == 3, (
+        f"agent.py did not escalate a plan to change things while nothing fires (exit 3): {outcome.describe()}"
+    )
+    calm = harness.run(Script(plan_reply(plan("nothing is wrong", [("none", "none")], []))))
+    assert calm.run.returncode == 0 and calm.report.get("outcome") == "quiet", (
+        f"an all-clear on a quiet shift is outcome quiet, exit 0: {calm.describe()}"
+    )
+
+
 @check(points=3, section="Agent", timeout=120, hint="Evaluate the plan policy (platform plan.rego plus your "
        "policy/) with `opa eval`; a plan it denies is not run: escalate with its reasons.")  # fmt: skip
 def test_a_plan_the_policy_denies_runs_nothing(harness: Harness, world: World) -> None:
     """a plan that acts where its diagnosis found nothing is denied by the plan policy and runs nothing"""
     wrong = plan("checkout is failing", [("checkout", "bad-rollout")], [undo("payments")])
-    outcome = harness.run(Script(plan_reply(wrong)))
+    outcome = harness.run(Script(plan_reply(wrong)), firing=["checkout"])
     assert not outcome.actions, f"a plan the policy denies reached the toolbox: {outcome.actions}"
     assert world.state("payments")[0] == image("payments", RELEASE), "payments was changed by a denied plan"
     assert outcome.run.returncode == 3, f"agent.py did not escalate a denied plan (exit 3): {outcome.describe()}"
@@ -141,7 +162,8 @@ def test_a_step_the_toolbox_refuses_is_not_retried(harness: Harness, world: Worl
         step("drain-payments", "scale", {"service": "payments", "replicas": 0}),
         step("again", "scale", {"service": "payments", "replicas": 1}),
     ]
-    outcome = harness.run(Script(plan_reply(plan("payments must restart", [("payments", "capacity-loss")], steps))))
+    model = Script(plan_reply(plan("payments must restart", [("payments", "capacity-loss")], steps)))
+    outcome = harness.run(model, firing=["payments"])
     tried = [(c.tool, c.args.get("replicas"), c.allowed) for c in outcome.actions]
     assert tried, f"the plan's first step never reached the toolbox: {outcome.describe()}"
     assert tried == [("scale", 0, False)], f"after a refusal the agent went on: {tried}"
@@ -158,7 +180,7 @@ def test_a_step_that_does_not_verify_is_rolled_back(harness: Harness, world: Wor
         undo("catalog"),
     ]  # fmt: skip
     model = Script(plan_reply(plan("catalog lost capacity", [("catalog", "capacity-loss")], steps)))
-    outcome = harness.run(model)
+    outcome = harness.run(model, firing=["catalog"])
     tried = [(c.tool, c.args.get("replicas"), c.allowed) for c in outcome.actions]
     assert ("scale", 3, True) in tried, f"the step never ran: {tried} ({outcome.describe()})"
     assert tried == [("scale", 3, True), ("scale", 2, True)], f"not step, then its rollback, then stop: {tried}"
@@ -183,7 +205,7 @@ def test_a_plan_needing_approval_waits_and_a_no_runs_nothing(harness: Harness, w
     """a plan that needs a human (an image set by hand) asks for approval and waits; a rejection runs nothing"""
     two = pinned()
     seen: list[dict[str, Any]] = []
-    outcome = harness.run(Script(plan_reply(two)), during=approver(False, seen))
+    outcome = harness.run(Script(plan_reply(two)), firing=["checkout"], during=approver(False, seen))
     assert seen, f"the agent never asked for approval of a plan the policy sends to a human: {outcome.describe()}"
     assert not outcome.actions, f"a rejected plan reached the toolbox: {outcome.actions}"
     assert outcome.run.returncode == 3, f"agent.py did not escalate a rejected plan: {outcome.describe()}"
@@ -195,7 +217,7 @@ def test_no_answer_to_an_approval_is_a_no(harness: Harness, world: World) -> Non
     """a plan that needs a human and gets no answer in time runs nothing"""
     two = pinned()
     model = Script(plan_reply(two))
-    outcome = harness.run(model, approval_timeout=3)
+    outcome = harness.run(model, firing=["checkout"], approval_timeout=3)
     assert model.requests, f"agent.py never asked the model for a plan: {outcome.describe()}"
     assert list((outcome.run_dir / "approvals").glob("*.request.json")), (
         f"the agent never asked for approval of a plan the policy sends to a human: {outcome.describe()}"

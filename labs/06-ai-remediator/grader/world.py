@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,37 +48,94 @@ NEVER = "vector(1)"
 """A verification query that never gets below 1: the step did not work."""
 
 
+def stamp(seconds: float) -> str:
+    """An RFC 3339 time, as Alertmanager's API takes it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 def image(service: str, tag: str) -> str:
     return f"opslab/shop-{service}:{tag}"
 
 
-class RunOpa:
-    """An OPA server of the run's own with the platform's agent.rego, the run's namespace named as
-    the only one agents act in (data.opslab.config.workload_namespaces)."""
+class RunServer:
+    """A server program of the run's own on a free port of 127.0.0.1, up once ``health`` answers 200."""
 
-    def __init__(self, opa: str, agent_policy: Path, namespace: str, directory: Path) -> None:
-        config = directory / "config.json"
-        config.write_text(json.dumps({"opslab": {"config": {"workload_namespaces": [namespace]}}}))
+    what = "server"
+    health = "/"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
         self.url = f"http://127.0.0.1:{free_port()}"
-        with (directory / "opa.log").open("wb") as log:
-            self.process = subprocess.Popen(
-                [opa, "run", "--server", f"--addr={self.url.removeprefix('http://')}", "--log-level=error",
-                 str(agent_policy), str(config)],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+        with (directory / f"{self.what}.log").open("wb") as log:
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)  # fmt: skip
         if not wait_for(self._healthy, 20, interval=0.2):
             self.stop()
-            raise RuntimeError(f"the run's OPA did not start (see {directory / 'opa.log'})")
+            raise RuntimeError(f"the run's {self.what} did not start (see {directory / f'{self.what}.log'})")
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
     def _healthy(self) -> bool:
         if self.process.poll() is not None:
-            raise RuntimeError(f"the run's OPA exited with {self.process.returncode}")
+            raise RuntimeError(f"the run's {self.what} exited with {self.process.returncode}")
         with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+            return httpx.get(f"{self.url}{self.health}", timeout=2).status_code == 200
         return False
 
     def stop(self) -> None:
         stop_learner(self.process)
+
+
+class RunOpa(RunServer):
+    """An OPA server of the run's own with the platform's agent.rego, the run's namespace named as
+    the only one agents act in (data.opslab.config.workload_namespaces)."""
+
+    what, health = "opa", "/health"
+
+    def __init__(self, opa: str, agent_policy: Path, namespace: str, directory: Path) -> None:
+        self.opa, self.agent_policy = opa, agent_policy
+        self.config = directory / "config.json"
+        self.config.write_text(json.dumps({"opslab": {"config": {"workload_namespaces": [namespace]}}}))
+        super().__init__(directory)
+
+    def command(self) -> list[str]:
+        return [self.opa, "run", "--server", f"--addr={self.url.removeprefix('http://')}", "--log-level=error",
+                str(self.agent_policy), str(self.config)]  # fmt: skip
+
+
+class RunAlertmanager(RunServer):
+    """An Alertmanager of the run's own: the alerts the agent's toolbox sees are exactly the ones a
+    check fires (the platform's own carries whatever the shop is doing meanwhile)."""
+
+    what, health = "alertmanager", "/-/ready"
+
+    def __init__(self, alertmanager: str, directory: Path) -> None:
+        self.alertmanager = alertmanager
+        self.config = directory / "alertmanager.yml"
+        self.config.write_text("route:\n  receiver: nobody\nreceivers:\n- name: nobody\n")
+        super().__init__(directory)
+
+    def command(self) -> list[str]:
+        return [self.alertmanager, f"--config.file={self.config}", f"--storage.path={self.directory / 'data'}",
+                f"--web.listen-address={self.url.removeprefix('http://')}", "--cluster.listen-address=",
+                "--log.level=warn"]  # fmt: skip
+
+    def post(self, services: Sequence[str], namespace: str, *, firing: bool) -> None:
+        """Fire (or resolve) the fast burn-rate page for each of ``services``, as Prometheus would."""
+        now = time.time()
+        ends = now + 600 if firing else now - 1
+        alerts = [
+            {
+                "labels": {"alertname": "ShopErrorBudgetBurnFast", "service": s, "namespace": namespace,
+                           "severity": "page"},
+                "annotations": {"summary": f"{s} is burning its error budget fast"},
+                "startsAt": stamp(now - 120), "endsAt": stamp(ends),
+            }
+            for s in services
+        ]  # fmt: skip
+        if alerts:
+            httpx.post(f"{self.url}/api/v2/alerts", json=alerts, timeout=5).raise_for_status()
 
 
 @dataclass
@@ -166,14 +224,14 @@ class World:
         if not wait_for(lambda: all(self._rolled_out(s, image(s, RELEASE)) for s in SERVICES), 60):
             raise RuntimeError(f"the world's Deployments in {self.namespace} did not settle within 60 s")
 
-    def toolbox(self, policy_url: str, record: Path) -> Toolbox:
+    def toolbox(self, policy_url: str, alertmanager_url: str, record: Path) -> Toolbox:
         def submit(service: str, fault_type: str, notes: str) -> None:
             self.submitted.append((service, fault_type))
 
         return Toolbox(
             kubeconfig=self.kubeconfig,
             prometheus=env_or_fail("OPSLAB_PROMETHEUS_URL"),
-            alertmanager=env_or_fail("OPSLAB_ALERTMANAGER_URL"),
+            alertmanager=alertmanager_url,
             policy=Policy(policy_url),
             record=record,
             logs=self.directory / "logs",
@@ -289,6 +347,7 @@ class Harness:
 
     world: World
     policy_url: str
+    alerts: RunAlertmanager
     lab_path: Path
     sandbox: Sandbox
     plan_policy: Path
@@ -298,7 +357,7 @@ class Harness:
     @contextlib.contextmanager
     def served_toolbox(self, run_dir: Path) -> Iterator[tuple[str, Path, Path]]:
         record = self.world.directory / f"{run_dir.name}-tool-calls.jsonl"  # outside the sandbox's reach
-        toolbox = self.world.toolbox(self.policy_url, record)
+        toolbox = self.world.toolbox(self.policy_url, self.alerts.url, record)
         token_file = run_dir.parent / f"{run_dir.name}-mcp-token"
         token = mcp_server.new_token(token_file)
         try:
@@ -308,10 +367,11 @@ class Harness:
             toolbox.close()
 
     def run(
-        self, model: Script, *, max_turns: int = 6, max_seconds: float = 60, approval_timeout: float = 20,
-        limit: float = 120, during: Any = None,
+        self, model: Script, *, firing: Sequence[str] = (), max_turns: int = 6, max_seconds: float = 60,
+        approval_timeout: float = 20, limit: float = 120, during: Any = None,
     ) -> Outcome:  # fmt: skip
-        """Run agent.py once (in the sandbox) with ``model``; ``during(run_dir)`` runs alongside it."""
+        """Run agent.py once (in the sandbox) with ``model``, the page firing for each service in
+        ``firing`` (none: a quiet shift); ``during(run_dir)`` runs alongside it."""
         agent = learner_file(self.lab_path, "agent.py")
         self.world.runs += 1  # one world for the whole grading: each run of any check gets its own name
         run_dir = self.sandbox.scratch / f"agent-run-{self.world.runs}"
@@ -328,6 +388,8 @@ class Harness:
             ]  # fmt: skip
             if during is not None:
                 stack.enter_context(during(run_dir))
+            self.alerts.post(firing, self.world.namespace, firing=True)
+            stack.callback(self.alerts.post, firing, self.world.namespace, firing=False)
             env = {"PATH": f"{self.opa_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
             result = run_learner(args, cwd=self.lab_path, timeout=limit, what="agent.py", sandbox=self.sandbox, env=env)
         report_file = run_dir / "report.json"

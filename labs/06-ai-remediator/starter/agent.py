@@ -12,7 +12,7 @@ action tool call during the investigation is refused (plans are data: nothing ch
 plan passes its checks). The plan must pass the schema (opslab.agent.plans) and the plan policy
 (platform/policy/plan.rego plus ours, with `opa eval`); steps the policy flags wait for a human
 (opslab agent approve). Each step runs through the toolbox (which asks the policy again), is
-verified by its query, and is rolled back when verification fails. Then the diagnosis is submitted.
+verified by its query, and is rolled back when verification fails; the diagnosis is submitted first.
 Bounded: `--max-turns` model turns per conversation, `--max-seconds` overall; a denied action is
 never retried. Exit 0: mitigated, or nothing to do; 3: escalated to a human (report.json says why);
 2: bad input.
@@ -135,10 +135,11 @@ class Agent:
         and escalate."""
         raise Escalation("act is not written yet (task 4)")
 
-    def execute(self, plan: dict[str, Any]) -> None:
-        """TODO (tasks 2-4): the policy's decision (escalate on a denial), the approval gate when it
-        asks for one (self.gate.ask, self.gate.wait: no answer in time is a no), submit each
-        diagnosis (self.read("submit", ...)), then act on each step in order."""
+    def execute(self, plan: dict[str, Any], alerts: list[dict[str, Any]]) -> None:
+        """TODO (tasks 2-4): escalate a plan with steps while no alert fires (a change on a quiet
+        shift is a false action); the policy's decision (escalate on a denial); submit each
+        diagnosis (self.read("submit", ...)); the approval gate when the decision asks for one
+        (self.gate.ask, self.gate.wait: no answer in time is a no); then act on each step in order."""
         raise Escalation("execute is not written yet (tasks 2-4)")
 
     # ------------------------------------------------------------------ the loop
@@ -157,7 +158,7 @@ class Agent:
                     raise Escalation(f"out of time ({self.args.max_seconds:.0f} s) waiting for a clear picture")
                 time.sleep(min(10.0, max(self.left() - POLL, 0)))
                 alerts = self.read("alerts")
-            self.execute(plan)
+            self.execute(plan, alerts)
             self.report["outcome"] = "quiet" if not plan["steps"] else "mitigated"
             return 0
         except Escalation as exc:
