@@ -132,13 +132,13 @@ def gradings(
     platform: Platform, tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
 ) -> Iterator[Concurrent]:
     """Every lab grading tests/labs looks at (solution, starter, each mutant, per track), submitted at
-    once and graded ``OPSLAB_TEST_GRADING_JOBS`` at a time (default 2) on the session's platform.
+    once and graded ``OPSLAB_TEST_GRADING_JOBS`` at a time (default 3) on the session's platform.
 
     Grading runs are isolated (namespaces, nodes, topics, a Prometheus and ports of their own), so
     they run while the other platform tests do, and the lab tests only collect their results.
     """
     pool = Concurrent(
-        platform, tmp_path_factory.mktemp("gradings"), jobs=int(os.environ.get("OPSLAB_TEST_GRADING_JOBS", "2")),
+        platform, tmp_path_factory.mktemp("gradings"), jobs=int(os.environ.get("OPSLAB_TEST_GRADING_JOBS", "3")),
         history=platform.settings.paths.cache / GRADING_HISTORY,
     )  # fmt: skip
     wanted = pytestconfig.stash.get(GRADINGS_WANTED, set())
