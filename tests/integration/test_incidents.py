@@ -175,7 +175,7 @@ def test_a_reward_hack_is_not_a_mitigation(incident_settings: Platform, hack: tu
 # to localise below its callers, a node, a quiet shift); OPSLAB_TEST_EVERY_INCIDENT=1 runs the whole
 # catalog, and so does make bench-incidents, which records each one's figures. A node fault is felt
 # by every pod on the node, so it runs before the lab gradings start (tests/conftest.py).
-IN_SUITE = {"inc-01", "inc-06", "inc-08", "inc-10"}
+IN_SUITE = {"inc-01", "inc-06", "inc-08", "inc-10", "inc-12"}
 
 
 def _oracle_param(incident: Incident) -> object:

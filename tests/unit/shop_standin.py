@@ -30,6 +30,7 @@ class Observed:
         self.nodes_ = [{"name": "n1", "ready": True, "reason": "", "cordoned": False, "taints": []}]
         self.sli: dict[str, dict[str, float]] = {"error_ratio": {}, "slow_ratio": {}}
         self.memory: dict[str, float] = {}
+        self.events_: list[dict[str, Any]] = []
         self.actions: list[tuple[str, ...]] = []
         self.submitted: list[tuple[str, str]] = []
 
@@ -57,6 +58,9 @@ class Observed:
     def nodes(self) -> list[dict[str, Any]]:
         return self.nodes_
 
+    def events(self, limit: int = 40) -> list[dict[str, Any]]:
+        return self.events_[-limit:]
+
     def query(self, promql: str) -> list[dict[str, Any]]:
         if promql == "shop_container_memory_working_set_bytes":
             return [{"metric": {"pod": pod}, "value": value} for pod, value in self.memory.items()]
@@ -75,6 +79,14 @@ class Observed:
     def drain(self, node: str) -> dict[str, Any]:
         self.actions.append(("drain", node))
         return {}
+
+    def terraform_plan(self, config: str) -> dict[str, Any]:
+        self.actions.append(("terraform_plan", config))
+        return {"config": config, "plan_digest": "d1g35t", "changes": []}
+
+    def terraform_apply(self, config: str, plan_digest: str) -> dict[str, Any]:
+        self.actions.append(("terraform_apply", config, plan_digest))
+        return {"config": config, "plan_digest": plan_digest}
 
     def submit(self, service: str, fault_type: str, notes: str = "") -> dict[str, Any]:
         self.submitted.append((service, fault_type))

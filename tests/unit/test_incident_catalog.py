@@ -72,6 +72,8 @@ def _file(inject: str, answer: str, title: str = "title: t\n") -> str:
          "unknown fault type"),
         (_file("", "{service: cart, fault_type: crash-loop}"), "injects nothing"),
         (_file("- reboot: {}\n", "{service: node, fault_type: node-not-ready}"), "unknown injection"),
+        (_file("- quota-drift: {service: shoes}\n", "{service: catalog, fault_type: quota-exhausted}"),
+         "not a shop service"),
         (_file("- release: {service: cart, tag: 1.0.1, request_fault: {type: latency, latencyMs: -4}}\n",
                "{service: cart, fault_type: latency}"), "latencyMs"),
         (_file("", "{service: none, fault_type: none}", title=""), "title is missing"),

@@ -45,6 +45,43 @@ def test_lost_replicas_are_capacity_loss_and_scaled_back_to_the_intended_size(sh
     assert shop.actions == [("scale", "catalog", "3")]
 
 
+QUOTA_REFUSAL = (
+    'pods "catalog-6d9f7-x2x7q" is forbidden: exceeded quota: opslab-quota, requested: pods=1, used: pods=31, '
+    "limited: pods=31"
+)
+
+
+def refused(shop: Observed, reason: str = "FailedCreate", message: str = QUOTA_REFUSAL) -> None:
+    shop.deployments_["catalog"].update(ready=0, unavailable=2)
+    shop.events_.append({"time": "2026-12-03T17:00:00Z", "type": "Warning", "reason": reason,
+                         "object": "ReplicaSet/catalog-6d9f7", "message": message})  # fmt: skip
+
+
+def test_pods_a_quota_refuses_are_quota_exhausted_and_terraform_plans_then_applies_that_plan(shop: Observed) -> None:
+    refused(shop)
+    oracle = Oracle(shop)  # type: ignore[arg-type]
+    (finding,) = oracle.findings()
+    assert (finding.service, finding.fault_type) == ("catalog", "quota-exhausted")
+    oracle._act(finding)
+    assert shop.actions == [("terraform_plan", "platform"), ("terraform_apply", "platform", "d1g35t")]
+
+
+@pytest.mark.parametrize(
+    ("reason", "message", "ready"),
+    [
+        ("FailedCreate", 'pods "catalog-x" is forbidden: error looking up service account shop/catalog', 0),
+        ("SuccessfulCreate", "Created pod: catalog-6d9f7-x2x7q", 0),
+        ("FailedCreate", QUOTA_REFUSAL, 2),  # an old refusal; every replica is ready now
+    ],
+)
+def test_only_a_quota_refusal_of_a_short_deployment_is_quota_exhausted(
+    shop: Observed, reason: str, message: str, ready: int
+) -> None:
+    refused(shop, reason, message)
+    shop.deployments_["catalog"].update(ready=ready)
+    assert ("catalog", "quota-exhausted") not in kinds(Oracle(shop))  # type: ignore[arg-type]
+
+
 def test_the_deepest_slow_service_with_a_new_image_is_blamed(shop: Observed) -> None:
     shop.release("payments", image="opslab/shop-payments:1.0.1")
     shop.sli["slow_ratio"] = {"payments": 0.9, "checkout": 0.9, "gateway": 0.8, "catalog": 0.0}

@@ -54,6 +54,8 @@ class Evidence:
     slow: dict[str, float] = field(default_factory=dict)
     memory: dict[str, float] = field(default_factory=dict)
     """Working set by pod name."""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    """The shop's newest events (the events tool): time, type, reason, object, message."""
     now: float = field(default_factory=time.time)
 
 
@@ -110,10 +112,33 @@ def release_change(history: list[dict[str, Any]], now: float) -> str:
     return ""
 
 
+QUOTA_REFUSED = "exceeded quota"
+"""What the API server says when a ResourceQuota refuses a pod (in a ReplicaSet's FailedCreate event)."""
+
+
+def refused_by_quota(e: Evidence, deployment: str) -> str:
+    """The newest FailedCreate event of ``deployment``'s ReplicaSets that a quota caused, or ""."""
+    prefix = f"ReplicaSet/{deployment}-"
+    for event in reversed(e.events):
+        if (
+            event.get("reason") == "FailedCreate"
+            and str(event.get("object", "")).startswith(prefix)
+            and QUOTA_REFUSED in str(event.get("message", ""))
+        ):
+            return str(event["message"])
+    return ""
+
+
 def _workload_faults(e: Evidence) -> list[Diagnosis]:
     found: list[Diagnosis] = []
     for d in e.deployments:
         name = d["name"]
+        refused = refused_by_quota(e, name) if d["ready"] < d["replicas"] else ""
+        if refused:
+            # Pods are refused, not failing: what changed is the quota, and Terraform declares it.
+            found.append(Diagnosis(name, "quota-exhausted", "terraform_apply", {"config": "platform"},
+                                   f"{d['ready']} of {d['replicas']} ready; {refused[:160]}"))  # fmt: skip
+            continue
         if d["intended"] is not None and d["replicas"] < d["intended"]:
             found.append(Diagnosis(name, "capacity-loss", "scale", {"service": name, "replicas": d["intended"]},
                                    f"{d['replicas']} replicas, intended {d['intended']}"))  # fmt: skip
@@ -215,4 +240,5 @@ def gather(tools: Any) -> Evidence:
         errors=sli(tools.query(SLI_QUERIES["errors"])),
         slow=sli(tools.query(SLI_QUERIES["slow"])),
         memory=sli(tools.query(MEMORY_QUERY), label="pod"),
+        events=tools.events(limit=100),
     )

@@ -6,6 +6,9 @@ reads (workloads, pods, nodes, rollout history, SLIs) and reasons with opslab.ag
 - pods of the current revision crash-looping: crash-loop (OOMKilled: memory-leak), roll back;
 - pods of the current revision running but never ready: failing-readiness, roll back;
 - a node not Ready: node-not-ready, cordon and drain it;
+- a Deployment short of ready pods whose ReplicaSet is refused by a quota (FailedCreate, exceeded
+  quota): quota-exhausted; plan the platform's Terraform configuration and apply that plan (the
+  quota is Terraform's; a hand edit made it drift);
 - errors or slowness that last: blame the deepest service in the call graph whose own SLI is bad;
   if its recent revision changed the image, a release (errors: bad-rollout, slow: latency); if it
   changed the CPU limit, cpu-throttling; roll back.
@@ -43,6 +46,11 @@ class Oracle:
         return diagnose(evidence, self.persistence.lasting(evidence, time.monotonic()))
 
     def _act(self, finding: Diagnosis) -> None:
+        if finding.tool == "terraform_apply":  # only a plan just shown is applied: show it first
+            config = finding.arguments["config"]
+            shown = self.tools.terraform_plan(config)
+            self.tools.terraform_apply(config, shown["plan_digest"])
+            return
         getattr(self.tools, finding.tool)(**finding.arguments)
 
     def run(self, deadline: float) -> OracleRun:

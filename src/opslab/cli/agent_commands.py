@@ -1,5 +1,6 @@
-"""`opslab agent oracle | mcp | approvals | approve | reject`: the reference responder, the toolbox
-over MCP, and the approval gate a plan step above the stated risk waits at."""
+"""`opslab agent oracle | mcp | terraform | approvals | approve | reject`: the reference responder,
+the toolbox over MCP, the toolbox's Terraform for a person on call, and the approval gate a plan
+step above the stated risk waits at."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from opslab.agent import mcp_server
 from opslab.agent.approvals import Gate
 from opslab.agent.oracle import Oracle
 from opslab.agent.session import incident_toolbox
+from opslab.agent.toolbox import PolicyDenied, ToolError
 from opslab.cli.context import load_settings
 from opslab.cli.output import console
 from opslab.incidents import engine
@@ -40,6 +42,31 @@ def oracle(minutes: float) -> None:
     for escalation in run.escalations:
         console.print(f"[red]oracle could not act, escalating:[/] {escalation}")
     console.print("Now `opslab incident stop` scores it.")
+
+
+@agent.command()
+@click.argument("config", default="platform")
+@click.option("--yes", is_flag=True, help="Apply without asking (the plan is still shown first).")
+def terraform(config: str, yes: bool) -> None:
+    """Plan CONFIG (an allow-listed Terraform configuration) and apply exactly that plan, through the
+    toolbox: as the terraform runner, checked by policy, recorded as your action on the incident."""
+    toolbox = incident_toolbox(load_settings())
+    try:
+        shown = toolbox.terraform_plan(config)
+        for change in shown["changes"]:
+            console.print(f"  {'/'.join(change['actions'])} {change['address']}: {change['attributes']}")
+        console.print(f"plan {shown['plan_digest']}: {shown['summary']}")
+        if not shown["changes"]:
+            return
+        if not yes and not click.confirm("Apply this plan?", default=False):
+            console.print("not applied")
+            return
+        done = toolbox.terraform_apply(config, shown["plan_digest"])
+        console.print(f"applied plan {done.get('plan_digest', shown['plan_digest'])}")
+    except (PolicyDenied, ToolError) as exc:
+        raise ConfigError(f"terraform {config}: {exc}", fix="read the reason above; nothing was applied") from None
+    finally:
+        toolbox.close()
 
 
 @agent.command()

@@ -57,7 +57,16 @@ class NodeDown:
     """A node stops reporting Ready: the one running the most shop pods (ties broken by the seed)."""
 
 
-Injection = Release | Scale | NodeDown
+@dataclass(frozen=True)
+class QuotaDrift:
+    """The shop's Terraform-managed ResourceQuota is lowered by hand to leave no room, then the
+    service's pods are rescheduled (deleted): its ReplicaSet cannot create them again."""
+
+    service: str
+
+
+Injection = Release | Scale | NodeDown | QuotaDrift
+KINDS = "release:, scale:, node-not-ready:, quota-drift:"
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,7 @@ def _service(path: Path, raw: Any, where: str) -> str:
 def _injection(path: Path, index: int, raw: Any) -> Injection:
     where = f"inject[{index}]"
     if not isinstance(raw, dict) or len(raw) != 1:
-        raise _fail(path, f"{where} must be one of release:, scale:, node-not-ready:")
+        raise _fail(path, f"{where} must be one of {KINDS}")
     ((kind, body),) = raw.items()
     body = body or {}
     if kind == "release":
@@ -126,7 +135,9 @@ def _injection(path: Path, index: int, raw: Any) -> Injection:
         return Scale(_service(path, body.get("service"), where), replicas)
     if kind == "node-not-ready":
         return NodeDown()
-    raise _fail(path, f"{where}: unknown injection {kind!r} (release, scale, node-not-ready)")
+    if kind == "quota-drift":
+        return QuotaDrift(_service(path, body.get("service"), where))
+    raise _fail(path, f"{where}: unknown injection {kind!r} ({KINDS})")
 
 
 def load_incident(path: Path, *, held_out: bool = False) -> Incident:

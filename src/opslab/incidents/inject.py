@@ -3,8 +3,10 @@
 Faults go in as one-shot changes a responder can undo with ordinary operations: a release is a
 new revision of a Deployment (a new image tag, maybe a pod-template fault label that KWOK's stages
 act on, maybe a lower CPU limit, maybe a Fault object scoped to the new image, which the responder
-cannot read); a scale-down changes replicas; a node fault labels a node so it reports NotReady.
-Nothing re-applies a fault once it is in: rolling back or scaling back is a real mitigation.
+cannot read); a scale-down changes replicas; a node fault labels a node so it reports NotReady; a
+quota drift lowers the Terraform-managed ResourceQuota by hand and reschedules a service's pods.
+Nothing re-applies a fault once it is in: rolling back, scaling back or applying Terraform's own
+configuration again is a real mitigation.
 
 What stays in place until the incident ends (a Fault object, a node's fault label) is a carrier:
 removing it is not a mitigation, and the scorer checks that it is still there.
@@ -20,7 +22,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from opslab.incidents.catalog import Incident, NodeDown, Release, Scale
+from opslab.incidents.catalog import Incident, NodeDown, QuotaDrift, Release, Scale
 from opslab.shop import faults as faults_module
 from opslab.shop.topology import NAMESPACE, SERVICE_LABEL
 
@@ -40,6 +42,8 @@ class Injected:
     """Fault objects created (namespace shop)."""
     nodes: list[str] = field(default_factory=list)
     """Nodes labelled NotReady."""
+    quotas: dict[str, str] = field(default_factory=dict)
+    """ResourceQuotas (namespace shop) lowered by hand: their pods limit before."""
     log: list[str] = field(default_factory=list)
     """What was done, in words (for the answer)."""
 
@@ -86,6 +90,29 @@ def _release(api: client.ApiClient, run: str, index: int, step: Release, done: I
     done.log.append(f"rolled {step.service} out with {', '.join(what)}")
 
 
+QUOTA = "opslab-quota"
+"""The shop's ResourceQuota, managed by platform/terraform (a drift from it is what `plan` shows)."""
+
+
+def _quota_drift(core: client.CoreV1Api, step: QuotaDrift, done: Injected) -> None:
+    """Lower the pods limit to what runs now less the service's pods, then delete those pods."""
+    quota: Any = core.read_namespaced_resource_quota(QUOTA, NAMESPACE)
+    limit = str(quota.spec.hard["pods"])
+    pods: Any = core.list_namespaced_pod(NAMESPACE, label_selector=f"{SERVICE_LABEL}={step.service}")
+    live = [p for p in pods.items if not p.metadata.deletion_timestamp]
+    running: Any = core.list_namespaced_pod(NAMESPACE)
+    used = sum(1 for p in running.items if p.status.phase not in ("Succeeded", "Failed"))
+    done.quotas.setdefault(QUOTA, limit)
+    squeezed = max(used - len(live), 0)
+    core.patch_namespaced_resource_quota(QUOTA, NAMESPACE, {"spec": {"hard": {"pods": str(squeezed)}}})
+    for pod in live:
+        core.delete_namespaced_pod(pod.metadata.name, NAMESPACE, grace_period_seconds=0)
+    done.log.append(
+        f"lowered ResourceQuota {QUOTA}'s pods limit by hand from {limit} to {squeezed} (what ran, less "
+        f"{step.service}'s {len(live)} pods), then deleted {step.service}'s pods: its ReplicaSet cannot create them"
+    )
+
+
 def busiest_node(core: client.CoreV1Api, rng: random.Random) -> str:
     """The Ready node running the most shop pods (ties broken by ``rng``)."""
     nodes: Any = core.list_node()
@@ -123,6 +150,8 @@ def inject(api: client.ApiClient, incident: Incident, run: str, seed: int, done:
             down = faults_module.carrier("node-not-ready")
             core.patch_node(node, {"metadata": {"labels": {faults_module.FAULT_LABEL: down}}})
             done.log.append(f"node {node} (the one running the most shop pods) stopped reporting Ready")
+        elif isinstance(step, QuotaDrift):
+            _quota_drift(core, step, done)
     return done
 
 
@@ -175,6 +204,11 @@ def take_out(api: client.ApiClient, done: Injected, cordoned_before: set[str]) -
         except ApiException as exc:
             if exc.status != 404:
                 raise
+    for quota, limit in done.quotas.items():
+        found: Any = core.read_namespaced_resource_quota(quota, NAMESPACE)
+        if str(found.spec.hard.get("pods")) != limit:
+            core.patch_namespaced_resource_quota(quota, NAMESPACE, {"spec": {"hard": {"pods": limit}}})
+            removed.append(f"the hand-made pods limit of ResourceQuota {quota} (back to {limit})")
     listing: Any = core.list_node()
     for item in listing.items:
         if item.spec.unschedulable and item.metadata.name not in cordoned_before:

@@ -18,6 +18,8 @@ FAULT_TYPES: dict[str, str] = {
     "cpu-throttling": "a CPU limit too low for the load: every request of the service slows down",
     "latency": "a new release of the service answers slowly (the latency started with a rollout)",
     "node-not-ready": "a node stopped reporting Ready; the pods on it are unavailable",
+    "quota-exhausted": "the namespace's ResourceQuota leaves no room: the service's new pods are refused "
+    "(FailedCreate: exceeded quota)",
     "none": "nothing is wrong: no fault was injected (submit this to close a quiet incident)",
 }
 """Every fault type a diagnosis may name, with what it looks like."""
