@@ -36,6 +36,7 @@ def opslab(*args: str, state: Path, **env: str) -> subprocess.CompletedProcess[s
         (("up",), {"OPSLAB_PORT_KAFKA": "kafka"}, "error: OPSLAB_PORT_KAFKA='kafka' is not a port number"),
         (("logs", "kubelet"), {}, "error: unknown component 'kubelet'; use one of: etcd, kube-apiserver"),
         (("setup", "--only", "docker"), {}, "error: unknown component 'docker'; use one of: alertmanager"),
+        (("agent", "terraform"), {}, "error: no incident is running; start one with `opslab incident start"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, args: tuple[str, ...], env: dict[str, str], message: str) -> None:
