@@ -9,7 +9,7 @@ from typing import Any
 OLD = "2026-01-01T00:00:00Z"
 
 
-def _stamp(seconds_ago: float) -> str:
+def stamp(seconds_ago: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds_ago))
 
 
@@ -36,9 +36,7 @@ class Observed:
 
     def release(self, service: str, *, image: str = "", cpu: str = "", seconds_ago: float = 120) -> None:
         last = dict(self.history[service][-1])
-        last.update(
-            revision=last["revision"] + 1, hash=f"{service}-{last['revision'] + 1}", created=_stamp(seconds_ago)
-        )
+        last.update(revision=last["revision"] + 1, hash=f"{service}-{last['revision'] + 1}", created=stamp(seconds_ago))
         if image:
             last["image"] = image
         if cpu:

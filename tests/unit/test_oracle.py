@@ -11,7 +11,7 @@ import pytest
 
 from opslab.agent.oracle import Oracle
 from opslab.agent.toolbox import PolicyDenied
-from tests.unit.shop_standin import OLD, Observed
+from tests.unit.shop_standin import OLD, Observed, stamp
 
 
 @pytest.fixture
@@ -51,10 +51,14 @@ QUOTA_REFUSAL = (
 )
 
 
-def refused(shop: Observed, reason: str = "FailedCreate", message: str = QUOTA_REFUSAL) -> None:
+def refused(
+    shop: Observed, reason: str = "FailedCreate", message: str = QUOTA_REFUSAL, *, seconds_ago: float = 10,
+    replica_set: str = "catalog-catalog-1",
+) -> None:  # fmt: skip
+    """catalog short of ready pods, and an event about its ReplicaSet (the current one by default)."""
     shop.deployments_["catalog"].update(ready=0, unavailable=2)
-    shop.events_.append({"time": "2026-12-03T17:00:00Z", "type": "Warning", "reason": reason,
-                         "object": "ReplicaSet/catalog-6d9f7", "message": message})  # fmt: skip
+    shop.events_.append({"time": stamp(seconds_ago), "type": "Warning", "reason": reason,
+                         "object": f"ReplicaSet/{replica_set}", "message": message})  # fmt: skip
 
 
 def test_pods_a_quota_refuses_are_quota_exhausted_and_terraform_plans_then_applies_that_plan(shop: Observed) -> None:
@@ -67,18 +71,24 @@ def test_pods_a_quota_refuses_are_quota_exhausted_and_terraform_plans_then_appli
 
 
 @pytest.mark.parametrize(
-    ("reason", "message", "ready"),
+    "case",
     [
-        ("FailedCreate", 'pods "catalog-x" is forbidden: error looking up service account shop/catalog', 0),
-        ("SuccessfulCreate", "Created pod: catalog-6d9f7-x2x7q", 0),
-        ("FailedCreate", QUOTA_REFUSAL, 2),  # an old refusal; every replica is ready now
+        {"message": 'pods "catalog-x" is forbidden: error looking up service account shop/catalog'},
+        {"reason": "SuccessfulCreate", "message": "Created pod: catalog-6d9f7-x2x7q"},
+        {"ready": 2},  # every replica is ready now
+        {"seconds_ago": 1800},  # a refusal of an incident half an hour ago
+        {"replica_set": "catalog-0ld"},  # a revision that is gone
     ],
+    ids=["not-a-quota", "not-a-failure", "all-ready", "old", "old-revision"],
 )
-def test_only_a_quota_refusal_of_a_short_deployment_is_quota_exhausted(
-    shop: Observed, reason: str, message: str, ready: int
+def test_only_a_recent_quota_refusal_of_a_short_deployment_is_quota_exhausted(
+    shop: Observed, case: dict[str, Any]
 ) -> None:
-    refused(shop, reason, message)
-    shop.deployments_["catalog"].update(ready=ready)
+    refused(
+        shop, case.get("reason", "FailedCreate"), case.get("message", QUOTA_REFUSAL),
+        seconds_ago=case.get("seconds_ago", 10), replica_set=case.get("replica_set", "catalog-catalog-1"),
+    )  # fmt: skip
+    shop.deployments_["catalog"].update(ready=case.get("ready", 0))
     assert ("catalog", "quota-exhausted") not in kinds(Oracle(shop))  # type: ignore[arg-type]
 
 

@@ -80,8 +80,9 @@ def callees() -> dict[str, set[str]]:
 
 
 def age(stamp: str, now: float) -> float:
-    """Seconds from a Kubernetes timestamp (RFC 3339, UTC) to ``now``."""
-    return now - calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
+    """Seconds from a Kubernetes timestamp (RFC 3339, UTC; a MicroTime's fraction is dropped) to ``now``."""
+    whole = stamp.split(".", maxsplit=1)[0].removesuffix("Z")
+    return now - calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
 
 
 def sli(rows: Iterable[dict[str, Any]], label: str = "service") -> dict[str, float]:
@@ -114,16 +115,24 @@ def release_change(history: list[dict[str, Any]], now: float) -> str:
 
 QUOTA_REFUSED = "exceeded quota"
 """What the API server says when a ResourceQuota refuses a pod (in a ReplicaSet's FailedCreate event)."""
+REFUSAL_RECENT = 120.0
+"""Seconds within which a refusal counts: events outlive their cause by an hour, and a ReplicaSet
+that is still refused repeats its FailedCreate event more often than this at first."""
 
 
 def refused_by_quota(e: Evidence, deployment: str) -> str:
-    """The newest FailedCreate event of ``deployment``'s ReplicaSets that a quota caused, or ""."""
-    prefix = f"ReplicaSet/{deployment}-"
+    """The message of a recent FailedCreate event that a quota caused for ``deployment``'s current
+    ReplicaSet, or "" (an old refusal, or one of an earlier revision, is no evidence now)."""
+    history = e.histories.get(deployment) or []
+    if not history or not history[-1].get("hash"):
+        return ""
+    current = f"ReplicaSet/{deployment}-{history[-1]['hash']}"
     for event in reversed(e.events):
         if (
             event.get("reason") == "FailedCreate"
-            and str(event.get("object", "")).startswith(prefix)
+            and event.get("object") == current
             and QUOTA_REFUSED in str(event.get("message", ""))
+            and age(str(event.get("time") or "1970-01-01T00:00:00Z"), e.now) <= REFUSAL_RECENT
         ):
             return str(event["message"])
     return ""
