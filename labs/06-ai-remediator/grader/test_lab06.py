@@ -199,15 +199,20 @@ def test_the_turn_budget_holds(harness: Harness) -> None:
     assert outcome.run.returncode == 3, f"agent.py did not escalate when out of turns: {outcome.describe()}"
 
 
-@check(points=3, section="Agent", timeout=150, hint="When the decision lists needs_approval, ask the gate "
-       "(opslab.agent.approvals.Gate.ask) and wait for the answer; a no runs nothing and escalates.")  # fmt: skip
+@check(points=3, section="Agent", timeout=150, hint="When the decision lists needs_approval, submit the diagnosis, "
+       "then ask the gate (opslab.agent.approvals.Gate.ask) and wait for the answer; a no runs nothing and "
+       "escalates.")  # fmt: skip
 def test_a_plan_needing_approval_waits_and_a_no_runs_nothing(harness: Harness, world: World) -> None:
-    """a plan that needs a human (an image set by hand) asks for approval and waits; a rejection runs nothing"""
+    """a plan that needs a human (an image set by hand) asks for approval and waits; a rejection runs nothing
+    and keeps the diagnosis"""
     two = pinned()
     seen: list[dict[str, Any]] = []
     outcome = harness.run(Script(plan_reply(two)), firing=["checkout"], during=approver(False, seen))
     assert seen, f"the agent never asked for approval of a plan the policy sends to a human: {outcome.describe()}"
     assert not outcome.actions, f"a rejected plan reached the toolbox: {outcome.actions}"
+    assert ("checkout", "bad-rollout") in world.submitted, (
+        f"the diagnosis was lost with the rejected fix (submit it before asking): {world.submitted}"
+    )
     assert outcome.run.returncode == 3, f"agent.py did not escalate a rejected plan: {outcome.describe()}"
 
 

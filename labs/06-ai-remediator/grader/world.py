@@ -17,7 +17,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,23 +58,22 @@ def image(service: str, tag: str) -> str:
 
 
 class RunServer:
-    """A server program of the run's own on a free port of 127.0.0.1, up once ``health`` answers 200."""
+    """A server program of the run's own on a free port of 127.0.0.1, up once ``health`` answers 200.
+    ``argv`` gives its command line for the address it is to listen on."""
 
     what = "server"
     health = "/"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, argv: Callable[[str], list[str]]) -> None:
         self.directory = directory
-        self.url = f"http://127.0.0.1:{free_port()}"
+        address = f"127.0.0.1:{free_port()}"
+        self.url = f"http://{address}"
         with (directory / f"{self.what}.log").open("wb") as log:
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+            self.process = subprocess.Popen(argv(address), stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)  # fmt: skip
         if not wait_for(self._healthy, 20, interval=0.2):
             self.stop()
             raise RuntimeError(f"the run's {self.what} did not start (see {directory / f'{self.what}.log'})")
-
-    def command(self) -> list[str]:
-        raise NotImplementedError
 
     def _healthy(self) -> bool:
         if self.process.poll() is not None:
@@ -94,14 +93,11 @@ class RunOpa(RunServer):
     what, health = "opa", "/health"
 
     def __init__(self, opa: str, agent_policy: Path, namespace: str, directory: Path) -> None:
-        self.opa, self.agent_policy = opa, agent_policy
-        self.config = directory / "config.json"
-        self.config.write_text(json.dumps({"opslab": {"config": {"workload_namespaces": [namespace]}}}))
-        super().__init__(directory)
-
-    def command(self) -> list[str]:
-        return [self.opa, "run", "--server", f"--addr={self.url.removeprefix('http://')}", "--log-level=error",
-                str(self.agent_policy), str(self.config)]  # fmt: skip
+        config = directory / "config.json"
+        config.write_text(json.dumps({"opslab": {"config": {"workload_namespaces": [namespace]}}}))
+        super().__init__(directory, lambda address: [
+            opa, "run", "--server", f"--addr={address}", "--log-level=error", str(agent_policy), str(config),
+        ])  # fmt: skip
 
 
 class RunAlertmanager(RunServer):
@@ -111,15 +107,12 @@ class RunAlertmanager(RunServer):
     what, health = "alertmanager", "/-/ready"
 
     def __init__(self, alertmanager: str, directory: Path) -> None:
-        self.alertmanager = alertmanager
-        self.config = directory / "alertmanager.yml"
-        self.config.write_text("route:\n  receiver: nobody\nreceivers:\n- name: nobody\n")
-        super().__init__(directory)
-
-    def command(self) -> list[str]:
-        return [self.alertmanager, f"--config.file={self.config}", f"--storage.path={self.directory / 'data'}",
-                f"--web.listen-address={self.url.removeprefix('http://')}", "--cluster.listen-address=",
-                "--log.level=warn"]  # fmt: skip
+        config = directory / "alertmanager.yml"
+        config.write_text("route:\n  receiver: nobody\nreceivers:\n- name: nobody\n")
+        super().__init__(directory, lambda address: [
+            alertmanager, f"--config.file={config}", f"--storage.path={directory / 'data'}",
+            f"--web.listen-address={address}", "--cluster.listen-address=", "--log.level=warn",
+        ])  # fmt: skip
 
     def post(self, services: Sequence[str], namespace: str, *, firing: bool) -> None:
         """Fire (or resolve) the fast burn-rate page for each of ``services``, as Prometheus would."""

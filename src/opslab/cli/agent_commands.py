@@ -61,8 +61,8 @@ def terraform(config: str, yes: bool) -> None:
         if not yes and not click.confirm("Apply this plan?", default=False):
             console.print("not applied")
             return
-        done = toolbox.terraform_apply(config, shown["plan_digest"])
-        console.print(f"applied plan {done.get('plan_digest', shown['plan_digest'])}")
+        toolbox.terraform_apply(config, shown["plan_digest"])
+        console.print(f"applied plan {shown['plan_digest']}")
     except (PolicyDenied, ToolError) as exc:
         raise ConfigError(f"terraform {config}: {exc}", fix="read the reason above; nothing was applied") from None
     finally:

@@ -98,10 +98,12 @@ def _quota_drift(core: client.CoreV1Api, step: QuotaDrift, done: Injected) -> No
     """Lower the pods limit to what runs now less the service's pods, then delete those pods."""
     quota: Any = core.read_namespaced_resource_quota(QUOTA, NAMESPACE)
     limit = str(quota.spec.hard["pods"])
-    pods: Any = core.list_namespaced_pod(NAMESPACE, label_selector=f"{SERVICE_LABEL}={step.service}")
-    live = [p for p in pods.items if not p.metadata.deletion_timestamp]
-    running: Any = core.list_namespaced_pod(NAMESPACE)
-    used = sum(1 for p in running.items if p.status.phase not in ("Succeeded", "Failed"))
+    pods: Any = core.list_namespaced_pod(NAMESPACE)
+    used = sum(1 for p in pods.items if p.status.phase not in ("Succeeded", "Failed"))  # what the quota counts
+    live = [
+        p for p in pods.items
+        if (p.metadata.labels or {}).get(SERVICE_LABEL) == step.service and not p.metadata.deletion_timestamp
+    ]  # fmt: skip
     done.quotas.setdefault(QUOTA, limit)
     squeezed = max(used - len(live), 0)
     core.patch_namespaced_resource_quota(QUOTA, NAMESPACE, {"spec": {"hard": {"pods": str(squeezed)}}})
