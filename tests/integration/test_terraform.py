@@ -24,10 +24,12 @@ def test_plan_after_up_reports_no_changes(platform: Platform) -> None:
 
 
 def test_a_learner_shell_can_plan_the_platform_module(platform: Platform, tmp_path: Path) -> None:
-    """`source .opslab/env` gives a shell the CLI and variables to plan platform/terraform by hand."""
+    """`source .opslab/env` gives a shell the CLI and variables to plan platform/terraform by hand,
+    and the policy tools lab 6 and lab 7 use (opa, promtool)."""
     cli = platform.terraform.binary().name  # terraform, or tofu on a machine without terraform
     script = (
-        f"source {shlex.quote(str(platform.paths.env_file))} && cd platform/terraform && "
+        f"source {shlex.quote(str(platform.paths.env_file))} && opa version >/dev/null && promtool --version "
+        f">/dev/null && cd platform/terraform && "
         f"{cli} init -input=false >/dev/null && {cli} plan -input=false -detailed-exitcode -lock=false"
     )
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "TF_DATA_DIR": str(tmp_path / "data")}

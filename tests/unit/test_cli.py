@@ -37,6 +37,8 @@ def opslab(*args: str, state: Path, **env: str) -> subprocess.CompletedProcess[s
         (("logs", "kubelet"), {}, "error: unknown component 'kubelet'; use one of: etcd, kube-apiserver"),
         (("setup", "--only", "docker"), {}, "error: unknown component 'docker'; use one of: alertmanager"),
         (("agent", "terraform"), {}, "error: no incident is running; start one with `opslab incident start"),
+        (("demo", "--automation", "/none"), {}, "error: no api.py and workers.py in /none; give --automation"),
+        (("demo", "--agent", "/none/agent.py"), {}, "error: no remediator at /none/agent.py; give --agent"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, args: tuple[str, ...], env: dict[str, str], message: str) -> None:

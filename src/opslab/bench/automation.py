@@ -14,28 +14,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis
 
+from opslab.agent.automation import REFERENCE, Backend
 from opslab.bench.platform import bench_settings, fresh_platform
 from opslab.bench.report import Measure, report_measures
 from opslab.primitives.bursts import burst, post_request
 from opslab.primitives.ports import free_port
-from opslab.primitives.processes import kill_group
 from opslab.primitives.readiness import wait_for
 
 WARM_UP = 400
 """Deliveries before each measure: a fresh API process answers its first few hundred slowly."""
-SOLUTION = Path("solutions") / "05-automation"
+SOLUTION = REFERENCE
 """What is measured unless --path names another copy (a learner's own work)."""
 
 
@@ -60,40 +57,13 @@ def percentile(values: list[float], q: float) -> float:
 
 class Bench:
     def __init__(self, env: dict[str, str], work: Path, code: Path) -> None:
-        self.env, self.work, self.code = env, work, code
-        self.token = secrets.token_hex(16)
-        self.token_file = work / "token"
-        self.token_file.write_text(self.token)
-        self.token_file.chmod(0o600)
-
-    def start(self, args: list[str], namespace: str, log: str) -> subprocess.Popen[bytes]:
-        path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"  # ansible-playbook, dramatiq
-        env = {**os.environ, **self.env, "PATH": path, "OPSLAB_AUTOMATION_NAMESPACE": namespace,
-               "OPSLAB_AUTOMATION_TOKEN_FILE": str(self.token_file), "PYTHONDONTWRITEBYTECODE": "1",
-               "OPSLAB_AUTOMATION_ARTIFACTS": str(self.work / "artifacts")}  # fmt: skip
-        with (self.work / log).open("wb") as out:
-            return subprocess.Popen(args, cwd=self.code, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # fmt: skip
-
-    def api(self, namespace: str, port: int) -> subprocess.Popen[bytes]:
-        proc = self.start([sys.executable, "-m", "uvicorn", "api:app", "--host", "127.0.0.1", "--port", str(port),
-                           "--no-access-log", "--log-level", "warning"], namespace, f"api-{namespace}.log")  # fmt: skip
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        if not wait_for(up, 30):
-            raise RuntimeError(f"the reference API did not start: see {self.work}")
-        return proc
+        self.backend = Backend(env, work, code, namespace="bench")
 
     def acknowledgements(self, run: int, count: int, clients: int, port: int) -> dict[str, float]:
         namespace = f"bench-{run}-ack{clients}"
-        proc = self.api(namespace, port)
+        proc = self.backend.api(port, namespace)
         try:
-            headers = {"Authorization": f"Bearer {self.token}"}
+            headers = self.backend.headers
             warm_up = [post_request("/alerts", payload(i, "w"), headers) for i in range(WARM_UP)]
             burst(port, warm_up, 10)
             batch = [post_request("/alerts", payload(i, "b"), headers) for i in range(count)]
@@ -103,22 +73,19 @@ class Bench:
             seconds = [s for _, s in answered]
             refused = sum(code != 202 for code, _ in answered)
         finally:
-            kill_group(proc.pid)
-            proc.wait()
-            self.drop(namespace)
+            self.backend.stop(proc)
+            self.backend.drop(namespace)
         p50, p99 = percentile(seconds, 0.5) * 1000, percentile(seconds, 0.99) * 1000
         return {"rate": count / elapsed, "p50": p50, "p99": p99, "refused": refused}
 
     def jobs(self, run: int, count: int, port: int) -> dict[str, float]:
         namespace = f"bench-{run}-jobs"
-        proc = self.api(namespace, port)
-        workers = self.start([sys.executable, "-m", "dramatiq", "workers", "--processes", "1", "--threads", "4"],
-                             namespace, f"workers-{namespace}.log")  # fmt: skip
-        store = redis.Redis.from_url(self.env["OPSLAB_REDIS_URL"])
+        self.backend.api(port, namespace)
+        self.backend.workers(namespace)
+        store = redis.Redis.from_url(self.backend.env["OPSLAB_REDIS_URL"])
         try:
-            headers = {"Authorization": f"Bearer {self.token}"}
             began = time.perf_counter()
-            burst(port, [post_request("/alerts", payload(i, "j"), headers) for i in range(count)], 10)
+            burst(port, [post_request("/alerts", payload(i, "j"), self.backend.headers) for i in range(count)], 10)
 
             def finished() -> bool:
                 return int(store.hget(f"{namespace}:states", "escalated") or 0) >= count
@@ -126,17 +93,10 @@ class Bench:
             done = wait_for(finished, 120, interval=0.1)
             elapsed = time.perf_counter() - began
         finally:
-            for running in (workers, proc):
-                kill_group(running.pid)
-                running.wait()
-            self.drop(namespace)
+            self.backend.stop()
+            self.backend.drop(namespace)
+            store.close()
         return {"jobs_rate": count / elapsed if done else 0.0}
-
-    def drop(self, namespace: str) -> None:
-        store = redis.Redis.from_url(self.env["OPSLAB_REDIS_URL"])
-        keys = list(store.scan_iter(match=f"{namespace}:*", count=1000))
-        if keys:
-            store.delete(*keys)
 
 
 def main(argv: list[str] | None = None) -> int:
