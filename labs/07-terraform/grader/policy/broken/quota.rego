@@ -1,0 +1,21 @@
+# The grader's own plan policy, written apart from the reference solution: the learner's tests
+# must pass against it (they test decisions, not wording).
+package terraform.plan
+
+import rego.v1
+
+deny contains "grader: prod namespace deleted" if {
+	some rc in input.resource_changes
+	rc.type == "kubernetes_namespace"
+	"delete" in rc.change.actions
+	rc.change.before.metadata[0].labels["opslab.dev/environment"] == "prod"
+}
+
+deny contains sprintf("grader: %s lacks label %s", [rc.address, label]) if {
+	some rc in input.resource_changes
+	rc.type == "kubernetes_namespace"
+	some action in rc.change.actions
+	action in {"create", "update"}
+	some label in ["opslab.dev/owner", "opslab.dev/team", "opslab.dev/environment"]
+	not rc.change.after.metadata[0].labels[label]
+}

@@ -1,0 +1,81 @@
+# One configuration for every environment: the workspace (dev, staging, prod) picks the variables
+# file and names the state. State is a Secret per workspace in the cluster, locked by a Lease:
+#   terraform init -backend-config=namespace=<state namespace> -backend-config=config_path=<kubeconfig>
+#   terraform workspace select -or-create dev
+#   terraform plan -var-file=dev.tfvars -out=dev.tfplan
+
+terraform {
+  required_version = ">= 1.7"
+  backend "kubernetes" {
+    secret_suffix = "lab07-tenants"
+  }
+  required_providers {
+    kubernetes = {
+      source  = "hashicorp/kubernetes"
+      version = "~> 1.13"
+    }
+  }
+}
+
+provider "kubernetes" {
+  config_path = var.kubeconfig
+}
+
+variable "kubeconfig" {
+  description = "The kubeconfig to apply with (a least-privilege identity, not the admin's)."
+  type        = string
+}
+
+variable "environment" {
+  description = "Must match the workspace: a tfvars file for one environment applied in another's state is refused."
+  type        = string
+}
+
+variable "tenants" {
+  description = "The environment's tenants, by team."
+  type = map(object({
+    owner    = string
+    image    = string
+    replicas = number
+    quota = object({
+      requests_cpu    = string
+      requests_memory = string
+      limits_cpu      = string
+      limits_memory   = string
+      pods            = number
+    })
+    allowed_namespaces = optional(list(string), [])
+  }))
+}
+
+resource "terraform_data" "workspace_guard" {
+  input = terraform.workspace
+  lifecycle {
+    precondition {
+      condition     = terraform.workspace == var.environment
+      error_message = "this is workspace '${terraform.workspace}' but the variables are for '${var.environment}': select the workspace with `terraform workspace select ${var.environment}`."
+    }
+  }
+}
+
+module "tenant" {
+  source   = "../modules/tenant"
+  for_each = var.tenants
+
+  team               = each.key
+  environment        = var.environment
+  owner              = each.value.owner
+  quota              = each.value.quota
+  allowed_namespaces = each.value.allowed_namespaces
+  app = {
+    name     = "app"
+    image    = each.value.image
+    replicas = each.value.replicas
+  }
+  min_available = each.value.replicas - 1
+}
+
+output "namespaces" {
+  description = "Each team's namespace in this environment."
+  value       = { for team, t in module.tenant : team => t.namespace }
+}

@@ -1,0 +1,9 @@
+terraform {
+  required_version = ">= 1.7"
+  required_providers {
+    kubernetes = {
+      source  = "hashicorp/kubernetes"
+      version = "~> 1.13"
+    }
+  }
+}
