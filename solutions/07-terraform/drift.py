@@ -4,11 +4,12 @@ configuration say? Pushes the answer per workspace to the Pushgateway, where Pro
 
 usage: python drift.py [--envs DIR] [--workspace W ...] [--pushgateway URL] [--terraform BIN]
 
-Per workspace (the terraform binary from $TERRAFORM, else `terraform`):
-  - `plan -refresh-only -detailed-exitcode`: objects changed outside Terraform (someone edited the
-    cluster), counted from the plan's JSON `resource_drift`;
-  - `plan -detailed-exitcode`: the configuration and the cluster differ (drift or an unapplied change).
-Exit codes: 0 no change, 2 changes, 1 an error (the check failed: reported, never taken for "no drift").
+Per workspace (the terraform binary from $TERRAFORM, else `terraform`), `plan -detailed-exitcode`
+decides: exit 2 means the cluster differs from the code (someone edited it, or a change was never
+applied), 0 that it matches, 1 that the check failed (reported, never taken for "no drift"). When
+something differs, `plan -refresh-only` says which objects were changed outside Terraform. Alone,
+refresh-only is too noisy with the 1.13.4 provider: it records each object's resourceVersion, so
+every object whose status moved (a Deployment's rollout) counts as changed.
 Neither plan takes the state lock (-lock=false): a check must never block an apply.
 """
 
@@ -68,26 +69,22 @@ def failed(workspace: str, what: str, error: str) -> dict[str, float]:
 
 
 def check(terraform: str, envs: Path, workspace: str) -> dict[str, float]:
-    refreshed, drift_plan, error = plan(terraform, envs, workspace, "-refresh-only")
-    if refreshed == 1:
-        return failed(workspace, "the refresh-only plan", error)
     planned, full_plan, error = plan(terraform, envs, workspace)
     if planned == 1:
         return failed(workspace, "the plan", error)
-    drifted = [r["address"] for r in drift_plan.get("resource_drift", [])]
-    pending = [
+    differing = [
         r["address"]
         for r in full_plan.get("resource_changes", [])
         if r["change"]["actions"] not in (["no-op"], ["read"])
     ]
-    for address in drifted:
-        print(f"drift: {workspace}: {address} was changed outside Terraform")
-    return {
-        "success": 1,
-        "drifted": float(bool(drifted) or refreshed == 2),
-        "resources": len(drifted),
-        "pending": len(pending),
-    }
+    outside: set[str] = set()
+    if differing:  # which of them someone changed (the refresh-only plan alone also counts status churn)
+        refreshed, drift_plan, _ = plan(terraform, envs, workspace, "-refresh-only")
+        outside = {r["address"] for r in drift_plan.get("resource_drift", [])} if refreshed != 1 else set()
+    for address in differing:
+        why = "changed outside Terraform" if address in outside else "differs from the code"
+        print(f"drift: {workspace}: {address} {why}")
+    return {"success": 1, "drifted": float(bool(differing)), "resources": len(differing)}
 
 
 def push(url: str, workspace: str, result: dict[str, float]) -> None:
@@ -102,10 +99,9 @@ def push(url: str, workspace: str, result: dict[str, float]) -> None:
         Gauge(
             "terraform_drift_detected", "1 when the cluster differs from the workspace's state", registry=registry
         ).set(result["drifted"])
-        Gauge("terraform_drift_resources", "Objects changed outside Terraform", registry=registry).set(
+        Gauge("terraform_drift_resources", "Objects that differ from the code", registry=registry).set(
             result["resources"]
         )
-        Gauge("terraform_plan_pending_changes", "Changes a plan would make", registry=registry).set(result["pending"])
     push_to_gateway(url, job=JOB, registry=registry, grouping_key={"workspace": workspace})
 
 

@@ -31,8 +31,8 @@ from opslab.grading.sandbox import Sandbox
 # ---------------------------------------------------------------------- the module
 
 
-@check(points=3, section="Module", timeout=240, hint="modules/tenant/tests/*.tftest.hcl: a mock_provider "
-       "\"kubernetes\" {} block, runs with command = plan that assert on names and labels, and runs with "
+@check(points=3, section="Module", timeout=240, hint="modules/tenant/tests/*.tftest.hcl: mock_provider "
+       "blocks for kubernetes and kubectl, runs with command = plan that assert on names and labels, and runs with "
        "expect_failures for bad variables; `terraform test` in modules/tenant passes.")  # fmt: skip
 def test_the_modules_own_tests_pass(lab_path: Path, scratch: Path, sandbox: Sandbox) -> None:
     """the module's own tests pass, with plan-level runs and refusals among them"""

@@ -14,11 +14,20 @@ terraform {
       source  = "hashicorp/kubernetes"
       version = "~> 1.13"
     }
+    kubectl = {
+      source  = "gavinbunney/kubectl"
+      version = "~> 1.19"
+    }
   }
 }
 
 provider "kubernetes" {
   config_path = var.kubeconfig
+}
+
+provider "kubectl" {
+  config_path      = var.kubeconfig
+  load_config_file = true
 }
 
 variable "kubeconfig" {

@@ -338,7 +338,7 @@ def _writable_copy(source: Path, target: Path) -> Path:
 
 
 def build_providers(component: Component, ctx: BuildContext) -> None:
-    """Build each provider pinned in versions.toml into mirror/<host>/hashicorp/<name>/<version>/."""
+    """Build each provider pinned in versions.toml into mirror/<host>/<namespace>/<name>/<version>/."""
     check_go("1.21")
     work = ctx.stage / ".src"
     env = {**go_env(ctx), "GOFLAGS": "-mod=mod -buildvcs=false"}
@@ -366,7 +366,7 @@ def build_providers(component: Component, ctx: BuildContext) -> None:
         stream(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), "."], ctx, cwd=src, env=env,
                what=f"go build of the {pin.name} provider")  # fmt: skip
         for host in MIRROR_HOSTS:
-            target = ctx.stage / "mirror" / host / "hashicorp" / pin.name / pin.version / f"linux_{GO_ARCH}"
+            target = ctx.stage / "mirror" / host / pin.namespace / pin.name / pin.version / f"linux_{GO_ARCH}"
             target.mkdir(parents=True)
             # The unpacked mirror layout needs real files (tofu does not follow a symlinked directory).
             (target / f"terraform-provider-{pin.name}_v{pin.version}").hardlink_to(binary)

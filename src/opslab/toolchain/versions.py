@@ -34,6 +34,8 @@ class ProviderPin:
     shim: Shim | None = None
     patches: tuple[str, ...] = ()
     """Unified diffs (paths relative to the repository) applied to the module's source."""
+    namespace: str = "hashicorp"
+    """The provider's registry namespace: source = "<namespace>/<name>" in required_providers."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ def load_versions(path: Path) -> Versions:
                 require=tuple(entry.get("require", ())),
                 shim=Shim(shim["module"], shim["from"], shim["dir"]) if shim else None,
                 patches=tuple(entry.get("patches", ())),
+                namespace=str(entry.get("namespace", "hashicorp")),
             )
         )
 

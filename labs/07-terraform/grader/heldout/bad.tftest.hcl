@@ -1,6 +1,7 @@
 # Held out: the grader drops this file into a copy of your modules/tenant/tests/ and runs it.
 
 mock_provider "kubernetes" {}
+mock_provider "kubectl" {}
 
 variables {
   team        = "ledger"
@@ -88,5 +89,5 @@ run "heldout_refuses_a_budget_that_blocks_every_drain" {
     app           = { name = "books", image = "registry.example.org/ledger/books:2.0.1", replicas = 2 }
     min_available = 2
   }
-  expect_failures = [kubernetes_pod_disruption_budget.app]
+  expect_failures = [kubectl_manifest.pdb]
 }

@@ -206,18 +206,22 @@ resource "kubernetes_service" "app" {
   }
 }
 
-resource "kubernetes_pod_disruption_budget" "app" {
-  metadata {
-    name      = var.app.name
-    namespace = kubernetes_namespace.this.metadata[0].name
-    labels    = local.app_labels
-  }
-  spec {
-    min_available = tostring(var.min_available)
-    selector {
-      match_labels = local.selector
+# The 1.13.4 provider's kubernetes_pod_disruption_budget speaks policy/v1beta1, which Kubernetes
+# removed in 1.25; kubectl_manifest applies the policy/v1 object as written.
+resource "kubectl_manifest" "pdb" {
+  yaml_body = yamlencode({
+    apiVersion = "policy/v1"
+    kind       = "PodDisruptionBudget"
+    metadata = {
+      name      = var.app.name
+      namespace = kubernetes_namespace.this.metadata[0].name
+      labels    = local.app_labels
     }
-  }
+    spec = {
+      minAvailable = var.min_available
+      selector     = { matchLabels = local.selector }
+    }
+  })
   lifecycle {
     precondition {
       condition     = var.min_available < var.app.replicas

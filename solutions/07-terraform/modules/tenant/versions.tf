@@ -5,5 +5,9 @@ terraform {
       source  = "hashicorp/kubernetes"
       version = "~> 1.13"
     }
+    kubectl = {
+      source  = "gavinbunney/kubectl"
+      version = "~> 1.19"
+    }
   }
 }

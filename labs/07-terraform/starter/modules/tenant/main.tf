@@ -3,7 +3,7 @@
 # (kubernetes_namespace.this, kubernetes_resource_quota.this, kubernetes_limit_range.this,
 # kubernetes_service_account.deployer, kubernetes_role.deployer, kubernetes_role_binding.deployer,
 # kubernetes_network_policy.default_deny and .app, kubernetes_deployment.app, kubernetes_service.app,
-# kubernetes_pod_disruption_budget.app).
+# and kubectl_manifest.pdb: the PodDisruptionBudget, as a policy/v1 manifest).
 
 resource "kubernetes_namespace" "this" {
   metadata {

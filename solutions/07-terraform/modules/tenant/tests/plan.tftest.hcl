@@ -1,6 +1,7 @@
 # Plan-level tests: no cluster, a mocked provider. `terraform test` (or `tofu test`) in modules/tenant.
 
 mock_provider "kubernetes" {}
+mock_provider "kubectl" {}
 
 variables {
   team        = "payments"
@@ -32,7 +33,7 @@ run "defaults_give_a_guarded_namespace" {
     error_message = "two replicas by default"
   }
   assert {
-    condition     = kubernetes_pod_disruption_budget.app.spec[0].min_available == "1"
+    condition     = yamldecode(kubectl_manifest.pdb.yaml_body).spec.minAvailable == 1
     error_message = "the budget keeps one pod through a drain"
   }
   assert {
@@ -90,5 +91,5 @@ run "a_budget_that_blocks_every_drain_is_refused" {
     app           = { name = "api", image = "opslab/payments-api:1.4.2", replicas = 2 }
     min_available = 2
   }
-  expect_failures = [kubernetes_pod_disruption_budget.app]
+  expect_failures = [kubectl_manifest.pdb]
 }

@@ -1,6 +1,7 @@
 # Plan-level tests: no cluster, a mocked provider. Run `terraform test` (or `tofu test`) in modules/tenant.
 
 mock_provider "kubernetes" {}
+mock_provider "kubectl" {}
 
 variables {
   team        = "payments"
