@@ -46,9 +46,11 @@ class SilentObserver:
 
 
 def _found(toolchain: Toolchain, component: Component) -> list[Resolved] | None:
-    alternative = toolchain.alternative(component.name)
-    if alternative is not None:
-        return [alternative]
+    """The component's tools, each from an override, PATH or the cache; None if one is missing.
+
+    An alternative tool (a terraform for OpenTofu) is preferred at run time but does not spare the
+    build: OpenTofu is built on every machine, so the tests prove the path a machine without
+    terraform takes."""
     found = []
     for tool in component.tools:
         resolved = toolchain.resolve(tool.name)
