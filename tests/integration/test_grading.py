@@ -247,3 +247,21 @@ def test_preview_loads_a_learners_rules_and_target_and_never_half_applies(platfo
         preview.stop(lab, settings)
     assert eventually(lambda: not groups(), 15), "stop left the rules loaded"
     assert not list((settings.paths.config / "lab-targets").glob("preview-*"))
+
+
+def test_a_lab_with_rules_only_previews_them_without_a_target(platform: Platform) -> None:
+    lab = find_lab(platform.paths.root, 7)
+    settings, promtool = platform.settings, platform.ctx.toolchain.require("promtool")
+    rules = f"http://127.0.0.1:{settings.ports.prometheus}/api/v1/rules"
+
+    def groups() -> set[str]:
+        data = httpx.get(rules, timeout=5).json()["data"]["groups"]
+        return {g["name"] for g in data if "preview-07" in g["file"]}
+
+    try:
+        shown = preview.start(lab, settings, promtool, path=platform.paths.root / "solutions" / lab.name)
+        assert shown.target == "" and groups() == {"terraform-drift"}
+        assert not list((settings.paths.config / "lab-targets").glob("preview-*")), "a target for no exporter"
+    finally:
+        preview.stop(lab, settings)
+    assert eventually(lambda: not groups(), 15), "stop left the rules loaded"

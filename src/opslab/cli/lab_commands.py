@@ -151,9 +151,11 @@ def preview(number: str, path: Path | None, port: int | None, stop_preview: bool
         return
     promtool = toolchain_for(settings).require("promtool")
     shown = preview_module.start(item, settings, promtool, path=resolve_path(item, path), port=port)
-    console.print(f"loaded {', '.join(p.name for p in shown.rules)}; scraping your exporter at {shown.target}")
+    scraping = f"; scraping your exporter at {shown.target}" if shown.target else ""
+    console.print(f"loaded {', '.join(p.name for p in shown.rules)}{scraping}")
     console.print(f"  rules and alerts:  {shown.prometheus}/rules  and  {shown.prometheus}/alerts")
-    console.print(f"  your exporter:     {shown.prometheus}/targets?search={shown.target}")
+    if shown.target:
+        console.print(f"  your exporter:     {shown.prometheus}/targets?search={shown.target}")
     console.print(f"  stop with:         opslab lab preview {item.number} --stop")
 
 

@@ -30,6 +30,7 @@ class Preview:
 
     rules: list[Path]
     target: str
+    """The exporter's address Prometheus scrapes; "" for a lab with rules only."""
     prometheus: str
 
 
@@ -73,8 +74,10 @@ def start(lab: Lab, settings: Settings, promtool: Path, *, path: Path, port: int
     copies = [rules_dir / f"preview-{lab.name}-{s.name}" for s in sources]
     for source, copy in zip(sources, copies, strict=True):
         write_atomic(copy, source.read_text())
-    address = f"127.0.0.1:{port or lab.preview_port}"
-    write_atomic(target, json.dumps([{"targets": [address], "labels": {"job": LAB_JOB, "preview": lab.name}}]))
+    scraped = port or lab.preview_port
+    address = f"127.0.0.1:{scraped}" if scraped else ""  # a lab with rules only (lab 7) has no exporter
+    if address:
+        write_atomic(target, json.dumps([{"targets": [address], "labels": {"job": LAB_JOB, "preview": lab.name}}]))
     refused = _reload(settings)
     if refused:
         stop(lab, settings)
