@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from opslab.alerting.bridge import TOPIC
 
@@ -121,8 +121,14 @@ class Relay:
             self.consumer.close()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Begin at the end: what fired before the relay started is history, not a page.
-        consumer.assign([TopicPartition(tp.topic, tp.partition, OFFSET_END) for tp in partitions])
+        # Begin at the end: what fired before the relay started is history, not a page. The end is
+        # read now, as an offset: OFFSET_END would be looked up later, after `start` returned, and
+        # could skip an alert published in between.
+        ends = []
+        for tp in partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
+            ends.append(TopicPartition(tp.topic, tp.partition, high))
+        consumer.assign(ends)
         self._assigned.set()
 
     def _run(self) -> None:
