@@ -29,8 +29,7 @@ def test_opentofu_runs_the_modules_tests_and_the_held_out_ones(platform: Platfor
     for name in ("good", "bad"):
         shutil.copy(LAB.directory / "grader" / "heldout" / f"{name}.tftest.hcl", module / "tests")
     config = tmp_path / "tofurc"
-    mirror = toolchain_for(platform.settings).provider_mirror()
-    config.write_text(f'provider_installation {{\n  filesystem_mirror {{\n    path = "{mirror}"\n  }}\n}}\n')
+    config.write_text(toolchain_for(platform.settings).terraform_cli_config())
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TF_CLI_CONFIG_FILE": str(config)}
     for args in (["init", "-input=false"], ["test"]):
         done = subprocess.run([str(tofu), *args, "-no-color"], cwd=module, env=env, capture_output=True, text=True,

@@ -173,6 +173,12 @@ class Ledgered(ABC):
             params["order"] = order
         return list(self.http.get("/fulfilment/ledger/attempts", params=params).json()["attempts"])
 
+    def last_slow_capture_ended(self, slower_than: float) -> float:
+        """When (wall clock) the latest capture that took at least ``slower_than`` seconds was
+        answered, or 0.0 if none has yet."""
+        ends = [float(a["at"]) + float(a["seconds"]) for a in self.attempts() if float(a["seconds"]) >= slower_than]
+        return max(ends, default=0.0)
+
     def replays(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """Captures answered from an idempotency key (work done again that idempotency absorbed),
         each with the attempt of the same order before it."""

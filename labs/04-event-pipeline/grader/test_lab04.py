@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -513,7 +514,7 @@ def test_streams_dead_letters_after_the_last_delivery(
 # ---------------------------------------------------------------------- SQS
 
 
-@check(points=5, section="SQS", timeout=180, hint="Delete a message only after its capture; receive with "
+@check(points=5, section="SQS", timeout=195, hint="Delete a message only after its capture; receive with "
        "--visibility as the visibility timeout, so what a dead worker held is back on the queue within seconds; "
        "send the order id as Idempotency-Key.")  # fmt: skip
 def test_queue_redelivers_what_a_crashed_worker_held_and_captures_it_once(
@@ -526,12 +527,19 @@ def test_queue_redelivers_what_a_crashed_worker_held_and_captures_it_once(
     queue.produce(300)
     first = started.start_queue_worker(queue, "first", visibility=4, max_receives=6)
     progress_or_fail(queue, first, 80, 60)
-    # Slow the captures down (no failures now: a message waiting out its backoff is not held) and
-    # crash the worker the moment a message is gone from the queue before its capture, or it holds
-    # at least 3 orders it has not captured (or after 9 s): what it held must come back soon.
+    # Slow the captures down to 1.5 s each (no failures now) and crash the worker the moment a
+    # message is gone from the queue before its capture, or while it is provably in the middle of a
+    # capture: a slow capture was answered 0.2-1.1 s ago, so the worker has taken its next message
+    # and waits on its capture (a message waiting out a backoff is in flight too, but it comes back
+    # by itself, so it proves nothing). What the worker held must come back soon.
     queue.clear_fault(errors)
     slow = queue.fault("latency", latencyMs=1500)
-    wait_for(lambda: queue.deleted_past_uncaptured() or queue.held_uncaptured() >= 3, 9, interval=0.5)
+
+    def mid_capture() -> bool:
+        since = time.time() - queue.last_slow_capture_ended(1.2)
+        return 0.2 <= since <= 1.1 and queue.held_uncaptured() >= 1
+
+    wait_for(lambda: queue.deleted_past_uncaptured() or mid_capture(), 15, interval=0.1)
     first.kill()
     queue.clear_fault(slow)
     second = started.start_queue_worker(queue, "second", visibility=4, max_receives=6)

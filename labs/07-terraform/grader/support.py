@@ -59,8 +59,7 @@ class Workspace:
             shutil.rmtree(root)
         shutil.copytree(lab_path, root, ignore=LEFT_OUT)
         config = scratch / "terraformrc"
-        mirror = toolchain_for(load_settings()).provider_mirror()
-        config.write_text(f'provider_installation {{\n  filesystem_mirror {{\n    path = "{mirror}"\n  }}\n}}\n')
+        config.write_text(toolchain_for(load_settings()).terraform_cli_config())
         return cls(root, sandbox, config, terraform())
 
     def env(self, **extra: str) -> dict[str, str]:
