@@ -2,7 +2,8 @@
 # Lab 7's pipeline: check, test, plan, policy, then apply exactly the plan that passed.
 #
 #   ./pipeline.sh WORKSPACE            plan and apply dev, staging or prod
-#   ./pipeline.sh WORKSPACE --plan     stop after the policy check (the plan stays in WORKSPACE.tfplan)
+#   ./pipeline.sh WORKSPACE --plan     stop after the policy check (the plan stays in envs/WORKSPACE.tfplan)
+#   ./pipeline.sh WORKSPACE --apply    apply the saved envs/WORKSPACE.tfplan (after review), nothing else
 #
 # Environment: KUBECONFIG (the identity that applies), STATE_NAMESPACE (where the state Secrets and
 # their lock Leases live), TERRAFORM (terraform or tofu; default terraform), LOCK_TIMEOUT (how long
@@ -21,31 +22,45 @@ workspace="${1:-}"
 mode="${2:-}"
 case "$workspace" in
   dev|staging|prod) ;;
-  *) fail "usage: pipeline.sh dev|staging|prod [--plan] (got '${workspace}')" ;;
+  *) fail "usage: pipeline.sh dev|staging|prod [--plan|--apply] (got '${workspace}')" ;;
+esac
+case "$mode" in
+  ""|--plan|--apply) ;;
+  *) fail "usage: pipeline.sh dev|staging|prod [--plan|--apply] (got '${mode}')" ;;
 esac
 [[ -n "${KUBECONFIG:-}" && -r "${KUBECONFIG%%:*}" ]] || fail "KUBECONFIG must name a readable kubeconfig"
 [[ -n "${STATE_NAMESPACE:-}" ]] || fail "STATE_NAMESPACE must name the namespace that holds the state"
 
-echo "pipeline: fmt and validate"
-"$tf" fmt -check -recursive "$here/modules" "$envs" >/dev/null || fail "run '$tf fmt -recursive' first: files are not formatted"
+plan="$envs/$workspace.tfplan"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
 "$tf" -chdir="$envs" init -input=false -no-color -reconfigure \
-  -backend-config="namespace=$STATE_NAMESPACE" -backend-config="config_path=${KUBECONFIG%%:*}" >/dev/null \
-  || fail "init failed"
-"$tf" -chdir="$envs" validate -no-color >/dev/null || fail "the configuration is not valid: run '$tf -chdir=envs validate'"
+  -backend-config="namespace=$STATE_NAMESPACE" -backend-config="config_path=${KUBECONFIG%%:*}" >"$log" 2>&1 \
+  || { cat "$log" >&2; fail "init failed"; }
+env -u TF_WORKSPACE "$tf" -chdir="$envs" workspace select -or-create -no-color "$workspace" >"$log" 2>&1 \
+  || { cat "$log" >&2; fail "cannot select or create workspace $workspace"; }
+export TF_WORKSPACE="$workspace"
 
-echo "pipeline: the module's tests"
+policy() {
+  echo "pipeline: policy"
+  "$tf" -chdir="$envs" show -json "$plan" >"$envs/$workspace.plan.json" || fail "cannot read the plan $plan"
+  denials="$("$opa" eval --format raw -d "$here/policy" -i "$envs/$workspace.plan.json" \
+    'concat("\n", sort([m | some m in data.terraform.plan.deny]))')" || fail "opa could not evaluate the policy"
+  if [[ -n "$denials" ]]; then
+    echo "$denials" | sed 's/^/pipeline: denied: /' >&2
+    fail "the policy denies this plan; nothing was applied"
+  fi
+}
+
+if [[ "$mode" != "--apply" ]]; then
+echo "pipeline: fmt, validate and the module's tests"
+"$tf" fmt -check -recursive "$here/modules" "$envs" >/dev/null || fail "run '$tf fmt -recursive' first: files are not formatted"
+"$tf" -chdir="$envs" validate -no-color >/dev/null || fail "the configuration is not valid: run '$tf -chdir=envs validate'"
 (cd "$here/modules/tenant" && "$tf" init -input=false -no-color >/dev/null && "$tf" test -no-color >/dev/null) \
   || fail "the module's tests fail: run '$tf test' in modules/tenant"
 
-export TF_WORKSPACE="$workspace"
-if ! "$tf" -chdir="$envs" workspace list -no-color 2>/dev/null | grep -qw "$workspace"; then
-  TF_WORKSPACE= "$tf" -chdir="$envs" workspace new -no-color "$workspace" >/dev/null || fail "cannot create workspace $workspace"
-fi
-
-plan="$envs/$workspace.tfplan"
 echo "pipeline: plan $workspace"
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+rm -f "$plan"
 if ! "$tf" -chdir="$envs" plan -input=false -no-color -lock-timeout="$lock_timeout" \
     -var-file="$workspace.tfvars" -var="kubeconfig=${KUBECONFIG%%:*}" -out="$plan" >"$log" 2>&1; then
   if grep -q "Error acquiring the state lock" "$log"; then
@@ -55,15 +70,12 @@ if ! "$tf" -chdir="$envs" plan -input=false -no-color -lock-timeout="$lock_timeo
   fail "the plan failed"
 fi
 
-echo "pipeline: policy"
-"$tf" -chdir="$envs" show -json "$plan" >"$envs/$workspace.plan.json"
-denials="$("$opa" eval --format raw -d "$here/policy" -i "$envs/$workspace.plan.json" \
-  'concat("\n", sort([m | some m in data.terraform.plan.deny]))')" || fail "opa could not evaluate the policy"
-if [[ -n "$denials" ]]; then
-  echo "$denials" | sed 's/^/pipeline: denied: /' >&2
-  fail "the policy denies this plan; nothing was applied"
+policy
+[[ "$mode" == "--plan" ]] && { echo "pipeline: plan $plan passed policy; apply it with: pipeline.sh $workspace --apply"; exit 0; }
+else
+  [[ -f "$plan" ]] || fail "no saved plan $plan: run 'pipeline.sh $workspace --plan' first"
+  policy  # again: the file applied is the file that passed
 fi
-[[ "$mode" == "--plan" ]] && { echo "pipeline: plan $plan passed policy"; exit 0; }
 
 echo "pipeline: apply the plan that passed"
 if ! "$tf" -chdir="$envs" apply -input=false -no-color -lock-timeout="$lock_timeout" "$plan" >"$log" 2>&1; then

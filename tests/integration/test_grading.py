@@ -23,7 +23,7 @@ from opslab.grading.gradebook import grade_submissions
 from opslab.grading.labs import Lab, find_lab
 from opslab.grading.runner import new_run_id
 from opslab.primitives.errors import ConfigError
-from opslab.runtime import sqs
+from opslab.runtime import kube, sqs
 from opslab.runtime.endpoints import endpoint_environment
 from opslab.runtime.lifecycle import Platform
 
@@ -104,6 +104,43 @@ def test_a_learner_program_cannot_escape_its_sandbox_or_rbac(
     assert tried["admin variables"] == []
     assert (grader / "test_lab.py").read_text() == "def test_real(): assert False\n"
     assert client.CoreV1Api(api).read_namespace("shop").status.phase == "Active"
+
+
+def test_a_confined_grant_writes_only_in_the_runs_namespaces_and_its_sweep_removes_them(
+    platform: Platform, api: client.ApiClient, tmp_path: Path
+) -> None:
+    """Cluster rules to make namespaces (lab 7's Terraform), confined by admission to <run>-...; the
+    namespaces it made carry no run label, and the run's sweep still removes them."""
+    run_id = new_run_id()
+    namespace = isolation.create_namespace(api, run_id)
+    core = client.CoreV1Api(api)
+    try:
+        access = isolation.Grant(
+            cluster_rules=({"resources": ["namespaces", "configmaps"], "verbs": ["create", "get", "delete"]},),
+            writes_only_in=f"{run_id}-",
+        )
+        admin = platform.paths.kubeconfig
+        kubeconfig = isolation.grant(api, run_id, namespace, access, kubeconfig=tmp_path / "kubeconfig",
+                                     admin_kubeconfig=admin)  # fmt: skip
+        with kube.api_client(kubeconfig, timeout=10) as learner:
+            mine = client.CoreV1Api(learner)
+            mine.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=f"{run_id}-tenant")))
+            mine.create_namespaced_config_map(f"{run_id}-tenant", {"metadata": {"name": "ok"}})
+            mine.create_namespaced_config_map(namespace, {"metadata": {"name": "home"}})
+            for attempt in (
+                lambda: mine.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=f"x{run_id}"))),
+                lambda: mine.create_namespaced_config_map("shop", {"metadata": {"name": f"{run_id}-probe"}}),
+                lambda: mine.delete_namespace("shop"),
+            ):
+                with pytest.raises(client.ApiException) as refused:
+                    attempt()
+                assert refused.value.status in (403, 422), refused.value
+                assert "grading identity" in str(refused.value.body)
+        assert core.read_namespace("shop").status.phase == "Active"
+    finally:
+        gone = isolation.sweep(api, {run_id})
+    assert f"namespace/{run_id}-tenant" in gone
+    assert f"validatingadmissionpolicy/opslab-grading-{run_id}-learner" in gone
 
 
 def test_a_sweep_removes_the_redis_keys_of_its_runs_and_nothing_else(platform: Platform) -> None:

@@ -6,6 +6,7 @@ promtool from the toolchain; held-out inputs, plans and alert tests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,9 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from opslab.grading.fixtures import LearnerError, LearnerRun, run_learner
+from opslab.grading.isolation import Grant, labels, token_subject
 from opslab.grading.sandbox import Sandbox
 from opslab.settings import load as load_settings
 from opslab.toolchain.resolve import terraform_cli, toolchain_for
@@ -168,3 +173,157 @@ def denials(rules: list[Path], plan: dict[str, Any], scratch: Path) -> list[str]
         raise LearnerError("data.terraform.plan.deny is not defined: your policy's package is terraform.plan")
     value = result[0]["expressions"][0]["value"]
     return sorted(str(v) for v in value) if isinstance(value, list) else []
+
+
+# ---------------------------------------------------------------------- the pipeline on the platform
+
+# What the pipeline's identity may do: the tenant module's objects, in namespaces the run's admission
+# policy confines to <run>-... (RBAC cannot say "names with this prefix"); state Secrets and Leases
+# only in the state namespace of each check (a Role there).
+WORKLOADS = ["get", "list", "watch", "create", "update", "patch", "delete"]
+PIPELINE_ACCESS = Grant(
+    cluster_rules=(
+        {"resources": ["namespaces", "resourcequotas", "limitranges", "serviceaccounts", "services", "configmaps",
+                       "pods"], "verbs": WORKLOADS},
+        {"resources": ["pods/log", "events"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": WORKLOADS},
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": WORKLOADS},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": WORKLOADS},
+        {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": WORKLOADS},
+    ),
+)  # fmt: skip
+STATE_RULES = [
+    client.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=WORKLOADS),
+    client.V1PolicyRule(api_groups=["coordination.k8s.io"], resources=["leases"], verbs=WORKLOADS),
+]
+QUOTA = '{ requests_cpu = "1", requests_memory = "1Gi", limits_cpu = "2", limits_memory = "2Gi", pods = 6 }'
+
+
+@dataclass
+class Pipeline:
+    """The learner's pipeline.sh on a copy of their lab, applying the grader's own tenant (team
+    ``<run>-<tag>``, so its namespaces are ``<run>-<tag>-<environment>``) as the run's confined
+    identity, with its state in ``<run>-<tag>-state``."""
+
+    work: Workspace
+    api: client.ApiClient
+    kubeconfig: Path
+    team: str
+    state: str
+    user: str
+
+    @classmethod
+    def create(cls, work: Workspace, api: client.ApiClient, kubeconfig: Path, run_id: str, tag: str) -> Pipeline:
+        team = f"{run_id}-{tag}"
+        state = f"{team}-state"
+        core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=state, labels=labels(run_id))))
+        user = token_subject(kubeconfig)
+        _, namespace, account = user.rsplit(":", 2)
+        rbac.create_namespaced_role(state, client.V1Role(metadata=client.V1ObjectMeta(name="state"), rules=STATE_RULES))
+        rbac.create_namespaced_role_binding(state, client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="state"),
+            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="state"),
+            subjects=[client.RbacV1Subject(kind="ServiceAccount", name=account, namespace=namespace)],
+        ))  # fmt: skip
+        return cls(work, api, kubeconfig, team, state, user)
+
+    def close(self) -> None:
+        """Delete the check's namespaces (the tenant's and the state's) and wait until they are gone."""
+        core = client.CoreV1Api(self.api)
+        mine = [ns.metadata.name for ns in core.list_namespace().items if ns.metadata.name.startswith(f"{self.team}-")]
+        for name in mine:
+            with contextlib.suppress(ApiException):
+                core.delete_namespace(name)
+
+    def set_tenant(self, environment: str, replicas: int, image: str = "opslab/grader-app:1.0.0") -> None:
+        """The grader's variables for ``environment`` (envs/<environment>.tfvars): one tenant, its team."""
+        (self.work.root / "envs" / f"{environment}.tfvars").write_text(
+            f'environment = "{environment}"\ntenants = {{\n  "{self.team}" = {{\n    owner    = "grader@example.com"\n'
+            f'    image    = "{image}"\n    replicas = {replicas}\n    quota    = {QUOTA}\n  }}\n}}\n'
+        )
+
+    def env(self, lock_timeout: str) -> dict[str, str]:
+        return self.work.env(KUBECONFIG=str(self.kubeconfig), STATE_NAMESPACE=self.state, TERRAFORM=self.work.binary,
+                             LOCK_TIMEOUT=lock_timeout, OPA=tool("opa"), TF_WORKSPACE="")  # fmt: skip
+
+    def args(self, environment: str, *mode: str) -> list[str]:
+        return ["bash", str(self.work.root / "pipeline.sh"), environment, *mode]
+
+    def run(self, environment: str, *mode: str, lock_timeout: str = "30s", timeout: float = 240) -> LearnerRun:
+        return run_learner(self.args(environment, *mode), cwd=self.work.root.parent, timeout=timeout,
+                           env=self.env(lock_timeout), what="pipeline.sh", sandbox=self.work.sandbox)  # fmt: skip
+
+    def applied(self, environment: str, *mode: str) -> LearnerRun:
+        done = self.run(environment, *mode)
+        if done.returncode != 0:
+            raise LearnerError(f"pipeline.sh {' '.join((environment, *mode))} failed (exit {done.returncode}): "
+                               f"{done.tail()}")  # fmt: skip
+        return done
+
+    def namespace(self, environment: str) -> str:
+        return f"{self.team}-{environment}"
+
+    def replicas(self, environment: str) -> int | None:
+        """The replicas of the tenant's Deployment `app` in ``environment``, None if there is none."""
+        try:
+            found = client.AppsV1Api(self.api).read_namespaced_deployment("app", self.namespace(environment))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return int(found.spec.replicas)
+
+    def versions(self, namespace: str) -> dict[str, str]:
+        """Every object of the tenant's kinds in ``namespace``, by kind/name, with its resourceVersion."""
+        core, apps = client.CoreV1Api(self.api), client.AppsV1Api(self.api)
+        found: dict[str, str] = {}
+        listers = {"deployment": apps.list_namespaced_deployment, "service": core.list_namespaced_service,
+                   "resourcequota": core.list_namespaced_resource_quota, "secret": core.list_namespaced_secret,
+                   "limitrange": core.list_namespaced_limit_range,
+                   "serviceaccount": core.list_namespaced_service_account}  # fmt: skip
+        for kind, lister in listers.items():
+            with contextlib.suppress(ApiException):
+                for obj in lister(namespace).items:
+                    found[f"{kind}/{obj.metadata.name}"] = str(obj.metadata.resource_version)
+        return found
+
+    def state_secrets(self) -> dict[str, str]:
+        """The state namespace's Secrets (name: resourceVersion) that hold Terraform state."""
+        items = client.CoreV1Api(self.api).list_namespaced_secret(self.state).items
+        return {
+            s.metadata.name: str(s.metadata.resource_version) for s in items if s.metadata.name.startswith("tfstate")
+        }
+
+    def hold_lock(self, environment: str) -> str:
+        """Take the state lock of ``environment`` as someone else would: the backend's Lease, with a
+        holder. Returns the Lease's name."""
+        coordination = client.CoordinationV1Api(self.api)
+        leases = [lease for lease in coordination.list_namespaced_lease(self.state).items
+                  if (lease.metadata.labels or {}).get("tfstateWorkspace") == environment]  # fmt: skip
+        if not leases:
+            raise LearnerError(f"no state lock (a Lease labelled tfstateWorkspace={environment}) in {self.state}: "
+                               "keep the state in the kubernetes backend, in STATE_NAMESPACE")  # fmt: skip
+        name = str(leases[0].metadata.name)
+        info = json.dumps({"ID": "grader", "Operation": "OperationTypeApply", "Who": "grader@opslab", "Version": "1",
+                           "Created": "2026-01-01T00:00:00Z", "Path": ""})  # fmt: skip
+        coordination.patch_namespaced_lease(name, self.state, {
+            "metadata": {"annotations": {"app.terraform.io/lock-info": info}},
+            "spec": {"holderIdentity": "grader"},
+        })  # fmt: skip
+        return name
+
+    def release_lock(self, lease: str) -> None:
+        client.CoordinationV1Api(self.api).patch_namespaced_lease(lease, self.state, {"spec": {"holderIdentity": None}})
+
+
+def terraform_children(proc: subprocess.Popen[str], verbs: tuple[str, ...] = ("plan", "apply")) -> list[psutil.Process]:
+    """The terraform (or tofu) plan and apply processes under ``proc`` right now."""
+    found = []
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                line = child.cmdline()
+                if line and Path(line[0]).name in ("terraform", "tofu") and any(v in line for v in verbs):
+                    found.append(child)
+    return found

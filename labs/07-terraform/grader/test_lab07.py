@@ -7,24 +7,39 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
+from kubernetes.client import ApiClient
 from prometheus_client.parser import text_string_to_metric_families
 from support import (
     HELDOUT,
     MODULE,
+    Pipeline,
     Workspace,
     denials,
     load_plan_cases,
     policy_files,
     refusal_message,
     run_results,
+    terraform_children,
     tool,
 )  # fmt: skip
 
-from opslab.grading.fixtures import LearnerError, env_or_fail, learner_file, python, run_learner
+from opslab.grading.fixtures import (
+    LearnerError,
+    env_or_fail,
+    eventually,
+    learner_file,
+    python,
+    run_learner,
+    start_learner,
+    stop_learner,
+)
 from opslab.grading.rubric import check
 from opslab.grading.sandbox import Sandbox
 
@@ -272,3 +287,132 @@ def test_drift_py_pushes_each_workspaces_drift(lab_path: Path, scratch: Path, sa
     finally:
         for workspace in workspaces:
             httpx.delete(f"{url}/metrics/job/terraform-drift/workspace/{workspace}", timeout=10)
+
+
+# ---------------------------------------------------------------------- the pipeline, on the platform
+
+
+@pytest.fixture
+def pipeline(
+    request: pytest.FixtureRequest,
+    lab_path: Path,
+    scratch: Path,
+    sandbox: Sandbox,
+    kube_api: ApiClient,
+    learner_kubeconfig: Path,
+    run_id: str,
+) -> Iterator[Pipeline]:
+    """pipeline.sh on a copy of the learner's lab, as the run's confined identity, on a tenant of the check's own."""
+    tag = {"isolation": "iso", "plan": "plan", "lock": "lock"}[request.node.name.rsplit("_", 1)[-1]]
+    work = Workspace.copy(lab_path, scratch, sandbox, f"pipeline-{tag}")
+    learner_file(work.root, "pipeline.sh")
+    made = Pipeline.create(work, kube_api, learner_kubeconfig, run_id, tag)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@check(points=5, section="Pipeline", timeout=300, hint="backend \"kubernetes\" with secret_suffix, init with "
+       "-backend-config=namespace=$STATE_NAMESPACE and config_path=$KUBECONFIG; the workspace (TF_WORKSPACE or "
+       "workspace select -or-create) names the state; the module's environment comes from var.environment.")  # fmt: skip
+def test_pipeline_applies_each_workspace_in_isolation(pipeline: Pipeline) -> None:
+    """dev and staging applied by pipeline.sh, each state in its own Secret; applying dev again leaves staging untouched"""
+    pipeline.set_tenant("dev", replicas=2)
+    pipeline.set_tenant("staging", replicas=3)
+    pipeline.applied("dev")
+    pipeline.applied("staging")
+    for environment, replicas in (("dev", 2), ("staging", 3)):
+        found = pipeline.replicas(environment)
+        assert found == replicas, (
+            f"after pipeline.sh {environment}, Deployment app in {pipeline.namespace(environment)} has "
+            f"{found if found is not None else 'no'} replicas; the grader's {environment}.tfvars asks for {replicas}"
+        )
+    secrets = pipeline.state_secrets()
+    for environment in ("dev", "staging"):
+        assert any(name.startswith(f"tfstate-{environment}-") for name in secrets), (
+            f"no state Secret of workspace {environment} in STATE_NAMESPACE ({pipeline.state}): found "
+            f"{sorted(secrets) or 'none'}; keep state in the kubernetes backend, one workspace per environment"
+        )
+    staging = pipeline.versions(pipeline.namespace("staging"))
+    staging_state = {k: v for k, v in secrets.items() if k.startswith("tfstate-staging-")}
+    pipeline.set_tenant("dev", replicas=4)
+    pipeline.applied("dev")
+    assert pipeline.replicas("dev") == 4, "pipeline.sh dev did not apply dev's new replicas (4)"
+    changed = sorted(k for k, v in pipeline.versions(pipeline.namespace("staging")).items() if staging.get(k) != v)
+    assert not changed, f"applying dev changed staging's objects: {', '.join(changed)}"
+    after = {k: v for k, v in pipeline.state_secrets().items() if k.startswith("tfstate-staging-")}
+    assert after == staging_state, "applying dev rewrote staging's state Secret: each workspace has its own state"
+
+
+@check(points=4, section="Pipeline", timeout=300, hint="./pipeline.sh W --plan writes envs/W.tfplan and stops; "
+       "./pipeline.sh W --apply applies that file (terraform apply W.tfplan) and nothing else: no new plan, no "
+       "-auto-approve with variables. Terraform refuses a stale saved plan itself; say so and exit non-zero.")  # fmt: skip
+def test_pipeline_applies_only_the_saved_plan(pipeline: Pipeline) -> None:
+    """--apply applies the plan that was reviewed, not what the variables say now, and refuses a stale plan"""
+    pipeline.set_tenant("dev", replicas=2)
+    pipeline.applied("dev", "--plan")
+    plan = pipeline.work.root / "envs" / "dev.tfplan"
+    assert plan.is_file(), "pipeline.sh dev --plan left no envs/dev.tfplan"
+    assert pipeline.replicas("dev") is None, "pipeline.sh dev --plan applied something: it must stop after the policy"
+    pipeline.set_tenant("dev", replicas=5)  # changed after the review: the saved plan says 2
+    pipeline.applied("dev", "--apply")
+    found = pipeline.replicas("dev")
+    assert found == 2, (
+        f"pipeline.sh dev --apply made {found if found is not None else 'no'} replicas: the saved plan (reviewed "
+        "with 2) was not what was applied; apply the plan file, not the variables"
+    )
+    pipeline.set_tenant("dev", replicas=3)
+    pipeline.applied("dev", "--plan")
+    stale = plan.read_bytes()
+    pipeline.set_tenant("dev", replicas=4)
+    pipeline.applied("dev", "--plan")
+    pipeline.applied("dev", "--apply")  # the state moves on: the plan for 3 is stale now
+    before = pipeline.state_secrets()
+    plan.write_bytes(stale)
+    done = pipeline.run("dev", "--apply")
+    assert done.returncode != 0, "pipeline.sh dev --apply applied a stale plan (made before the last apply)"
+    assert "stale" in (done.stdout + done.stderr).lower() or "plan again" in (done.stdout + done.stderr).lower(), (
+        f"pipeline.sh refused the stale plan but did not say so (mention 'stale', or 'plan again'): {done.tail()}"
+    )
+    assert pipeline.replicas("dev") == 4 and pipeline.state_secrets() == before, (
+        "the refused stale plan changed the cluster or the state"
+    )
+
+
+@check(points=4, section="Pipeline", timeout=300, hint="plan and apply with -lock-timeout=$LOCK_TIMEOUT: they wait "
+       "for the lock, then fail; catch 'Error acquiring the state lock' and say the state is locked and nothing "
+       "was applied.")  # fmt: skip
+def test_pipeline_waits_on_a_held_lock(pipeline: Pipeline) -> None:
+    """with the state lock held, pipeline.sh waits LOCK_TIMEOUT then fails saying so, state intact; released in time, it goes on"""
+    pipeline.set_tenant("dev", replicas=2)
+    pipeline.applied("dev")
+    lease = pipeline.hold_lock("dev")
+    before = pipeline.state_secrets()
+    pipeline.set_tenant("dev", replicas=3)
+    done = pipeline.run("dev", lock_timeout="3s")
+    assert done.returncode != 0, "pipeline.sh dev ran to the end while someone else held the state lock"
+    assert "lock" in (done.stdout + done.stderr).lower(), (
+        f"pipeline.sh failed but did not say the state is locked: {done.tail()}"
+    )
+    assert pipeline.replicas("dev") == 2 and pipeline.state_secrets() == before, (
+        "pipeline.sh changed the cluster or the state while the lock was held"
+    )
+    # Held again with a long LOCK_TIMEOUT: released once plan or apply has waited 4 s, the pipeline goes on.
+    log = pipeline.work.root.parent / "pipeline-lock.log"
+    proc = start_learner(pipeline.args("dev"), cwd=pipeline.work.root.parent, log=log, sandbox=pipeline.work.sandbox,
+                         env=pipeline.env("120s"), what="pipeline.sh")  # fmt: skip
+    try:
+        waited = eventually(lambda: proc.poll() is not None or any(
+            time.time() - child.create_time() >= 4 for child in terraform_children(proc)), 180, interval=0.2)  # fmt: skip
+        assert waited and proc.poll() is None, (
+            "pipeline.sh did not wait for the held lock (LOCK_TIMEOUT=120s): "
+            f"{'it exited ' + str(proc.returncode) if proc.poll() is not None else 'no plan or apply started'}: "
+            f"{log.read_text(errors='replace')[-800:]}"
+        )
+        pipeline.release_lock(lease)
+        code = proc.wait(timeout=180)
+    finally:
+        stop_learner(proc)
+    assert code == 0, f"pipeline.sh failed after the lock was released: {log.read_text(errors='replace')[-800:]}"
+    assert pipeline.replicas("dev") == 3, "after the lock was released, pipeline.sh did not apply dev's change"

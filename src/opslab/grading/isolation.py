@@ -33,6 +33,7 @@ from typing import Any
 import psutil
 import yaml
 from kubernetes import client
+from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 
 from opslab.runtime import kubeconfig as kubeconfig_module
@@ -105,6 +106,10 @@ class Grant:
 
     rules: tuple[dict[str, Any], ...] = ()
     cluster_rules: tuple[dict[str, Any], ...] = ()
+    writes_only_in: str = ""
+    """A namespace name prefix: when set, an admission policy denies the learner every create,
+    update and delete outside its own namespace and the namespaces whose names start with it
+    (cluster rules that let it make namespaces, confined to the run's)."""
 
 
 def _policy_rules(rules: Iterable[dict[str, Any]]) -> list[client.V1PolicyRule]:
@@ -165,9 +170,61 @@ def grant(
                 subjects=[subject],
             )
         )
-    return kubeconfig_module.write_service_account(
+    written = kubeconfig_module.write_service_account(
         kubeconfig, admin_kubeconfig, core, account=LEARNER, namespace=namespace, seconds=seconds, context="learner"
     )
+    if access.writes_only_in:
+        user = f"system:serviceaccount:{namespace}:{LEARNER}"
+        confine(api, run_id, user, namespace, access.writes_only_in, probe_with=written)
+    return written
+
+
+def confine(
+    api: client.ApiClient, run_id: str, user: str, home: str, prefix: str, *, probe_with: Path, timeout: float = 30
+) -> None:
+    """A ValidatingAdmissionPolicy of the run: ``user`` may create, update and delete only in
+    namespace ``home`` and in namespaces named ``prefix``... (and those namespaces themselves).
+    RBAC cannot say "namespaces with this name prefix"; admission can. Returns once it is enforced,
+    probed by a dry run with ``probe_with`` (the user's kubeconfig)."""
+    name = f"opslab-grading-{run_id}-{LEARNER}"
+    admission = client.AdmissionregistrationV1Api(api)
+    # The namespace a request changes: its own for a namespaced object, the object for a Namespace.
+    where = "(request.namespace != '' ? request.namespace : "
+    where += "(request.resource.resource == 'namespaces' ? request.name : ''))"
+    policy: Any = {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name, "labels": labels(run_id)},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"],
+                                                    "operations": ["CREATE", "UPDATE", "DELETE"]}]},
+            "matchConditions": [{"name": "learner", "expression": f"request.userInfo.username == '{user}'"}],
+            "validations": [{
+                "expression": f"{where} == '{home}' || {where}.startsWith('{prefix}')",
+                "messageExpression": f"'this grading identity may change only namespace {home} and namespaces "
+                                     f"named {prefix}...: not ' + {where} + '/' + request.resource.resource",
+            }],
+        },
+    }  # fmt: skip
+    binding: Any = {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name, "labels": labels(run_id)},
+        "spec": {"policyName": name, "validationActions": ["Deny"]},
+    }  # fmt: skip
+    admission.create_validating_admission_policy(policy)
+    admission.create_validating_admission_policy_binding(binding)
+    # The API server enforces a new policy once its informer has it: probe with a dry run as the user.
+    probe = client.V1Namespace(metadata=client.V1ObjectMeta(name=f"opslab-confine-probe-{run_id}"))
+    deadline = time.monotonic() + timeout
+    with kube_config.new_client_from_config(str(probe_with)) as learner:
+        while time.monotonic() < deadline:
+            try:
+                client.CoreV1Api(learner).create_namespace(probe, dry_run="All", _request_timeout=10)
+            except ApiException as exc:
+                if exc.status in (403, 422) and "grading identity" in str(exc.body):
+                    return
+            time.sleep(0.2)
+    raise RuntimeError(f"the admission policy {name} was not enforced within {timeout:.0f} s")
 
 
 def token_subject(kubeconfig: Path) -> str:
@@ -233,6 +290,7 @@ def sweep(
         return []
     core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
     scheduling, extensions = client.SchedulingV1Api(api), client.ApiextensionsV1Api(api)
+    admission = client.AdmissionregistrationV1Api(api)
     gone: list[str] = []
     kinds: list[tuple[str, Any, Any]] = [
         ("namespace", core.list_namespace, core.delete_namespace),
@@ -242,6 +300,10 @@ def sweep(
         ("priorityclass", scheduling.list_priority_class, scheduling.delete_priority_class),
         ("customresourcedefinition", extensions.list_custom_resource_definition,
          extensions.delete_custom_resource_definition),
+        ("validatingadmissionpolicybinding", admission.list_validating_admission_policy_binding,
+         admission.delete_validating_admission_policy_binding),
+        ("validatingadmissionpolicy", admission.list_validating_admission_policy,
+         admission.delete_validating_admission_policy),
     ]  # fmt: skip
     for kind, lister, deleter in kinds:
         try:
@@ -262,6 +324,17 @@ def sweep(
             except ApiException as exc:
                 if exc.status != 404:
                     log.warning("cannot delete %s/%s: %s", kind, name, exc.reason)
+    if runs:
+        # Namespaces a learner's program made for the run under a name the run confined it to
+        # (``<run>-...``, e.g. Terraform's tenants in lab 7): they carry no label of the run.
+        with contextlib.suppress(ApiException):
+            for ns in core.list_namespace().items:
+                meta = ns.metadata
+                name = str(meta.name) if meta is not None else ""
+                if any(name.startswith(f"{run}-") for run in runs) and meta is not None and not meta.deletion_timestamp:
+                    with contextlib.suppress(ApiException):
+                        core.delete_namespace(name)
+                        gone.append(f"namespace/{name}")
     gone += _sweep_faults(api, selector)
     if kafka:
         gone += sweep_kafka(kafka, runs)
