@@ -12,10 +12,13 @@ import os
 import re
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import yaml
 from kubernetes import client
@@ -24,6 +27,7 @@ from kubernetes.client.rest import ApiException
 from opslab.grading.fixtures import LearnerError, LearnerRun, run_learner
 from opslab.grading.isolation import Grant, labels, token_subject
 from opslab.grading.sandbox import Sandbox
+from opslab.primitives.ports import free_port
 from opslab.settings import load as load_settings
 from opslab.toolchain.resolve import terraform_cli, toolchain_for
 
@@ -236,12 +240,47 @@ class Pipeline:
             with contextlib.suppress(ApiException):
                 core.delete_namespace(name)
 
-    def set_tenant(self, environment: str, replicas: int, image: str = "opslab/grader-app:1.0.0") -> None:
-        """The grader's variables for ``environment`` (envs/<environment>.tfvars): one tenant, its team."""
-        (self.work.root / "envs" / f"{environment}.tfvars").write_text(
-            f'environment = "{environment}"\ntenants = {{\n  "{self.team}" = {{\n    owner    = "grader@example.com"\n'
-            f'    image    = "{image}"\n    replicas = {replicas}\n    quota    = {QUOTA}\n  }}\n}}\n'
+    def set_tenant(
+        self,
+        environment: str,
+        replicas: int,
+        image: str = "opslab/grader-app:1.0.0",
+        *,
+        also: tuple[str, ...] = (),
+        adopt: tuple[str, ...] = (),
+    ) -> None:
+        """The grader's variables for ``environment`` (envs/<environment>.tfvars): a tenant for its team
+        and for each team in ``also``, and the teams whose namespaces are to be adopted."""
+        tenants = "".join(
+            f'  "{team}" = {{\n    owner    = "grader@example.com"\n    image    = "{image}"\n'
+            f"    replicas = {replicas}\n    quota    = {QUOTA}\n  }}\n"
+            for team in (self.team, *also)
         )
+        adopted = f"adopt = {json.dumps(list(adopt))}\n" if adopt else ""
+        text = f'environment = "{environment}"\ntenants = {{\n{tenants}}}\n{adopted}'
+        (self.work.root / "envs" / f"{environment}.tfvars").write_text(text)
+
+    def terraform(self, environment: str, *args: str) -> LearnerRun:
+        """Terraform in the copy's envs/ (initialised by the pipeline) on ``environment``'s state, as the
+        pipeline's identity."""
+        done = self.work.run(self.work.root / "envs", *args, KUBECONFIG=str(self.kubeconfig), TF_WORKSPACE=environment)
+        if done.returncode != 0:
+            raise LearnerError(f"terraform {' '.join(args[:2])} in envs/ failed: {done.tail()}")
+        return done
+
+    def saved_plan(self, environment: str) -> dict[str, Any]:
+        """The JSON of the plan pipeline.sh --plan saved (envs/<environment>.tfplan)."""
+        if not (self.work.root / "envs" / f"{environment}.tfplan").is_file():
+            raise LearnerError(f"pipeline.sh {environment} --plan left no envs/{environment}.tfplan")
+        out = self.work.root.parent / f"{environment}-plan.json"  # a plan's JSON outgrows a captured output
+        script = 'exec "$0" -chdir="$1" show -json -no-color "$2" > "$3"'
+        done = run_learner(["bash", "-c", script, self.work.binary, str(self.work.root / "envs"), f"{environment}.tfplan",
+                            str(out)], cwd=self.work.root.parent, timeout=120, what="terraform show",
+                           env=self.work.env(KUBECONFIG=str(self.kubeconfig), TF_WORKSPACE=environment),
+                           sandbox=self.work.sandbox)  # fmt: skip
+        if done.returncode != 0:
+            raise LearnerError(f"terraform show -json envs/{environment}.tfplan failed: {done.tail()}")
+        return dict(json.loads(out.read_text()))
 
     def env(self, lock_timeout: str) -> dict[str, str]:
         return self.work.env(KUBECONFIG=str(self.kubeconfig), STATE_NAMESPACE=self.state, TERRAFORM=self.work.binary,
@@ -327,3 +366,58 @@ def terraform_children(proc: subprocess.Popen[str], verbs: tuple[str, ...] = ("p
                 if line and Path(line[0]).name in ("terraform", "tofu") and any(v in line for v in verbs):
                     found.append(child)
     return found
+
+
+def adoption_changes(change: dict[str, Any]) -> list[str]:
+    """What an imported namespace's planned update would change, by field, leaving out labels and
+    annotations under kubernetes.io/: the 1.13.4 provider never reads those back, so a module that
+    sets one (app.kubernetes.io/managed-by) plans to add it to every object it imports."""
+
+    def first(side: str) -> dict[str, Any]:
+        found = (change.get(side) or {}).get("metadata") or [{}]
+        return dict(found[0] or {})
+
+    def mine(values: dict[str, str] | None) -> dict[str, str]:
+        return {k: v for k, v in (values or {}).items() if "kubernetes.io/" not in k}
+
+    before, after = first("before"), first("after")
+    unknown = ((change.get("after_unknown") or {}).get("metadata") or [{}])[0] or {}
+    differ = [f"metadata.{key}" for key in ("labels", "annotations") if mine(before.get(key)) != mine(after.get(key))]
+    for key, value in after.items():
+        if (
+            key not in ("labels", "annotations")
+            and value is not None
+            and not unknown.get(key)
+            and before.get(key) != value
+        ):
+            differ.append(f"metadata.{key}")
+    return differ
+
+
+@contextlib.contextmanager
+def private_pushgateway(scratch: Path) -> Iterator[str]:
+    """A Pushgateway of the check's own on a free loopback port (the platform's is shared by every
+    grading run, and a check on workspace "dev" must not overwrite another run's), stopped after."""
+    port = free_port()
+    log = (scratch / f"pushgateway-{port}.log").open("wb")
+    proc = subprocess.Popen([tool("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"the grader's Pushgateway did not start on port {port}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from kubernetes import client
 from kubernetes.client import ApiClient
 from prometheus_client.parser import text_string_to_metric_families
 from support import (
@@ -21,9 +22,11 @@ from support import (
     MODULE,
     Pipeline,
     Workspace,
+    adoption_changes,
     denials,
     load_plan_cases,
     policy_files,
+    private_pushgateway,
     refusal_message,
     run_results,
     terraform_children,
@@ -303,7 +306,9 @@ def pipeline(
     run_id: str,
 ) -> Iterator[Pipeline]:
     """pipeline.sh on a copy of the learner's lab, as the run's confined identity, on a tenant of the check's own."""
-    tag = {"isolation": "iso", "plan": "plan", "lock": "lock"}[request.node.name.rsplit("_", 1)[-1]]
+    tag = {"isolation": "iso", "plan": "plan", "lock": "lock", "destroy": "mv", "repaired": "fix"}[
+        request.node.name.rsplit("_", 1)[-1]
+    ]
     work = Workspace.copy(lab_path, scratch, sandbox, f"pipeline-{tag}")
     learner_file(work.root, "pipeline.sh")
     made = Pipeline.create(work, kube_api, learner_kubeconfig, run_id, tag)
@@ -416,3 +421,83 @@ def test_pipeline_waits_on_a_held_lock(pipeline: Pipeline) -> None:
         stop_learner(proc)
     assert code == 0, f"pipeline.sh failed after the lock was released: {log.read_text(errors='replace')[-800:]}"
     assert pipeline.replicas("dev") == 3, "after the lock was released, pipeline.sh did not apply dev's change"
+
+
+@check(points=4, section="Pipeline", timeout=300, hint="In envs/main.tf: moved { from = module.team, to = "
+       "module.tenant } (state written under the old name moves, nothing is destroyed); import { for_each = "
+       "var.adopt, to = module.tenant[each.key].kubernetes_namespace.this, id = \"${each.key}-${var.environment}\" } "
+       "with variable \"adopt\" (a set of teams, default []).")  # fmt: skip
+def test_pipeline_refactors_without_destroy(pipeline: Pipeline, kube_api: ApiClient) -> None:
+    """state written as module.team moves to module.tenant with nothing destroyed; a namespace made by hand is imported unchanged"""
+    pipeline.set_tenant("dev", replicas=2)
+    pipeline.applied("dev")
+    # The state as the configuration's first version wrote it, before the module call was renamed.
+    pipeline.terraform("dev", "state", "mv", "-lock-timeout=30s", f'module.tenant["{pipeline.team}"]',
+                       f'module.team["{pipeline.team}"]')  # fmt: skip
+    # A namespace the team made by hand, as Terraform would have made it (the labels of the one applied).
+    adopted = f"{pipeline.team}x"
+    core = client.CoreV1Api(kube_api)
+    model = core.read_namespace(pipeline.namespace("dev")).metadata
+    body = client.V1Namespace(metadata=client.V1ObjectMeta(
+        name=f"{adopted}-dev",
+        labels={k: v.replace(pipeline.team, adopted) for k, v in (model.labels or {}).items()
+                if k != "kubernetes.io/metadata.name"},
+        annotations={k: v.replace(pipeline.team, adopted) for k, v in (model.annotations or {}).items()},
+    ))  # fmt: skip
+    uid = core.create_namespace(body).metadata.uid
+    pipeline.set_tenant("dev", replicas=2, also=(adopted,), adopt=(adopted,))
+    pipeline.applied("dev", "--plan")
+    changes = pipeline.saved_plan("dev").get("resource_changes", [])
+    destroyed = sorted(c["address"] for c in changes if "delete" in c["change"]["actions"])
+    assert not destroyed, (
+        f"after the module call was renamed (state says module.team), the plan destroys {', '.join(destroyed[:4])}{' ...' if len(destroyed) > 4 else ''}: "
+        "a moved block keeps what exists"
+    )
+    moved = [c for c in changes if str(c.get("previous_address", "")).startswith("module.team[")]
+    assert moved, "the plan moves nothing from module.team to module.tenant: the state written as module.team is lost"
+    namespace = next((c for c in changes if c["address"] == f'module.tenant["{adopted}"].kubernetes_namespace.this'),
+                     None)  # fmt: skip
+    assert namespace is not None and namespace["change"].get("importing"), (
+        f'the plan does not import namespace {adopted}-dev (adopt = ["{adopted}"]): '
+        f"{'it creates it' if namespace and namespace['change']['actions'] == ['create'] else 'it is not in the plan'}"
+    )
+    changed = adoption_changes(namespace["change"]) if namespace["change"]["actions"] != ["no-op"] else []
+    assert not changed, (
+        f"namespace {adopted}-dev is imported but the plan changes its {', '.join(changed)} too: it was made exactly "
+        "as the same module made your first tenant's namespace"
+    )
+    pipeline.applied("dev", "--apply")
+    assert core.read_namespace(f"{adopted}-dev").metadata.uid == uid, f"namespace {adopted}-dev was made again"
+    assert pipeline.replicas("dev") == 2, "the renamed tenant's Deployment is gone after the apply"
+
+
+@check(points=4, section="Drift", timeout=300, hint="drift.py plans each workspace in --envs as it is initialised "
+       "(the pipeline's backend), with TF_WORKSPACE and -var-file=W.tfvars; the grader sets TF_VAR_kubeconfig. "
+       "The pipeline's apply puts back what the code says: the hand edit is undone.")  # fmt: skip
+def test_drift_on_the_cluster_is_found_then_repaired(pipeline: Pipeline, kube_api: ApiClient, scratch: Path) -> None:
+    """a Deployment scaled by hand: drift.py reports dev drifted; pipeline.sh dev puts it back and drift.py then finds it in sync"""
+    pipeline.set_tenant("dev", replicas=2)
+    pipeline.applied("dev")
+    apps = client.AppsV1Api(kube_api)
+    apps.patch_namespaced_deployment_scale("app", pipeline.namespace("dev"), {"spec": {"replicas": 5}})
+    envs = pipeline.work.root / "envs"
+    env = {**pipeline.env("30s"), "TF_VAR_kubeconfig": str(pipeline.kubeconfig)}
+
+    def drift(url: str) -> tuple[int, dict[str, float], str]:
+        args = [python(), str(learner_file(pipeline.work.root, "drift.py")), "--envs", str(envs), "--workspace", "dev",
+                "--pushgateway", url, "--terraform", pipeline.work.binary]  # fmt: skip
+        done = run_learner(args, cwd=scratch, timeout=180, env=env, what="drift.py", sandbox=pipeline.work.sandbox)
+        return done.returncode, _pushed(url, ["dev"])["dev"], done.tail()
+
+    with private_pushgateway(scratch) as url:
+        code, pushed, tail = drift(url)
+        assert code == 2 and pushed.get("terraform_drift_detected") == 1, (
+            f"Deployment app in {pipeline.namespace('dev')} was scaled to 5 by hand (the code says 2): drift.py exited "
+            f"{code} (want 2) and pushed {pushed or 'nothing'} for dev: {tail}"
+        )
+        pipeline.applied("dev")
+        assert pipeline.replicas("dev") == 2, "pipeline.sh dev did not put the replicas back to what the code says (2)"
+        code, pushed, tail = drift(url)
+        assert code == 0 and pushed.get("terraform_drift_detected") == 0, (
+            f"after the pipeline's apply, dev is in sync again: drift.py exited {code} and pushed {pushed}: {tail}"
+        )

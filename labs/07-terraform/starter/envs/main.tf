@@ -18,3 +18,6 @@ terraform {
 
 # TODO provider, variables kubeconfig, environment and tenants, a guard that the workspace matches
 # var.environment, and module "tenant" with for_each over var.tenants
+
+# TODO (task 6) a moved block from module.team to module.tenant, a variable "adopt" (set of teams,
+# default []) and an import block with for_each = var.adopt for each adopted team's namespace
