@@ -73,3 +73,18 @@ def test_outside_a_checkout_opslab_says_where_to_run(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "is not an opslab checkout" in result.stderr
+
+
+def test_a_grade_shows_reasons_and_hints_as_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Hints quote code with square brackets (`module.tenant[each.key]`): never read as console markup."""
+    from opslab.cli import lab_commands  # noqa: PLC0415 (the console is only needed here)
+    from opslab.grading.labs import find_lab  # noqa: PLC0415
+    from opslab.grading.rubric import CheckResult, Grade  # noqa: PLC0415
+
+    entry = CheckResult(id="t", title="moves [state]", section="Pipeline", points=4, earned=0, status="failed",
+                        reason='plan destroys module.team["a"]', hint="to = module.tenant[each.key].x",
+                        seconds=1.0)  # fmt: skip
+    lab_commands.print_grade(find_lab(ROOT, 7), Grade(lab="7", path=str(tmp_path), checks=[entry]), tmp_path)
+    shown = "".join(ch for ch in capsys.readouterr().out if not ch.isspace() and ch not in "│┃┆")
+    for text in ("module.tenant[each.key].x", 'module.team["a"]', "moves[state]"):
+        assert text in shown, f"{text} is not shown as written"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 import uvicorn
+from rich.markup import escape
 
 from opslab.agent import mcp_server
 from opslab.agent.approvals import Gate
@@ -105,9 +106,9 @@ def approvals(run: str) -> None:
         console.print("nothing waits for approval")
     for request in waiting:
         action = request["action"]
-        console.print(f"{request['step']}: {action.get('tool')} {action.get('arguments')}")
+        console.print(escape(f"{request['step']}: {action.get('tool')} {action.get('arguments')}"))
         for reason in request["reasons"]:
-            console.print(f"  needs approval: {reason}")
+            console.print(f"  needs approval: {escape(reason)}")
 
 
 @agent.command()
@@ -127,4 +128,4 @@ def approve(run: str, step: str, reason: str) -> None:
 def reject(run: str, step: str, reason: str) -> None:
     """Reject STEP of RUN: the waiting agent must not run it."""
     verdict = Gate(_run_dir(run)).answer(step, False, reason)
-    console.print(f"rejected {step} (by {verdict.by}): {reason}")
+    console.print(escape(f"rejected {step} (by {verdict.by}): {reason}"))

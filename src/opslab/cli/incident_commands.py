@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from opslab.cli.context import load_settings
@@ -134,7 +135,7 @@ def print_outcome(outcome: engine.Outcome) -> None:
     ttm = f", {score.time_to_mitigate:.0f} s after the fault" if score.time_to_mitigate is not None else ""
     console.print(f"  mitigated: {'yes' if score.mitigated else 'no'}{ttm}; actions: {score.actions}")
     for reason in score.reasons:
-        console.print(f"  [red]✗[/] {reason}")
+        console.print(f"  [red]✗[/] {escape(reason)}")
     console.print("[bold]answer:[/] " + "; ".join(f"{f.service}: {f.fault_type}" for f in outcome.incident.answer))
     console.print("[bold]what went in:[/] " + ("; ".join(outcome.injected) or "nothing"))
     console.print(outcome.incident.debrief)

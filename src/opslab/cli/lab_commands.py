@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.table import Table
 
 from opslab.cli.context import load_settings, toolchain_for
@@ -59,13 +60,14 @@ def print_grade(item: Lab, result: Grade, run_dir: Path) -> None:
     for entry in result.checks:
         if entry.section != section:
             section = entry.section
-            table.add_row("", f"[bold]{section}[/]", "", "")
+            table.add_row("", f"[bold]{escape(section)}[/]", "", "")
         mark = "[green]✓[/]" if entry.passed else "[red]✗[/]"
-        detail = "" if entry.passed else f"{entry.reason}\n[dim]hint: {entry.hint}[/]"
-        table.add_row(mark, entry.title, f"{entry.earned}/{entry.points}", detail)
+        # Reasons and hints quote code (`module.tenant[each.key]`, `x[0]`): shown as written, never as markup.
+        detail = "" if entry.passed else f"{escape(entry.reason)}\n[dim]hint: {escape(entry.hint)}[/]"
+        table.add_row(mark, escape(entry.title), f"{entry.earned}/{entry.points}", detail)
     console.print(table)
     if result.problem:
-        console.print(f"[red]the grader could not run:[/] {result.problem}")
+        console.print(f"[red]the grader could not run:[/] {escape(result.problem)}")
     verdict = "[bold green]PASSED[/]" if result.passed else "[bold red]NOT YET[/]"
     console.print(
         f"{verdict}  {result.earned}/{result.total} points ({result.score:.0%}); pass mark {result.pass_mark:.0%}; "
