@@ -246,15 +246,15 @@ class Pipeline:
         replicas: int,
         image: str = "opslab/grader-app:1.0.0",
         *,
-        also: tuple[str, ...] = (),
+        teams: tuple[str, ...] = (),
         adopt: tuple[str, ...] = (),
     ) -> None:
-        """The grader's variables for ``environment`` (envs/<environment>.tfvars): a tenant for its team
-        and for each team in ``also``, and the teams whose namespaces are to be adopted."""
+        """The grader's variables for ``environment`` (envs/<environment>.tfvars): a tenant for each of
+        ``teams`` (default: the check's own team), and the teams whose namespaces are to be adopted."""
         tenants = "".join(
             f'  "{team}" = {{\n    owner    = "grader@example.com"\n    image    = "{image}"\n'
             f"    replicas = {replicas}\n    quota    = {QUOTA}\n  }}\n"
-            for team in (self.team, *also)
+            for team in teams or (self.team,)
         )
         adopted = f"adopt = {json.dumps(list(adopt))}\n" if adopt else ""
         text = f'environment = "{environment}"\ntenants = {{\n{tenants}}}\n{adopted}'

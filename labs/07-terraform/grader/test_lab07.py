@@ -306,7 +306,7 @@ def pipeline(
     run_id: str,
 ) -> Iterator[Pipeline]:
     """pipeline.sh on a copy of the learner's lab, as the run's confined identity, on a tenant of the check's own."""
-    tag = {"isolation": "iso", "plan": "plan", "lock": "lock", "destroy": "mv", "repaired": "fix"}[
+    tag = {"isolation": "iso", "plan": "plan", "lock": "lock", "destroy": "mv", "repaired": "fix", "denies": "deny"}[
         request.node.name.rsplit("_", 1)[-1]
     ]
     work = Workspace.copy(lab_path, scratch, sandbox, f"pipeline-{tag}")
@@ -423,6 +423,32 @@ def test_pipeline_waits_on_a_held_lock(pipeline: Pipeline) -> None:
     assert pipeline.replicas("dev") == 3, "after the lock was released, pipeline.sh did not apply dev's change"
 
 
+@check(points=3, section="Pipeline", timeout=300, hint="Evaluate data.terraform.plan.deny on the saved plan's "
+       "show -json (opa eval -d policy -i plan.json) and stop with a non-zero exit before apply when it holds "
+       "any message; print the messages.")  # fmt: skip
+def test_pipeline_applies_nothing_the_policy_denies(pipeline: Pipeline, kube_api: ApiClient) -> None:
+    """a prod plan that deletes a prod namespace is stopped by the policy: pipeline.sh fails and applies nothing"""
+    pipeline.set_tenant("prod", replicas=2)
+    pipeline.applied("prod")
+    core = client.CoreV1Api(kube_api)
+    kept = core.read_namespace(pipeline.namespace("prod")).metadata.uid
+    newcomer = f"{pipeline.team}b"
+    pipeline.set_tenant("prod", replicas=2, teams=(newcomer,))  # the check's team leaves prod: its namespace goes
+    done = pipeline.run("prod")
+    assert done.returncode != 0, (
+        f"pipeline.sh prod applied a plan that deletes prod namespace {pipeline.namespace('prod')}: the policy denies "
+        "it, and the pipeline must stop before apply"
+    )
+    assert core.read_namespace(pipeline.namespace("prod")).metadata.uid == kept, (
+        f"pipeline.sh prod failed, but prod namespace {pipeline.namespace('prod')} was deleted anyway"
+    )
+    made = [ns.metadata.name for ns in core.list_namespace().items if ns.metadata.name == f"{newcomer}-prod"]
+    assert not made, f"pipeline.sh prod failed on the policy, but applied part of the plan ({made[0]} was made)"
+    assert "den" in (done.stdout + done.stderr).lower(), (
+        f"pipeline.sh prod stopped, but does not say the policy denied the plan: {done.tail()}"
+    )
+
+
 @check(points=4, section="Pipeline", timeout=300, hint="In envs/main.tf: moved { from = module.team, to = "
        "module.tenant } (state written under the old name moves, nothing is destroyed); import { for_each = "
        "var.adopt, to = module.tenant[each.key].kubernetes_namespace.this, id = \"${each.key}-${var.environment}\" } "
@@ -445,7 +471,7 @@ def test_pipeline_refactors_without_destroy(pipeline: Pipeline, kube_api: ApiCli
         annotations={k: v.replace(pipeline.team, adopted) for k, v in (model.annotations or {}).items()},
     ))  # fmt: skip
     uid = core.create_namespace(body).metadata.uid
-    pipeline.set_tenant("dev", replicas=2, also=(adopted,), adopt=(adopted,))
+    pipeline.set_tenant("dev", replicas=2, teams=(pipeline.team, adopted), adopt=(adopted,))
     pipeline.applied("dev", "--plan")
     changes = pipeline.saved_plan("dev").get("resource_changes", [])
     destroyed = sorted(c["address"] for c in changes if "delete" in c["change"]["actions"])
