@@ -314,7 +314,9 @@ class Pipeline:
         return int(found.spec.replicas)
 
     def versions(self, namespace: str) -> dict[str, str]:
-        """Every object of the tenant's kinds in ``namespace``, by kind/name, with its resourceVersion."""
+        """Every object of the tenant's kinds in ``namespace``, by kind/name, with what a change to it
+        would change: labels, annotations and spec (or data), never status or resourceVersion, which
+        the cluster's controllers move on their own (a Deployment's rollout, a quota's usage)."""
         core, apps = client.CoreV1Api(self.api), client.AppsV1Api(self.api)
         found: dict[str, str] = {}
         listers = {"deployment": apps.list_namespaced_deployment, "service": core.list_namespaced_service,
@@ -324,7 +326,11 @@ class Pipeline:
         for kind, lister in listers.items():
             with contextlib.suppress(ApiException):
                 for obj in lister(namespace).items:
-                    found[f"{kind}/{obj.metadata.name}"] = str(obj.metadata.resource_version)
+                    body = self.api.sanitize_for_serialization(obj)
+                    meta = body.get("metadata", {})
+                    written = {"labels": meta.get("labels"), "annotations": meta.get("annotations"),
+                               **{k: v for k, v in body.items() if k not in ("metadata", "status")}}  # fmt: skip
+                    found[f"{kind}/{meta.get('name')}"] = json.dumps(written, sort_keys=True)
         return found
 
     def state_secrets(self) -> dict[str, str]:

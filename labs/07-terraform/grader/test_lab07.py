@@ -403,13 +403,14 @@ def test_pipeline_waits_on_a_held_lock(pipeline: Pipeline) -> None:
     assert pipeline.replicas("dev") == 2 and pipeline.state_secrets() == before, (
         "pipeline.sh changed the cluster or the state while the lock was held"
     )
-    # Held again with a long LOCK_TIMEOUT: released once plan or apply has waited 4 s, the pipeline goes on.
+    # Held again with a long LOCK_TIMEOUT: released once a plan or apply has run 8 s (it tries the lock
+    # within its first second or two, so one that does not wait has failed by then), the pipeline goes on.
     log = pipeline.work.root.parent / "pipeline-lock.log"
     proc = start_learner(pipeline.args("dev"), cwd=pipeline.work.root.parent, log=log, sandbox=pipeline.work.sandbox,
                          env=pipeline.env("120s"), what="pipeline.sh")  # fmt: skip
     try:
         waited = eventually(lambda: proc.poll() is not None or any(
-            time.time() - child.create_time() >= 4 for child in terraform_children(proc)), 180, interval=0.2)  # fmt: skip
+            time.time() - child.create_time() >= 8 for child in terraform_children(proc)), 180, interval=0.2)  # fmt: skip
         assert waited and proc.poll() is None, (
             "pipeline.sh did not wait for the held lock (LOCK_TIMEOUT=120s): "
             f"{'it exited ' + str(proc.returncode) if proc.poll() is not None else 'no plan or apply started'}: "

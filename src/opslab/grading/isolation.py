@@ -185,7 +185,8 @@ def confine(
     """A ValidatingAdmissionPolicy of the run: ``user`` may create, update and delete only in
     namespace ``home`` and in namespaces named ``prefix``... (and those namespaces themselves).
     RBAC cannot say "namespaces with this name prefix"; admission can. Returns once it is enforced,
-    probed by a dry run with ``probe_with`` (the user's kubeconfig)."""
+    probed by a dry run with ``probe_with`` (the user's kubeconfig) creating a namespace outside
+    the prefix: the user's RBAC must let it create namespaces, which is why it is confined."""
     name = f"opslab-grading-{run_id}-{LEARNER}"
     admission = client.AdmissionregistrationV1Api(api)
     # The namespace a request changes: its own for a namespaced object, the object for a Namespace.
@@ -196,7 +197,7 @@ def confine(
         "metadata": {"name": name, "labels": labels(run_id)},
         "spec": {
             "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [{"apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"],
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*/*"],
                                                     "operations": ["CREATE", "UPDATE", "DELETE"]}]},
             "matchConditions": [{"name": "learner", "expression": f"request.userInfo.username == '{user}'"}],
             "validations": [{
