@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,11 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from opslab.grading.fixtures import LearnerError, LearnerRun, run_learner
+from opslab.grading.fixtures import LearnerError, LearnerRun, eventually, run_learner
 from opslab.grading.isolation import Grant, labels, token_subject
 from opslab.grading.sandbox import Sandbox
 from opslab.primitives.ports import free_port
+from opslab.primitives.processes import terminate
 from opslab.settings import load as load_settings
 from opslab.toolchain.resolve import terraform_cli, toolchain_for
 
@@ -233,7 +233,8 @@ class Pipeline:
         return cls(work, api, kubeconfig, team, state, user)
 
     def close(self) -> None:
-        """Delete the check's namespaces (the tenant's and the state's) and wait until they are gone."""
+        """Delete the check's namespaces (the tenant's and the state's); the run's sweep removes any a
+        crashed grader left."""
         core = client.CoreV1Api(self.api)
         mine = [ns.metadata.name for ns in core.list_namespace().items if ns.metadata.name.startswith(f"{self.team}-")]
         for name in mine:
@@ -405,25 +406,14 @@ def private_pushgateway(scratch: Path) -> Iterator[str]:
     """A Pushgateway of the check's own on a free loopback port (the platform's is shared by every
     grading run, and a check on workspace "dev" must not overwrite another run's), stopped after."""
     port = free_port()
-    log = (scratch / f"pushgateway-{port}.log").open("wb")
-    proc = subprocess.Popen([tool("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and proc.poll() is None:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError(f"the grader's Pushgateway did not start on port {port}")
-        yield url
-    finally:
-        proc.terminate()
+    with (scratch / f"pushgateway-{port}.log").open("wb") as log:
+        proc = subprocess.Popen([tool("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}"],
+                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            if not eventually(lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200, 20, interval=0.1):
+                raise RuntimeError(f"the grader's Pushgateway did not start on port {port}")
+            yield url
+        finally:
+            terminate([psutil.Process(proc.pid)], grace=10)
             proc.wait()
-        log.close()

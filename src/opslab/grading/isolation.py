@@ -36,6 +36,7 @@ from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 
+from opslab.primitives.readiness import wait_for
 from opslab.runtime import kubeconfig as kubeconfig_module
 
 RUN_LABEL = "opslab.dev/grading-run"
@@ -216,16 +217,17 @@ def confine(
     admission.create_validating_admission_policy_binding(binding)
     # The API server enforces a new policy once its informer has it: probe with a dry run as the user.
     probe = client.V1Namespace(metadata=client.V1ObjectMeta(name=f"opslab-confine-probe-{run_id}"))
-    deadline = time.monotonic() + timeout
+
+    def enforced(learner: client.ApiClient) -> bool:
+        try:
+            client.CoreV1Api(learner).create_namespace(probe, dry_run="All", _request_timeout=10)
+        except ApiException as exc:
+            return exc.status in (403, 422) and "grading identity" in str(exc.body)
+        return False
+
     with kube_config.new_client_from_config(str(probe_with)) as learner:
-        while time.monotonic() < deadline:
-            try:
-                client.CoreV1Api(learner).create_namespace(probe, dry_run="All", _request_timeout=10)
-            except ApiException as exc:
-                if exc.status in (403, 422) and "grading identity" in str(exc.body):
-                    return
-            time.sleep(0.2)
-    raise RuntimeError(f"the admission policy {name} was not enforced within {timeout:.0f} s")
+        if not wait_for(lambda: enforced(learner), timeout, interval=0.2):
+            raise RuntimeError(f"the admission policy {name} was not enforced within {timeout:.0f} s")
 
 
 def token_subject(kubeconfig: Path) -> str:
