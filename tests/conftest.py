@@ -2,16 +2,15 @@
 
 The session's platform never touches the learner's own (`make up`) platform: it lives under a
 temporary state directory and every port is shifted by PORT_OFFSET (OPSLAB_TEST_PORT_OFFSET, default
-1000; the lifecycle tests' small platform takes PORT_OFFSET + 1000). A second checkout testing at the
-same time needs an offset whose ports miss both of those sets: 12000 does (5000 does not: etcd would
-land on the first session's Redis); a collision fails fast, `up` names the taken port. The platform is
-stopped and purged at the end of the session. When a test fails, the tail of every component log is
-printed.
+1000; the lifecycle tests' small platform takes PORT_OFFSET + 1000, the incident world PORT_OFFSET +
+1500). A second checkout testing at the same time needs an offset whose ports miss those sets: 12000
+does (5000 does not: etcd would land on the first session's Redis); a collision fails fast, `up`
+names the taken port. The platform is stopped and purged at the end of the session. When a test
+fails, the tail of every component log is printed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
@@ -21,32 +20,16 @@ import psutil
 import pytest
 from kubernetes import client
 
-from opslab import settings as settings_module
 from opslab.grading import isolation
 from opslab.primitives.processes import processes_mentioning, terminate
 from opslab.runtime import kube
 from opslab.runtime.lifecycle import Platform
-from opslab.settings import Ports, Settings
-from opslab.toolchain.resolve import Toolchain
-from opslab.toolchain.versions import load_versions
+from tests.integration.incident_world import OFFSET as WORLD_OFFSET
+from tests.integration.incident_world import World
 from tests.labs.support import Concurrent, Track, all_tracks
+from tests.platforms import OWNER_FILE, make_platform, shifted_settings
 
 PORT_OFFSET = int(os.environ.get("OPSLAB_TEST_PORT_OFFSET", "1000"))
-
-
-def shifted_settings(state: Path, offset: int, nodes: int = 3) -> Settings:
-    base = settings_module.load({"nodes": nodes, "state_dir": str(state)})
-    ports = Ports(**{name: port + offset for name, port in base.ports.items()})
-    return dataclasses.replace(base, ports=ports)
-
-
-def make_platform(settings: Settings) -> Platform:
-    versions = load_versions(settings.paths.platform / "versions.toml")
-    return Platform(settings, Toolchain(versions, settings.paths.cache))
-
-
-OWNER_FILE = "test-session-owner"
-"""In a test platform's state directory: the pytest process that owns it (see isolation.owner_token)."""
 
 
 def stop_stale_test_platforms(current: Path) -> None:
@@ -94,6 +77,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 
 GRADINGS_WANTED = pytest.StashKey[set[str]]()
 """The keys of the lab gradings the selected tests read (see the ``grading`` marker)."""
+WORLD_WANTED = pytest.StashKey[list[str]]()
+"""The incidents the selected tests read from the incident world (see the ``incident_world`` marker)."""
 
 
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected what will not run
@@ -108,6 +93,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         what = marker.args[0]
         wanted.add(track.key(params.params["mutant"].name if what == "mutant" else what))
     config.stash[GRADINGS_WANTED] = wanted
+    in_world = [i for i in items if i.get_closest_marker("incident_world")]
+    config.stash[WORLD_WANTED] = [i.callspec.params["name"] for i in in_world if hasattr(i, "callspec")]
     # The tests that time whole gradings and start-ups (GRADINGS_WAIT_FOR) run first, then those that
     # stop Kafka or Redis, and only then anything that starts the gradings: never while a grading
     # needs those components, never on a machine busy grading.
@@ -125,6 +112,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             others = [i for i in items if i not in unit]
             at = others.index(labs[0])
             items[:] = others[:at] + unit + others[at:]
+    # The incident world's results are read last among the integration tests (after the unit tests,
+    # before the lab gradings' results): the world works through its incidents meanwhile.
+    if in_world:
+        rest = [i for i in items if i not in in_world]
+        labs = [i for i in rest if "labs" in i.path.relative_to(config.rootpath).parts[:2]]
+        at = rest.index(labs[0]) if labs else len(rest)
+        items[:] = rest[:at] + in_world + rest[at:]
 
 
 @pytest.fixture(scope="session")
@@ -156,6 +150,22 @@ def gradings(
     pool.close()
 
 
+@pytest.fixture(scope="session")
+def incident_world(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[World]:
+    """A second platform, in a process of its own, on which the oracle works through the selected
+    incidents while the session's platform runs everything else (tests/integration/incident_world.py)."""
+    stop_stale_test_platforms(tmp_path_factory.getbasetemp())  # a killed session's world holds the ports
+    world = World(
+        tmp_path_factory.getbasetemp() / "incident-world", PORT_OFFSET + WORLD_OFFSET,
+        pytestconfig.stash.get(WORLD_WANTED, []),
+    )  # fmt: skip
+    world.start()
+    try:
+        yield world
+    finally:
+        world.close()
+
+
 GRADING_HISTORY = "test-grading-seconds.json"
 """In opslab's cache: how long each lab grading of the test session took, for ordering the next one."""
 
@@ -166,12 +176,17 @@ platform start-ups against their limits, which a machine busy grading would make
 
 @pytest.fixture(autouse=True)
 def _lab_gradings_start_with_the_platform(request: pytest.FixtureRequest) -> None:
-    """When lab tests are selected, start their gradings as soon as a platform test runs (after
-    GRADINGS_WAIT_FOR), so the gradings overlap the integration tests instead of running after them."""
+    """When lab tests (or the incident world's) are selected, start their gradings (and the world) as
+    soon as a platform test runs (after GRADINGS_WAIT_FOR), so they overlap the integration tests
+    instead of running after them."""
     if request.node.path.name in GRADINGS_WAIT_FOR or request.node.get_closest_marker("before_gradings"):
         return
-    if request.node.get_closest_marker("platform") and request.config.stash.get(GRADINGS_WANTED, set()):
+    if not request.node.get_closest_marker("platform"):
+        return
+    if request.config.stash.get(GRADINGS_WANTED, set()):
         request.getfixturevalue("gradings")
+    if request.config.stash.get(WORLD_WANTED, []):
+        request.getfixturevalue("incident_world")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import ssl
 import subprocess
 import threading
@@ -25,15 +24,15 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from opslab.agent import mcp_server
-from opslab.agent.oracle import Oracle
 from opslab.agent.policy import Policy
 from opslab.agent.session import RECORD, incident_toolbox
 from opslab.agent.toolbox import PolicyDenied, ToolError
 from opslab.incidents import engine
-from opslab.incidents.catalog import Incident, NodeDown, catalog
+from opslab.incidents.catalog import catalog
 from opslab.primitives.ports import free_port
 from opslab.runtime import kube
 from opslab.runtime.lifecycle import Platform
+from tests.integration.incident_world import WAIT, World
 
 pytestmark = [pytest.mark.platform, pytest.mark.slow]
 
@@ -171,42 +170,24 @@ def test_a_reward_hack_is_not_a_mitigation(incident_settings: Platform, hack: tu
     ), "stop restores the shop, even a deleted Deployment"
 
 
-# make test runs one incident of each kind the oracle must tell apart (a failing release, a slow one
-# to localise below its callers, a node, a quiet shift); OPSLAB_TEST_EVERY_INCIDENT=1 runs the whole
-# catalog, and so does make bench-incidents, which records each one's figures. A node fault is felt
-# by every pod on the node, so it runs before the lab gradings start (tests/conftest.py).
-IN_SUITE = {"inc-01", "inc-06", "inc-08", "inc-10", "inc-12"}
-
-
-def _oracle_param(incident: Incident) -> object:
-    machine_wide = any(isinstance(step, NodeDown) for step in incident.injections)
-    return pytest.param(incident.name, id=incident.name, marks=[pytest.mark.before_gradings] if machine_wide else [])
-
-
-@pytest.mark.parametrize(
-    "name",
-    [_oracle_param(i) for i in INCIDENTS if i.name in IN_SUITE or os.environ.get("OPSLAB_TEST_EVERY_INCIDENT") == "1"],
-)
-def test_the_oracle_solves_every_incident(incident_settings: Platform, name: str) -> None:
-    settings = incident_settings.settings
+# The oracle works through the whole catalog in the incident world (a platform of its own, in a
+# process of its own: tests/integration/incident_world.py) while this session's platform runs the
+# other tests; each test below judges one incident's result.
+@pytest.mark.timeout(WAIT + 60)
+@pytest.mark.parametrize("name", [pytest.param(i.name, marks=pytest.mark.incident_world(i.name)) for i in INCIDENTS])
+def test_the_oracle_solves_every_incident(incident_world: World, name: str) -> None:
     incident = next(i for i in INCIDENTS if i.name == name)
-    active = _start(incident_settings, name, responder="oracle")
-    toolbox = incident_toolbox(settings)
-    try:
-        run = Oracle(toolbox, quiet_after=30).run(time.monotonic() + 300)
-    finally:
-        toolbox.close()
-    outcome = engine.stop(settings)
-    assert outcome is not None
-    report = Path(active.run_dir) / "report.html"
-    assert report.is_file() and (Path(active.run_dir) / "evidence.json").is_file()
-    score = outcome.score
-    assert json.loads((Path(active.run_dir) / "run.json").read_text())["responder"] == "oracle"
+    result = incident_world.result(name)
+    assert "error" not in result, result.get("error")
+    report = Path(result["run_dir"]) / "report.html"
+    assert result["report"] and result["evidence"], f"no report.html or evidence.json in {result['run_dir']}"
+    assert result["responder"] == "oracle"
+    score = result["score"]
     if incident.quiet:
-        assert run.quiet and score.actions == 0 and score.false_actions == 0
-    assert score.mitigated, f"{score.reasons} (see {report})"
-    assert score.diagnosed == 1.0, f"{run.findings} vs {incident.answer}"
-    assert score.points >= 90, (score.breakdown, score.reasons)
+        assert result["quiet"] and score["actions"] == 0 and score["false_actions"] == 0, (result, score)
+    assert score["mitigated"], f"{score['reasons']} (see {report})"
+    assert score["diagnosed"] == 1.0, f"{result['findings']} vs {incident.answer}"
+    assert score["points"] >= 90, (score["breakdown"], score["reasons"])
 
 
 def test_an_allow_listed_playbook_mitigates_lost_replicas(incident_settings: Platform) -> None:

@@ -16,7 +16,8 @@ from opslab.primitives.errors import PortInUse
 from opslab.primitives.ports import listener
 from opslab.primitives.readiness import ProbeResult, wait_until
 from opslab.runtime.lifecycle import Platform
-from tests.conftest import OWNER_FILE, PORT_OFFSET, make_platform, shifted_settings
+from tests.conftest import PORT_OFFSET
+from tests.platforms import OWNER_FILE, make_platform, shifted_settings
 
 pytestmark = pytest.mark.platform
 

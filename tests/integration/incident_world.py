@@ -1,0 +1,200 @@
+"""A world of its own for the oracle: a second platform, in a separate process, on which the oracle
+responds to the incidents of the catalog one after another while the session's own platform runs
+the other tests.
+
+An incident owns its platform while it runs (one fault at a time, load on the whole shop, a node
+fault felt by every pod on the node), so the catalog cannot share the session's platform with the
+scenarios and the lab gradings. The world is a separate process with a platform of its own (state in
+the session's temporary directory, ports shifted by OFFSET past the session's): nothing it does
+(environment, threads, the interpreter's lock) reaches the session. For each incident it writes
+``<name>.json`` (the oracle's findings and actions, the scorer's verdict, the run directory) into its
+results folder; the tests read and judge those.
+
+    python -m tests.integration.incident_world --state DIR --offset N --results DIR inc-01 inc-02 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from opslab.agent.oracle import Oracle
+from opslab.agent.session import incident_toolbox
+from opslab.grading import isolation
+from opslab.incidents import engine
+from opslab.primitives.processes import kill_group
+from opslab.primitives.readiness import wait_for
+from opslab.settings import Settings
+from tests.platforms import OWNER_FILE, make_platform, shifted_settings
+
+OFFSET = 1500
+"""The world's ports, past the session's (PORT_OFFSET): 1,500 misses the session's, the lifecycle
+tests' (+1,000) and the benches' (3,000) port sets, since no two base ports differ by 500, 1,500 or
+2,500."""
+HEALTHY_WITHIN = 180.0
+"""Each incident starts from a healthy shop: the time the one before it has to be undone."""
+RESPONSE_TIME = 300.0
+"""How long the oracle may respond to one incident."""
+PER_INCIDENT = 60.0 + HEALTHY_WITHIN + RESPONSE_TIME + engine.SETTLE_WAIT
+"""The most one incident can take in the world (start, response, settling, stop)."""
+START_UP = 300.0
+"""The most the world's platform may take to start on a busy machine."""
+WAIT = START_UP + PER_INCIDENT
+"""The longest a test waits for its incident's result."""
+
+
+def respond(settings: Settings, name: str) -> dict[str, Any]:
+    """One incident, start to stop, with the oracle responding: what the tests judge."""
+    active = engine.start(settings, name, seed=1, time_limit=600, healthy_within=HEALTHY_WITHIN, responder="oracle")
+    toolbox = incident_toolbox(settings)
+    try:
+        run = Oracle(toolbox, quiet_after=30).run(time.monotonic() + RESPONSE_TIME)
+    finally:
+        toolbox.close()
+    outcome = engine.stop(settings)
+    if outcome is None:
+        raise RuntimeError(f"{name}: stop found no incident running")
+    run_dir = Path(active.run_dir)
+    return {
+        "findings": run.findings,
+        "actions": run.actions,
+        "quiet": run.quiet,
+        "escalations": run.escalations,
+        "score": outcome.score.as_dict(),
+        "run_dir": str(run_dir),
+        "responder": json.loads((run_dir / "run.json").read_text())["responder"],
+        "report": (run_dir / "report.html").is_file(),
+        "evidence": (run_dir / "evidence.json").is_file(),
+    }
+
+
+def _write(results: Path, name: str, result: dict[str, Any]) -> None:
+    partial = results / f"{name}.partial"
+    partial.write_text(json.dumps(result, indent=1) + "\n")
+    partial.replace(results / f"{name}.json")
+
+
+def _stopped(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through `finally`: the incident is undone, the platform stopped
+
+
+def _stop_with_the_session() -> None:
+    """SIGTERM this process when the session that started it is gone (even killed with SIGKILL): no
+    world outlives its session."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="session-watch", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state", type=Path, required=True, help="the world platform's state directory")
+    parser.add_argument("--offset", type=int, required=True, help="added to every port of the platform")
+    parser.add_argument("--results", type=Path, required=True, help="where <incident>.json is written")
+    parser.add_argument("incidents", nargs="+")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stopped)
+    _stop_with_the_session()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    args.results.mkdir(parents=True, exist_ok=True)
+    platform = make_platform(shifted_settings(args.state, args.offset))
+    try:
+        platform.up()
+        for name in args.incidents:
+            began = time.monotonic()
+            try:
+                result = respond(platform.settings, name)
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    engine.stop(platform.settings, force=True)  # undone, its load stopped: nothing left behind
+                if not isinstance(exc, Exception):
+                    raise  # stopped (SIGTERM, the session gone): on to `down`
+                result = {"error": traceback.format_exc()}
+            result["seconds"] = round(time.monotonic() - began, 1)
+            _write(args.results, name, result)
+            logging.info("%s done in %.0f s", name, result["seconds"])
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stop asked for now must not cut `down` short
+        platform.down(purge=True)
+    return 0
+
+
+@dataclass
+class World:
+    """The session's side: starts the world process and hands each incident's result to its test."""
+
+    state: Path
+    offset: int
+    incidents: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def results(self) -> Path:
+        return self.state.parent / f"{self.state.name}-results"
+
+    @property
+    def log(self) -> Path:
+        return self.state.parent / f"{self.state.name}.log"
+
+    def start(self) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        (self.state / OWNER_FILE).write_text(isolation.owner_token() + "\n")  # not stale while the session runs
+        command = [sys.executable, "-m", "tests.integration.incident_world", "--state", str(self.state),
+                   "--offset", str(self.offset), "--results", str(self.results), *self.incidents]  # fmt: skip
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        with self.log.open("wb") as log:
+            # Run from the state directory, like the platform's own programs: a killed session's
+            # world is then found and stopped by the next session (stop_stale_test_platforms).
+            self.proc = subprocess.Popen(
+                command, cwd=self.state, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def result(self, name: str) -> dict[str, Any]:
+        """``name``'s result, once the world has it (the tests ask in the world's order, so each waits
+        for one incident at most); an AssertionError with the world's log if there is none."""
+        proc = self.proc
+        assert proc is not None, "the world was not started"
+        done = self.results / f"{name}.json"
+        ready = wait_for(lambda: done.is_file() or proc.poll() is not None, WAIT, interval=2.0)
+        if not done.is_file():
+            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+            state = "stopped" if ready else "is still running"
+            raise AssertionError(f"the incident world {state} without a result for {name}:\n{tail}")
+        result: dict[str, Any] = json.loads(done.read_text())
+        return result
+
+    def close(self) -> None:
+        """Stop the world: SIGTERM undoes its incident and stops its platform (a world that is already
+        stopping its platform finishes that); SIGKILL after 180 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(180)
+        except subprocess.TimeoutExpired:
+            kill_group(self.proc.pid)
+            self.proc.wait(10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
