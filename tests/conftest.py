@@ -3,8 +3,9 @@
 The session's platform never touches the learner's own (`make up`) platform: it lives under a
 temporary state directory and every port is shifted by PORT_OFFSET (OPSLAB_TEST_PORT_OFFSET, default
 1000; the lifecycle tests' small platform takes PORT_OFFSET + 1000, the incident world PORT_OFFSET +
-1500). A second checkout testing at the same time needs an offset whose ports miss those sets: 12000
-does (5000 does not: etcd would land on the first session's Redis); a collision fails fast, `up`
+1500). A second checkout testing at the same time needs an offset whose ports miss those sets and
+stay below the ephemeral range (32768 up): 11000 does (5000 does not: etcd would land on the first
+session's Redis; 12000 puts the world's ports among the ephemeral ones); a collision fails fast, `up`
 names the taken port. The platform is stopped and purged at the end of the session. When a test
 fails, the tail of every component log is printed.
 """
@@ -96,9 +97,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     in_world = [i for i in items if i.get_closest_marker("incident_world")]
     config.stash[WORLD_WANTED] = [i.callspec.params["name"] for i in in_world if hasattr(i, "callspec")]
     # The tests that time whole gradings and start-ups (GRADINGS_WAIT_FOR) run first, then those that
-    # stop Kafka or Redis, and only then anything that starts the gradings: never while a grading
-    # needs those components, never on a machine busy grading.
-    if wanted:
+    # stop Kafka or Redis, and only then anything that starts the gradings or the incident world:
+    # never while a grading needs those components, never on a machine busy grading.
+    if wanted or in_world:
         first = [i for i in items if i.path.name in GRADINGS_WAIT_FOR]
         stoppers = [i for i in items if i.get_closest_marker("before_gradings") and i not in first]
         early = {id(i) for i in first + stoppers}

@@ -35,7 +35,7 @@ from opslab.agent.oracle import Oracle
 from opslab.agent.session import incident_toolbox
 from opslab.grading import isolation
 from opslab.incidents import engine
-from opslab.primitives.processes import kill_group
+from opslab.primitives.processes import kill_group, processes_mentioning, terminate
 from opslab.primitives.readiness import wait_for
 from opslab.settings import Settings
 from tests.platforms import OWNER_FILE, make_platform, shifted_settings
@@ -53,7 +53,7 @@ PER_INCIDENT = 60.0 + HEALTHY_WITHIN + RESPONSE_TIME + engine.SETTLE_WAIT
 START_UP = 300.0
 """The most the world's platform may take to start on a busy machine."""
 WAIT = START_UP + PER_INCIDENT
-"""The longest a test waits for its incident's result."""
+"""The longest a test waits for its incident's result (the world's start-up, then one incident)."""
 
 
 def respond(settings: Settings, name: str) -> dict[str, Any]:
@@ -88,16 +88,19 @@ def _write(results: Path, name: str, result: dict[str, Any]) -> None:
 
 
 def _stopped(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through `finally`: the incident is undone, the platform stopped
+    """The first SIGTERM unwinds through `finally` (the incident undone, the platform stopped); any
+    later one is ignored, so it cannot cut that short (the session's SIGKILL after 180 s still can)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
 
 
-def _stop_with_the_session() -> None:
-    """SIGTERM this process when the session that started it is gone (even killed with SIGKILL): no
-    world outlives its session."""
-    parent = os.getppid()
+def _stop_with_the_session(owner: str) -> None:
+    """SIGTERM this process when the session that started it (``owner``, its isolation.owner_token)
+    is gone, even killed with SIGKILL, even before this process got this far: no world outlives its
+    session."""
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while isolation.owner_alive(owner):
             time.sleep(2)
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -109,10 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", type=Path, required=True, help="the world platform's state directory")
     parser.add_argument("--offset", type=int, required=True, help="added to every port of the platform")
     parser.add_argument("--results", type=Path, required=True, help="where <incident>.json is written")
+    parser.add_argument("--owner", required=True, help="the session's isolation.owner_token: stop when it is gone")
     parser.add_argument("incidents", nargs="+")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stopped)
-    _stop_with_the_session()
+    _stop_with_the_session(args.owner)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args.results.mkdir(parents=True, exist_ok=True)
@@ -133,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             _write(args.results, name, result)
             logging.info("%s done in %.0f s", name, result["seconds"])
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stop asked for now must not cut `down` short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stop asked for now must not cut `down` short either
         platform.down(purge=True)
     return 0
 
@@ -146,6 +150,9 @@ class World:
     offset: int
     incidents: list[str]
     proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    broken: str = ""
+    """Why the world gave no result in time: every later result fails at once with it."""
 
     @property
     def results(self) -> Path:
@@ -157,11 +164,14 @@ class World:
 
     def start(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
-        (self.state / OWNER_FILE).write_text(isolation.owner_token() + "\n")  # not stale while the session runs
+        owner = isolation.owner_token()
+        (self.state / OWNER_FILE).write_text(owner + "\n")  # not stale while the session runs
         command = [sys.executable, "-m", "tests.integration.incident_world", "--state", str(self.state),
-                   "--offset", str(self.offset), "--results", str(self.results), *self.incidents]  # fmt: skip
+                   "--offset", str(self.offset), "--results", str(self.results), "--owner", owner,
+                   *self.incidents]  # fmt: skip
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        self.started = time.time()
         with self.log.open("wb") as log:
             # Run from the state directory, like the platform's own programs: a killed session's
             # world is then found and stopped by the next session (stop_stale_test_platforms).
@@ -169,31 +179,44 @@ class World:
                 command, cwd=self.state, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
 
+    def _deadline(self, name: str) -> float:
+        """When ``name``'s result is overdue (wall-clock time): one incident's time after the one
+        before it was written (or after the world's start-up)."""
+        index = self.incidents.index(name)
+        before = self.results / f"{self.incidents[index - 1]}.json" if index else None
+        if before is not None and before.is_file():
+            return before.stat().st_mtime + PER_INCIDENT
+        return self.started + START_UP + PER_INCIDENT * (index + 1)
+
     def result(self, name: str) -> dict[str, Any]:
-        """``name``'s result, once the world has it (the tests ask in the world's order, so each waits
-        for one incident at most); an AssertionError with the world's log if there is none."""
+        """``name``'s result, once the world has it; an AssertionError with the world's log if the
+        world stopped without one or is overdue (then it is stopped: the tests after fail at once)."""
         proc = self.proc
         assert proc is not None, "the world was not started"
+        assert not self.broken, self.broken
         done = self.results / f"{name}.json"
-        ready = wait_for(lambda: done.is_file() or proc.poll() is not None, WAIT, interval=2.0)
+        within = max(0.0, self._deadline(name) - time.time())
+        ready = wait_for(lambda: done.is_file() or proc.poll() is not None, within, interval=2.0)
         if not done.is_file():
             tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
-            state = "stopped" if ready else "is still running"
-            raise AssertionError(f"the incident world {state} without a result for {name}:\n{tail}")
+            self.broken = f"the incident world {'stopped' if ready else 'is overdue'} without a result for {name}"
+            self.close()
+            raise AssertionError(f"{self.broken}:\n{tail}")
         result: dict[str, Any] = json.loads(done.read_text())
         return result
 
     def close(self) -> None:
-        """Stop the world: SIGTERM undoes its incident and stops its platform (a world that is already
-        stopping its platform finishes that); SIGKILL after 180 s."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(180)
-        except subprocess.TimeoutExpired:
-            kill_group(self.proc.pid)
-            self.proc.wait(10)
+        """Stop the world: SIGTERM undoes its incident and stops its platform (a world already
+        stopping its platform finishes that); SIGKILL after 180 s. Then every process still running
+        from its state directory (its platform, a load it started) is stopped, however it ended."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(180)
+            except subprocess.TimeoutExpired:
+                kill_group(self.proc.pid)
+                self.proc.wait(10)
+        terminate(processes_mentioning(str(self.state)), grace=10)
 
 
 if __name__ == "__main__":

@@ -63,19 +63,21 @@ def test_unknown_file_entries_are_refused(tmp_path: Path) -> None:
 
 
 def test_shifted_port_sets_never_collide() -> None:
-    """Tests shift every port by 1000 and 2000, the benchmark by 3000: all can run beside a platform."""
+    """Tests shift every port by 1000, 2000 and 2500 (the incident world), the benchmark by 3000: all
+    can run beside a platform."""
     ports = [port for _, port in load(environ={}, root=ROOT).ports.items()]
-    shifted = [port + offset for offset in (0, 1000, 2000, 3000) for port in ports]
+    shifted = [port + offset for offset in (0, 1000, 2000, 2500, 3000) for port in ports]
     assert len(shifted) == len(set(shifted))
     assert max(shifted) <= 65535
 
 
 def test_the_platforms_that_run_side_by_side_never_share_a_port() -> None:
     """The learner's platform (offset 0), the test session's (1000), the lifecycle tests' small one
-    (2000) and the benchmarks' (3000) run at once; a new default port must not land on another's."""
+    (2000), the incident world (2500) and the benchmarks' (3000) run at once; a new default port must
+    not land on another's."""
     base = [port for _, port in Ports().items()]
     taken: dict[int, int] = {}
-    for offset in (0, 1000, 2000, 3000):
+    for offset in (0, 1000, 2000, 2500, 3000):
         for port in base:
             assert port + offset not in taken, (
                 f"port {port + offset} is used at offsets {taken.get(port + offset)} and {offset}"
