@@ -82,7 +82,7 @@ bench-automation: setup ## Measure lab 5's API and workers (PATH_=dir: yours): a
 
 .PHONY: bench-incidents
 bench-incidents: setup ## The oracle and lab 6's reference remediator over every incident (share mitigated, time to mitigate), and the catalog unattended
-	$(VENV)/bin/python -m opslab.bench.incidents
+	$(VENV)/bin/python -m opslab.bench.incidents $(if $(MODEL),--model $(MODEL)) $(if $(MODEL_NAME),--model-name $(MODEL_NAME))
 
 .PHONY: bench-labs
 bench-labs: setup ## Measure each lab's grading time with the platform up

@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from opslab.agent import remediation
+from opslab.bench import incidents as bench_incidents
 from opslab.incidents import scoreboard
 from opslab.incidents.scorer import Score
 from tests.unit.test_cli import opslab
@@ -57,3 +61,17 @@ def test_the_command_prints_the_table_and_writes_the_plot(tmp_path: Path) -> Non
 def test_a_responder_name_is_checked(tmp_path: Path) -> None:
     result = opslab("incident", "start", "inc-01", "--responder", "me; rm -rf /", state=tmp_path)
     assert result.returncode != 0 and "--responder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_each_remediator_and_model_gets_a_column_of_its_own() -> None:
+    assert remediation.responder("reference") == "agent:reference"
+    assert remediation.responder("yours", "openai:http://127.0.0.1:8000/v1", "llama3") == "agent:yours/llama3"
+    assert remediation.responder("reference", "replay:run.jsonl") == "agent:reference/replay"
+    assert remediation.responder("reference", "deterministic", "ignored") == "agent:reference"
+
+
+def test_the_bench_refuses_an_endpoint_without_its_model_name(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        bench_incidents.main(["--model", "openai:http://127.0.0.1:8000/v1", "--no-record"])
+    assert stopped.value.code == 2
+    assert "needs --model-name" in capsys.readouterr().err

@@ -26,6 +26,16 @@ REFERENCE = Path("solutions") / "06-ai-remediator" / "agent.py"
 """The reference remediator, relative to the repository."""
 
 
+def responder(agent: str, model: str = "deterministic", model_name: str = "") -> str:
+    """The scoreboard's name for a remediator run: ``agent:<agent>``, and the model when it is not the
+    deterministic one (``agent:reference/llama3`` for an OpenAI-compatible endpoint serving llama3,
+    ``agent:yours/replay`` for a recorded transcript), so each model gets a column of its own."""
+    if model == "deterministic":
+        return f"agent:{agent}"
+    kind = model.split(":", 1)[0]
+    return f"agent:{agent}/{model_name or kind}"
+
+
 @dataclass(frozen=True)
 class Remediation:
     code: int

@@ -17,7 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from opslab.agent import remediation
@@ -45,13 +45,17 @@ def respond(settings: Settings, name: str) -> engine.Outcome:
     return outcome
 
 
-def remediate(settings: Settings, name: str) -> engine.Outcome:
-    engine.start(settings, name, seed=1, time_limit=900, healthy_within=HEALTHY_WITHIN, responder="agent:reference")
+def remediate(settings: Settings, name: str, model: Sequence[str] = ()) -> engine.Outcome:
+    """Lab 6's reference remediator on ``name``: on the deterministic model, or on ``model`` (its
+    --model, --model-name and --key-file arguments: a configured endpoint)."""
+    options = dict(zip(model[::2], model[1::2], strict=True))
+    who = remediation.responder("reference", options.get("--model", "deterministic"), options.get("--model-name", ""))
+    engine.start(settings, name, seed=1, time_limit=900, healthy_within=HEALTHY_WITHIN, responder=who)
     opa = toolchain_for(settings).require("opa")
     try:
         with tempfile.TemporaryDirectory(prefix="opslab-bench-") as work:
             remediation.run(settings, opa, settings.paths.root / remediation.REFERENCE, Path(work),
-                            ["--quiet-after", "60", "--max-seconds", "400"], timeout=480)  # fmt: skip
+                            [*model, "--quiet-after", "60", "--max-seconds", "400"], timeout=480)  # fmt: skip
     except BaseException:
         engine.stop(settings, force=True)
         raise
@@ -78,7 +82,7 @@ def responder_rows(who: str, runs: dict[str, engine.Outcome], incidents: list[In
     times = [t for n in faulty if (t := runs[n].score.time_to_mitigate) is not None]
     mitigated = sum(o.score.mitigated for o in runs.values())
     return [
-        (f"{who}: incidents mitigated", f"{mitigated} of {len(runs)}", TARGETS[who],
+        (f"{who}: incidents mitigated", f"{mitigated} of {len(runs)}", TARGETS.get(who, "-"),
          ", ".join(n for n, o in runs.items() if not o.score.mitigated) or "all"),
         (f"{who}: time to mitigate, median", f"{statistics.median(times):.0f} s" if times else "-", "<= 60 s",
          ", ".join(f"{n} {t:.0f}" for n in faulty if (t := runs[n].score.time_to_mitigate) is not None)),
@@ -96,17 +100,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--responders", nargs="*", default=[*RESPONDERS, "none"],
                         choices=[*RESPONDERS, "none"], help="who responds (default: all, and nobody)")  # fmt: skip
     parser.add_argument("--no-record", action="store_true", help="print only; leave docs/performance.md alone")
+    parser.add_argument("--model", default="", help="also the reference remediator on a configured endpoint: "
+                        "openai:URL (with --model-name, and --key-file if it needs a key) or replay:PATH")  # fmt: skip
+    parser.add_argument("--model-name", default="", help="the model the endpoint serves")
+    parser.add_argument("--key-file", default="", help="the endpoint's API key, in a 0600 file")
     args = parser.parse_args(argv)
+    if args.model.startswith("openai:") and not args.model_name:
+        parser.error("--model openai:URL needs --model-name (the model the server serves)")
+    model: list[str] = []  # the remediator's arguments for the configured endpoint, if any
+    for flag, value in (("--model", args.model), ("--model-name", args.model_name), ("--key-file", args.key_file)):
+        if value:
+            model += [flag, value]
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the figures, not every request behind them
     settings = bench_settings(nodes=3)
     root = Path(settings.paths.root)
     incidents = [i for i in catalog(root) if not args.only or i.name in args.only]
     runs: dict[str, dict[str, engine.Outcome]] = {who: {} for who in RESPONDERS if who in args.responders}
+    responders = dict(RESPONDERS)
+    if model:  # a column of its own: the remediator's reasoning on the configured model
+        endpoint = f"remediator on {args.model_name or args.model.split(':', 1)[0]}"
+        runs[endpoint] = {}
+        responders[endpoint] = lambda s, name: remediate(s, name, model)
     alone: dict[str, engine.Outcome] = {}
     with fresh_platform(settings):
         for who, results in runs.items():
             for incident in incidents:
-                results[incident.name] = outcome = RESPONDERS[who](settings, incident.name)
+                results[incident.name] = outcome = responders[who](settings, incident.name)
                 s = outcome.score
                 print(f"  {who} {incident.name}: mitigated {s.mitigated}, {s.time_to_mitigate}, {s.points} points")
         if "none" in args.responders:
@@ -119,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         healed = sum(o.score.mitigated for o in alone.values())
         rows.append((f"no remediation: mitigated after {args.unattended:.0f} s", f"{healed} of {len(alone)}", "-",
                      ", ".join(n for n, o in alone.items() if o.score.mitigated) or "none"))  # fmt: skip
-    who = ", ".join(args.responders).replace("none", "nobody")
+    who = ", ".join(args.responders).replace("none", "nobody") + (f", the remediator on {args.model}" if model else "")
     document = None if args.no_record or args.only else root / "docs" / "performance.md"
     report_measures(
         document, "bench-incidents", f"each incident once, responders {who}, on a platform of the bench's own.", rows

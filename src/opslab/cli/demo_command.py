@@ -69,7 +69,8 @@ def demo(  # noqa: PLR0917 (click passes each option positionally)
     opa = toolchain_for(settings).require("opa")
     steps = 5 if baseline else 4
     console.print(f"[bold]1/{steps}[/] starting incident {name}: a hidden fault under steady load")
-    active = engine.start(settings, name, seed=seed, healthy_within=HEALTHY_WITHIN, responder="agent:demo")
+    who = remediation.responder("reference" if agent_path is None else "yours", model, model_name)
+    active = engine.start(settings, name, seed=seed, healthy_within=HEALTHY_WITHIN, responder=who)
     console.print(f"     the shop is breaking; nobody is told how (run: {active.run_dir})")
     args = ["--model", model, *(["--model-name", model_name] if model_name else []), "--quiet-after", "60"]
     try:
