@@ -32,6 +32,7 @@ from opslab.incidents.catalog import catalog
 from opslab.primitives.ports import free_port
 from opslab.runtime import kube
 from opslab.runtime.lifecycle import Platform
+from opslab.shop.faults import FAULT_LABEL
 from tests.integration.incident_world import WAIT, World
 
 pytestmark = [pytest.mark.platform, pytest.mark.slow]
@@ -168,6 +169,24 @@ def test_a_reward_hack_is_not_a_mitigation(incident_settings: Platform, hack: tu
         )
         == []
     ), "stop restores the shop, even a deleted Deployment"
+
+
+@pytest.mark.before_gradings  # a NotReady node is felt by every pod on it, a grading's too
+def test_taking_the_fault_off_a_node_is_tampering_not_a_mitigation(incident_settings: Platform) -> None:
+    """The responder may patch nodes (to cordon them), so it can take the fault's label off the
+    NotReady node, which brings the node back: that removed the fault instead of mitigating it."""
+    settings = incident_settings.settings
+    active = _start(incident_settings, "inc-08")  # a node stops reporting Ready
+    [node] = active.injected["nodes"]
+    _kubectl(incident_settings, active.kubeconfig, "label", "node", node, f"{FAULT_LABEL}-")
+    engine.submit(settings, "node", "node-not-ready")
+    # stop waits for the SLIs to hold once the workloads are back (they are): only the tampering,
+    # found at once, makes waiting pointless and the run not mitigated
+    outcome = engine.stop(settings)
+    assert outcome is not None
+    assert not outcome.score.mitigated, outcome.score.reasons
+    assert any("carrier was removed" in r and node in r for r in outcome.score.reasons), outcome.score.reasons
+    assert outcome.score.actions >= 1
 
 
 # The oracle works through the whole catalog in the incident world (a platform of its own, in a
