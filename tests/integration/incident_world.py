@@ -16,7 +16,6 @@ results folder; the tests read and judge those.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -31,8 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from opslab.agent.oracle import Oracle
-from opslab.agent.session import incident_toolbox
+from opslab.agent.session import oracle_response
 from opslab.grading import isolation
 from opslab.incidents import engine
 from opslab.primitives.processes import kill_group, processes_mentioning, terminate
@@ -58,26 +56,19 @@ WAIT = START_UP + PER_INCIDENT
 
 def respond(settings: Settings, name: str) -> dict[str, Any]:
     """One incident, start to stop, with the oracle responding: what the tests judge."""
-    active = engine.start(settings, name, seed=1, time_limit=600, healthy_within=HEALTHY_WITHIN, responder="oracle")
-    toolbox = incident_toolbox(settings)
-    try:
-        run = Oracle(toolbox, quiet_after=30).run(time.monotonic() + RESPONSE_TIME)
-    finally:
-        toolbox.close()
-    outcome = engine.stop(settings)
-    if outcome is None:
-        raise RuntimeError(f"{name}: stop found no incident running")
-    run_dir = Path(active.run_dir)
+    run, outcome = oracle_response(
+        settings, name, healthy_within=HEALTHY_WITHIN, within=RESPONSE_TIME, time_limit=600, quiet_after=30
+    )
     return {
         "findings": run.findings,
         "actions": run.actions,
         "quiet": run.quiet,
         "escalations": run.escalations,
         "score": outcome.score.as_dict(),
-        "run_dir": str(run_dir),
-        "responder": json.loads((run_dir / "run.json").read_text())["responder"],
-        "report": (run_dir / "report.html").is_file(),
-        "evidence": (run_dir / "evidence.json").is_file(),
+        "run_dir": str(outcome.run_dir),
+        "responder": json.loads((outcome.run_dir / "run.json").read_text())["responder"],
+        "report": (outcome.run_dir / "report.html").is_file(),
+        "evidence": (outcome.run_dir / "evidence.json").is_file(),
     }
 
 
@@ -125,13 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         platform.up()
         for name in args.incidents:
             began = time.monotonic()
-            try:
+            try:  # a stop half-way (SIGTERM, the session gone) undoes the incident and goes on to `down`
                 result = respond(platform.settings, name)
-            except BaseException as exc:
-                with contextlib.suppress(Exception):
-                    engine.stop(platform.settings, force=True)  # undone, its load stopped: nothing left behind
-                if not isinstance(exc, Exception):
-                    raise  # stopped (SIGTERM, the session gone): on to `down`
+            except Exception:
                 result = {"error": traceback.format_exc()}
             result["seconds"] = round(time.monotonic() - began, 1)
             _write(args.results, name, result)

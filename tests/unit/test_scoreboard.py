@@ -68,6 +68,10 @@ def test_each_remediator_and_model_gets_a_column_of_its_own() -> None:
     assert remediation.responder("yours", "openai:http://127.0.0.1:8000/v1", "llama3") == "agent:yours/llama3"
     assert remediation.responder("reference", "replay:run.jsonl") == "agent:reference/replay"
     assert remediation.responder("reference", "deterministic", "ignored") == "agent:reference"
+    assert remediation.model_args() == ["--model", "deterministic"]
+    assert remediation.model_args("openai:http://127.0.0.1:8000/v1", "llama3", "key") == [
+        "--model", "openai:http://127.0.0.1:8000/v1", "--model-name", "llama3", "--key-file", "key",
+    ]  # fmt: skip
 
 
 def test_the_bench_refuses_an_endpoint_without_its_model_name(capsys: pytest.CaptureFixture[str]) -> None:

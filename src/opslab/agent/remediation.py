@@ -36,6 +36,12 @@ def responder(agent: str, model: str = "deterministic", model_name: str = "") ->
     return f"agent:{agent}/{model_name or kind}"
 
 
+def model_args(model: str = "deterministic", model_name: str = "", key_file: str = "") -> list[str]:
+    """agent.py's arguments for its model: --model, and --model-name and --key-file when given."""
+    given = (("--model", model), ("--model-name", model_name), ("--key-file", key_file))
+    return [part for flag, value in given if value for part in (flag, value)]
+
+
 @dataclass(frozen=True)
 class Remediation:
     code: int

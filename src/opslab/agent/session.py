@@ -3,8 +3,10 @@ the incident's run directory for the record, and submit wired to the incident.""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+from opslab.agent.oracle import Oracle, OracleRun
 from opslab.agent.policy import Policy
 from opslab.agent.terraform_tools import TerraformTools
 from opslab.agent.toolbox import Toolbox
@@ -32,3 +34,25 @@ def incident_toolbox(settings: Settings) -> Toolbox:
         playbooks=settings.paths.platform / "playbooks",
         terraform=TerraformTools(settings),
     )
+
+
+def oracle_response(
+    settings: Settings, name: str, *, healthy_within: float, within: float, time_limit: float = 900.0,
+    quiet_after: float = 45.0,
+) -> tuple[OracleRun, engine.Outcome]:  # fmt: skip
+    """Incident ``name`` from start to scored stop with the oracle responding for up to ``within``
+    seconds (the bench and the tests); whatever stops it half-way, the incident is undone."""
+    engine.start(settings, name, seed=1, time_limit=time_limit, healthy_within=healthy_within, responder="oracle")
+    try:
+        toolbox = incident_toolbox(settings)
+        try:
+            run = Oracle(toolbox, quiet_after=quiet_after).run(time.monotonic() + within)
+        finally:
+            toolbox.close()
+        outcome = engine.stop(settings)
+    except BaseException:
+        engine.stop(settings, force=True)
+        raise
+    if outcome is None:
+        raise engine.IncidentError(f"{name} was no longer running when the oracle finished", fix="run it again")
+    return run, outcome

@@ -21,8 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from opslab.agent import remediation
-from opslab.agent.oracle import Oracle
-from opslab.agent.session import incident_toolbox
+from opslab.agent.session import oracle_response
 from opslab.bench.platform import bench_settings, fresh_platform
 from opslab.bench.report import Measure, report_measures
 from opslab.incidents import engine
@@ -34,22 +33,12 @@ HEALTHY_WITHIN = 240.0
 
 
 def respond(settings: Settings, name: str) -> engine.Outcome:
-    engine.start(settings, name, seed=1, time_limit=900, healthy_within=HEALTHY_WITHIN, responder="oracle")
-    toolbox = incident_toolbox(settings)
-    try:
-        Oracle(toolbox).run(time.monotonic() + 600)
-    finally:
-        toolbox.close()
-    outcome = engine.stop(settings)
-    assert outcome is not None
-    return outcome
+    return oracle_response(settings, name, healthy_within=HEALTHY_WITHIN, within=600)[1]
 
 
-def remediate(settings: Settings, name: str, model: Sequence[str] = ()) -> engine.Outcome:
+def remediate(settings: Settings, name: str, model: Sequence[str] = (), who: str = "agent:reference") -> engine.Outcome:
     """Lab 6's reference remediator on ``name``: on the deterministic model, or on ``model`` (its
     --model, --model-name and --key-file arguments: a configured endpoint)."""
-    options = dict(zip(model[::2], model[1::2], strict=True))
-    who = remediation.responder("reference", options.get("--model", "deterministic"), options.get("--model-name", ""))
     engine.start(settings, name, seed=1, time_limit=900, healthy_within=HEALTHY_WITHIN, responder=who)
     opa = toolchain_for(settings).require("opa")
     try:
@@ -107,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.model.startswith("openai:") and not args.model_name:
         parser.error("--model openai:URL needs --model-name (the model the server serves)")
-    model: list[str] = []  # the remediator's arguments for the configured endpoint, if any
-    for flag, value in (("--model", args.model), ("--model-name", args.model_name), ("--key-file", args.key_file)):
-        if value:
-            model += [flag, value]
+    model = remediation.model_args(args.model, args.model_name, args.key_file) if args.model else []
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the figures, not every request behind them
     settings = bench_settings(nodes=3)
     root = Path(settings.paths.root)
@@ -118,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, dict[str, engine.Outcome]] = {who: {} for who in RESPONDERS if who in args.responders}
     responders = dict(RESPONDERS)
     if model:  # a column of its own: the remediator's reasoning on the configured model
-        endpoint = f"remediator on {args.model_name or args.model.split(':', 1)[0]}"
+        endpoint = remediation.responder("reference", args.model, args.model_name)
         runs[endpoint] = {}
-        responders[endpoint] = lambda s, name: remediate(s, name, model)
+        responders[endpoint] = lambda s, name: remediate(s, name, model, endpoint)
     alone: dict[str, engine.Outcome] = {}
     with fresh_platform(settings):
         for who, results in runs.items():

@@ -72,7 +72,7 @@ def demo(  # noqa: PLR0917 (click passes each option positionally)
     who = remediation.responder("reference" if agent_path is None else "yours", model, model_name)
     active = engine.start(settings, name, seed=seed, healthy_within=HEALTHY_WITHIN, responder=who)
     console.print(f"     the shop is breaking; nobody is told how (run: {active.run_dir})")
-    args = ["--model", model, *(["--model-name", model_name] if model_name else []), "--quiet-after", "60"]
+    args = [*remediation.model_args(model, model_name), "--quiet-after", "60"]
     try:
         logs = Path(active.run_dir) / "loop"  # the processor's and lab 5's logs, kept with the run
         logs.mkdir(exist_ok=True)
