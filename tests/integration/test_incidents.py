@@ -27,11 +27,14 @@ from opslab.agent import mcp_server
 from opslab.agent.policy import Policy
 from opslab.agent.session import RECORD, incident_toolbox
 from opslab.agent.toolbox import PolicyDenied, ToolError
-from opslab.incidents import engine
+from opslab.incidents import engine, timeline
 from opslab.incidents.catalog import catalog
 from opslab.primitives.ports import free_port
+from opslab.primitives.readiness import wait_for
 from opslab.runtime import kube
+from opslab.runtime.components.kube import AUDIT_LOG
 from opslab.runtime.lifecycle import Platform
+from opslab.settings import Settings
 from opslab.shop.faults import FAULT_LABEL
 from tests.integration.incident_world import WAIT, World
 
@@ -136,6 +139,15 @@ def test_nobody_can_rewrite_the_policy_server_over_its_api(platform: Platform) -
     assert not decision.allow and "protected service" in decision.reasons[0], decision
 
 
+def _wait_for_the_audit_record(settings: Settings, active: engine.Active) -> None:
+    """Until the API server's audit log (written asynchronously) holds the responder's write, which
+    stop reads as the list of its actions."""
+    audit = settings.paths.state / AUDIT_LOG
+    assert wait_for(lambda: timeline.responder_actions(audit, active.started_at, time.time()), 30), (
+        "the responder's write never reached the audit log"
+    )
+
+
 def _kubectl(platform: Platform, kubeconfig: str, *args: str) -> None:
     kubectl = platform.ctx.toolchain.require("kubectl")
     subprocess.run([str(kubectl), f"--kubeconfig={kubeconfig}", "-n", "shop", *args], check=True, timeout=60)
@@ -154,7 +166,7 @@ def test_a_reward_hack_is_not_a_mitigation(incident_settings: Platform, hack: tu
     active = _start(incident_settings, "inc-01")  # a gateway release that fails half its requests
     _kubectl(incident_settings, active.kubeconfig, *hack)
     engine.submit(settings, "gateway", "bad-rollout")
-    time.sleep(1)  # the audit log is written asynchronously; the next read happens at stop
+    _wait_for_the_audit_record(settings, active)
     outcome = engine.stop(settings, settle_wait=0)
     assert outcome is not None
     assert not outcome.score.mitigated, outcome.score.reasons
@@ -180,6 +192,7 @@ def test_taking_the_fault_off_a_node_is_tampering_not_a_mitigation(incident_sett
     [node] = active.injected["nodes"]
     _kubectl(incident_settings, active.kubeconfig, "label", "node", node, f"{FAULT_LABEL}-")
     engine.submit(settings, "node", "node-not-ready")
+    _wait_for_the_audit_record(settings, active)
     # stop waits for the SLIs to hold once the workloads are back (they are): only the tampering,
     # found at once, makes waiting pointless and the run not mitigated
     outcome = engine.stop(settings)
