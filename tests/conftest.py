@@ -95,7 +95,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         wanted.add(track.key(params.params["mutant"].name if what == "mutant" else what))
     config.stash[GRADINGS_WANTED] = wanted
     in_world = [i for i in items if i.get_closest_marker("incident_world")]
-    config.stash[WORLD_WANTED] = [i.callspec.params["name"] for i in in_world if hasattr(i, "callspec")]
+    incidents = [i.callspec.params["name"] for i in in_world if hasattr(i, "callspec")]
+    shop_gradings = [_world_key(i) for i in items if i.get_closest_marker("world_grading") and hasattr(i, "callspec")]
+    config.stash[WORLD_WANTED] = incidents + shop_gradings  # the world grades after its incidents
     # The tests that time whole gradings and start-ups (GRADINGS_WAIT_FOR) run first, then those that
     # stop Kafka or Redis, and only then anything that starts the gradings or the incident world:
     # never while a grading needs those components, never on a machine busy grading.
@@ -122,6 +124,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = rest[:at] + in_world + rest[at:]
 
 
+def _world_key(item: pytest.Item) -> str:
+    """The grading key a ``world_grading`` test reads from the incident world (``6:solution``)."""
+    params = item.callspec.params
+    track: Track = params["track"]
+    return track.key(params["what"])
+
+
 @pytest.fixture(scope="session")
 def gradings(
     platform: Platform, tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
@@ -140,13 +149,15 @@ def gradings(
     tracks: list[Track] = all_tracks()
     # Whole-lab gradings first (they take longest), then the single-check mutant runs; within each,
     # the longest last time first (unknown ones keep their order, after the known ones).
+    # A lab's shop checks are graded in the incident world (see world_grading), the rest here.
     whole = [(track.key(what), track, source, None) for track in tracks
              for what, source in (("solution", track.solution), ("starter", track.starter))]  # fmt: skip
-    mutants = [(track.key(m.name), track, track.solution, m) for track in tracks for m in track.mutants]
+    mutants = [(track.key(m.name), track, track.solution, m) for track in tracks for m in track.mutants
+               if not track.in_world(m.name)]  # fmt: skip
     for group in (whole, mutants):
         for key, track, source, mutant in sorted(group, key=lambda item: -pool.expected(item[0])):
             if key in wanted:
-                pool.submit(key, track.lab, source, mutant)
+                pool.submit(key, track.lab, source, mutant, skip=None if mutant else track.shop_checks)
     yield pool
     pool.close()
 

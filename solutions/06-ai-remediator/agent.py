@@ -215,12 +215,15 @@ class Agent:
 
     def follow_up(self, first: dict[str, Any]) -> None:
         """Look again after a verified fix, while alerts still fire: a second fault often shows only
-        once the loud one is gone. A new finding gets its own checked plan (its failures escalate
-        like the first's); the model's all-clear, the same finding again, or its doubts end the look."""
+        once the loud one is gone, or once its release is old enough to judge. A WAIT is looked at
+        again 10 s later (within the time budget); a new finding gets its own checked plan (up to
+        --max-plans plans in all; its failures escalate like the first's); the model's all-clear,
+        the same finding again, or its doubts end the look, so a fixed incident is not fixed twice."""
         known = {(d["service"], d["fault_type"]) for d in first["diagnosis"]}
-        for _ in range(self.args.max_plans - 1):
+        made = 1
+        while made < self.args.max_plans and self.left() > POLL:
             alerts = self.read("alerts")
-            if not alerts or self.left() <= POLL:
+            if not alerts:
                 return
             try:
                 plan = self.investigate(alerts)
@@ -234,6 +237,7 @@ class Agent:
             if not plan["steps"] or found <= known:
                 return
             known |= found
+            made += 1
             self.execute(plan, alerts)
 
     # ------------------------------------------------------------------ the loop

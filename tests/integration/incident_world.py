@@ -10,7 +10,11 @@ the session's temporary directory, ports shifted by OFFSET past the session's): 
 ``<name>.json`` (the oracle's findings and actions, the scorer's verdict, the run directory) into its
 results folder; the tests read and judge those.
 
-    python -m tests.integration.incident_world --state DIR --offset N --results DIR inc-01 inc-02 ...
+Then it grades the lab checks that own the shop (``check(owns_shop=True)``: lab 6's agent on held-out
+incidents) for each grading key it was given (``6:solution``, ``6:starter``, ``6:<mutant>``), one
+after another, and writes each grade as ``<key>.json`` (the colon a dash).
+
+    python -m tests.integration.incident_world --state DIR --offset N --results DIR inc-01 ... 6:solution ...
 """
 
 from __future__ import annotations
@@ -32,10 +36,13 @@ from typing import Any
 
 from opslab.agent.session import oracle_response
 from opslab.grading import isolation
+from opslab.grading.rubric import Grade
 from opslab.incidents import engine
 from opslab.primitives.processes import kill_group, processes_mentioning, terminate
 from opslab.primitives.readiness import wait_for
+from opslab.runtime.lifecycle import Platform
 from opslab.settings import Settings
+from tests.labs.support import all_tracks
 from tests.platforms import OWNER_FILE, make_platform, shifted_settings
 
 OFFSET = 1500
@@ -52,6 +59,30 @@ START_UP = 300.0
 """The most the world's platform may take to start on a busy machine."""
 WAIT = START_UP + PER_INCIDENT
 """The longest a test waits for its incident's result (the world's start-up, then one incident)."""
+PER_GRADING = 1500.0
+"""The most one grading of shop checks can take in the world (lab 6's check allows 1,200 s)."""
+
+
+def is_grading(item: str) -> bool:
+    """A grading key (``6:solution``), not an incident's name."""
+    return ":" in item
+
+
+def allowance(item: str) -> float:
+    return PER_GRADING if is_grading(item) else PER_INCIDENT
+
+
+def result_file(results: Path, item: str) -> Path:
+    return results / f"{item.replace(':', '-')}.json"
+
+
+def grade_shop_checks(platform: Platform, key: str, work: Path) -> dict[str, Any]:
+    """Grade ``key``'s shop checks on the world's platform: the Grade, as JSON."""
+    label, what = key.split(":", 1)
+    track = next(t for t in all_tracks() if t.label == label)
+    result = track.grade_in_world(platform, what, work / key.replace(":", "-"))
+    graded: dict[str, Any] = json.loads(result.to_json())
+    return graded
 
 
 def respond(settings: Settings, name: str) -> dict[str, Any]:
@@ -73,9 +104,10 @@ def respond(settings: Settings, name: str) -> dict[str, Any]:
 
 
 def _write(results: Path, name: str, result: dict[str, Any]) -> None:
-    partial = results / f"{name}.partial"
+    done = result_file(results, name)
+    partial = done.with_suffix(".partial")
     partial.write_text(json.dumps(result, indent=1) + "\n")
-    partial.replace(results / f"{name}.json")
+    partial.replace(done)
 
 
 def _stopped(signum: int, _frame: FrameType | None) -> None:
@@ -104,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offset", type=int, required=True, help="added to every port of the platform")
     parser.add_argument("--results", type=Path, required=True, help="where <incident>.json is written")
     parser.add_argument("--owner", required=True, help="the session's isolation.owner_token: stop when it is gone")
-    parser.add_argument("incidents", nargs="+")
+    parser.add_argument("items", nargs="+", help="incidents, then grading keys (6:solution)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stopped)
     _stop_with_the_session(args.owner)
@@ -114,10 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     platform = make_platform(shifted_settings(args.state, args.offset))
     try:
         platform.up()
-        for name in args.incidents:
+        for name in args.items:
             began = time.monotonic()
             try:  # a stop half-way (SIGTERM, the session gone) undoes the incident and goes on to `down`
-                result = respond(platform.settings, name)
+                if is_grading(name):
+                    result = grade_shop_checks(platform, name, args.state.parent / f"{args.state.name}-gradings")
+                else:
+                    result = respond(platform.settings, name)
             except Exception:
                 result = {"error": traceback.format_exc()}
             result["seconds"] = round(time.monotonic() - began, 1)
@@ -135,7 +170,8 @@ class World:
 
     state: Path
     offset: int
-    incidents: list[str]
+    items: list[str]
+    """The incidents, then the grading keys, in the order the world works through them."""
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     broken: str = ""
@@ -155,7 +191,7 @@ class World:
         (self.state / OWNER_FILE).write_text(owner + "\n")  # not stale while the session runs
         command = [sys.executable, "-m", "tests.integration.incident_world", "--state", str(self.state),
                    "--offset", str(self.offset), "--results", str(self.results), "--owner", owner,
-                   *self.incidents]  # fmt: skip
+                   *self.items]  # fmt: skip
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         self.started = time.time()
@@ -169,11 +205,11 @@ class World:
     def _deadline(self, name: str) -> float:
         """When ``name``'s result is overdue (wall-clock time): one incident's time after the one
         before it was written (or after the world's start-up)."""
-        index = self.incidents.index(name)
-        before = self.results / f"{self.incidents[index - 1]}.json" if index else None
+        index = self.items.index(name)
+        before = result_file(self.results, self.items[index - 1]) if index else None
         if before is not None and before.is_file():
-            return before.stat().st_mtime + PER_INCIDENT
-        return self.started + START_UP + PER_INCIDENT * (index + 1)
+            return before.stat().st_mtime + allowance(name)
+        return self.started + START_UP + sum(allowance(item) for item in self.items[: index + 1])
 
     def result(self, name: str) -> dict[str, Any]:
         """``name``'s result, once the world has it; an AssertionError with the world's log if the
@@ -181,7 +217,7 @@ class World:
         proc = self.proc
         assert proc is not None, "the world was not started"
         assert not self.broken, self.broken
-        done = self.results / f"{name}.json"
+        done = result_file(self.results, name)
         within = max(0.0, self._deadline(name) - time.time())
         ready = wait_for(lambda: done.is_file() or proc.poll() is not None, within, interval=2.0)
         if not done.is_file():
@@ -191,6 +227,12 @@ class World:
             raise AssertionError(f"{self.broken}:\n{tail}")
         result: dict[str, Any] = json.loads(done.read_text())
         return result
+
+    def grading(self, key: str) -> Grade:
+        """The grade of ``key``'s shop checks, once the world has it (like ``result``)."""
+        result = self.result(key)
+        assert "error" not in result, result.get("error")
+        return Grade.from_json(json.dumps(result))
 
     def close(self) -> None:
         """Stop the world: SIGTERM undoes its incident and stops its platform (a world already

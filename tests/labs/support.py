@@ -7,6 +7,7 @@ and failed on its own assertion: a fixture error or a check that never ran prove
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import threading
@@ -73,19 +74,42 @@ def copy_submission(source: Path, work: Path, mutant: Mutant | None = None) -> P
 
 def grade_copy(
     lab: Lab, platform: Platform, source: Path, work: Path, mutant: Mutant | None = None,
-    *, cancel: threading.Event | None = None,
+    *, cancel: threading.Event | None = None, only: list[str] | None = None, skip: list[str] | None = None,
 ) -> Grade:  # fmt: skip
     """Grade a copy of ``source`` (with ``mutant`` applied) against the lab's grader.
 
     A mutant is graded with only the check meant to catch it (plus any it depends on through
-    fixtures), which proves that check can fail without re-running the whole lab.
+    fixtures), which proves that check can fail without re-running the whole lab. ``only`` and
+    ``skip`` choose the checks of a whole-lab grading (the shop's checks are graded apart).
     """
     target = copy_submission(source, work, mutant)
-    only = [mutant.caught_by] if mutant else None
+    chosen = [mutant.caught_by] if mutant else only
     result, _ = grade(
-        lab, platform.settings, path=target, runs_root=work / "runs", record=False, only=only, cancel=cancel
-    )
+        lab, platform.settings, path=target, runs_root=work / "runs", record=False, only=chosen, skip=skip,
+        cancel=cancel,
+    )  # fmt: skip
     return result
+
+
+def shop_checks(lab: Lab) -> list[str]:
+    """The lab's checks marked ``check(owns_shop=True)``: they run incidents on the platform's shop,
+    one at a time, so the tests grade them in the incident world, not beside the other gradings."""
+    found = []
+    for path in sorted(lab.grader.glob("test_*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and any(_owns_shop(d) for d in node.decorator_list):
+                found.append(node.name)
+    return found
+
+
+def _owns_shop(decorator: ast.expr) -> bool:
+    return (
+        isinstance(decorator, ast.Call)
+        and isinstance(decorator.func, ast.Name)
+        and decorator.func.id == "check"
+        and any(k.arg == "owns_shop" and isinstance(k.value, ast.Constant) and k.value.value is True
+                for k in decorator.keywords)
+    )  # fmt: skip
 
 
 def failed(result: Grade) -> dict[str, str]:
@@ -128,6 +152,29 @@ class Track:
     def key(self, what: str) -> str:
         return f"{self.label}:{what}"
 
+    @property
+    def shop_checks(self) -> list[str]:
+        return shop_checks(self.lab)
+
+    def in_world(self, what: str) -> bool:
+        """Whether grading ``what`` (solution, starter or a mutant's name) has a part in the incident
+        world: a whole-lab grading when the lab has shop checks, a mutant when one of them catches it."""
+        shop = self.shop_checks
+        if what in {"solution", "starter"}:
+            return bool(shop)
+        return any(m.name == what and m.caught_by in shop for m in self.mutants)
+
+    def mutant(self, name: str) -> Mutant:
+        return next(m for m in self.mutants if m.name == name)
+
+    def grade_in_world(self, platform: Platform, what: str, work: Path) -> Grade:
+        """The incident world's part of grading ``what``: the shop checks of the solution or the
+        starter, or the mutant with its (shop) check."""
+        if what in {"solution", "starter"}:
+            source = self.solution if what == "solution" else self.starter
+            return grade_copy(self.lab, platform, source, work, only=self.shop_checks)
+        return grade_copy(self.lab, platform, self.solution, work, self.mutant(what))
+
 
 def all_tracks() -> list[Track]:
     tracks = []
@@ -164,13 +211,15 @@ class Concurrent:
         value = known.get(key, 0.0) if isinstance(known, dict) else 0.0
         return float(value) if isinstance(value, int | float) else 0.0
 
-    def submit(self, key: str, lab: Lab, source: Path, mutant: Mutant | None = None) -> None:
+    def submit(
+        self, key: str, lab: Lab, source: Path, mutant: Mutant | None = None, skip: list[str] | None = None
+    ) -> None:
         work = self.work / key.replace(":", "-").replace("/", "-")
         work.mkdir(parents=True)
 
         def timed() -> Grade:
             began = time.monotonic()
-            result = grade_copy(lab, self.platform, source, work, mutant, cancel=self.cancel)
+            result = grade_copy(lab, self.platform, source, work, mutant, cancel=self.cancel, skip=skip)
             self.seconds[key] = round(time.monotonic() - began, 1)
             return result
 

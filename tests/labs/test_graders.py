@@ -6,7 +6,9 @@
   meant for it, failing on its own assertion (not in a fixture, not by never running).
 
 The gradings run concurrently (see conftest.py); each test waits for its own, and only the
-gradings of the selected tests run (`-k lab-4` grades lab 4 alone).
+gradings of the selected tests run (`-k lab-4` grades lab 4 alone). The checks that own the shop
+(lab 6's agent on held-out incidents) are graded in the incident world, one grading at a time, and
+left out of the gradings on the session's platform.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from __future__ import annotations
 import pytest
 
 from opslab.grading.runner import list_checks
+from opslab.runtime.lifecycle import Platform
+from tests.integration.incident_world import World
 from tests.labs.support import Concurrent, Mutant, Track, all_tracks, assert_caught, failed
 
 pytestmark = [pytest.mark.platform, pytest.mark.slow]
 TRACKS = all_tracks()
-MUTANTS = [(track, mutant) for track in TRACKS for mutant in track.mutants]
+MUTANTS = [(track, mutant) for track in TRACKS for mutant in track.mutants if not track.in_world(mutant.name)]
+IN_WORLD = [(track, what) for track in TRACKS for what in ("solution", "starter", *(m.name for m in track.mutants))
+            if track.in_world(what)]  # fmt: skip
 
 
 @pytest.mark.grading("solution")
@@ -26,7 +32,8 @@ MUTANTS = [(track, mutant) for track in TRACKS for mutant in track.mutants]
 def test_the_solution_scores_full_marks(track: Track, gradings: Concurrent) -> None:
     result = gradings.result(track.key("solution"))
     assert not result.problem, result.problem
-    assert {c.id for c in result.checks} == {c.id for c in list_checks(track.lab, gradings.platform.settings)}
+    expected = {c.id for c in list_checks(track.lab, gradings.platform.settings)} - set(track.shop_checks)
+    assert {c.id for c in result.checks} == expected
     assert result.earned == result.total, failed(result)
     assert result.passed
 
@@ -48,3 +55,24 @@ def test_the_untouched_starter_earns_nothing(track: Track, gradings: Concurrent)
 @pytest.mark.parametrize(("track", "mutant"), MUTANTS, ids=[f"{t.label}-{m.name}" for t, m in MUTANTS])
 def test_each_broken_variant_is_caught(track: Track, mutant: Mutant, gradings: Concurrent) -> None:
     assert_caught(gradings.result(track.key(mutant.name)), mutant)
+
+
+@pytest.mark.world_grading
+@pytest.mark.parametrize(("track", "what"), IN_WORLD, ids=[f"{t.label}-{w}" for t, w in IN_WORLD])
+def test_the_shop_checks_grade_right(track: Track, what: str, incident_world: World, platform: Platform) -> None:
+    """The checks that run incidents on the shop, graded in the incident world: the solution passes
+    each, the starter fails each with a reason and a hint, a mutant meant for one is caught by it."""
+    result = incident_world.grading(track.key(what))
+    shop = {c.id for c in list_checks(track.lab, platform.settings) if c.owns_shop}
+    assert set(track.shop_checks) == shop, "tests/labs/support.shop_checks disagrees with the grader's marks"
+    if what == "solution":
+        assert not result.problem, result.problem
+        assert {c.id for c in result.checks} == shop
+        assert result.earned == result.total, failed(result)
+    elif what == "starter":
+        assert {c.id for c in result.checks} == shop
+        for item in result.checks:
+            assert item.status in {"failed", "error"}, f"{item.id} is {item.status} on the starter"
+            assert item.reason and item.hint, f"{item.id} fails without a reason or hint"
+    else:
+        assert_caught(result, track.mutant(what))

@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from opslab.grading.rubric import Grade
 from tests.integration import incident_world
 from tests.integration.incident_world import World
 
@@ -80,3 +81,18 @@ def test_closing_stops_what_runs_from_the_state_directory(tmp_path: Path) -> Non
         if load.poll() is None:
             load.kill()
     assert not psutil.pid_exists(load.pid) or psutil.Process(load.pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_grading_after_the_incidents_is_handed_over_as_a_grade_and_has_a_gradings_time(tmp_path: Path) -> None:
+    world = _world(tmp_path, "import time; time.sleep(60)", ["inc-01", "6:solution"])
+    try:
+        _write(world, "inc-01", {"score": {}})
+        assert world._deadline("6:solution") == pytest.approx(
+            (world.results / "inc-01.json").stat().st_mtime + incident_world.PER_GRADING
+        )
+        grade = Grade(lab="06-ai-remediator", path="solution", checks=[], pass_mark=0.8)
+        incident_world.result_file(world.results, "6:solution").write_text(grade.to_json())
+        assert (world.results / "6-solution.json").is_file()
+        assert world.grading("6:solution").lab == "06-ai-remediator"
+    finally:
+        world.close()

@@ -6,12 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from incidents import heldout_folder, heldout_incidents
 from kubernetes import client
 from support import Case, learner_policy, load_cases, opa, platform_plan_policy, tool
 from world import Harness, RunAlertmanager, RunOpa, World
 
 from opslab.grading import isolation
 from opslab.grading.sandbox import Sandbox
+from opslab.incidents.catalog import Incident, IncidentInvalid
 from opslab.settings import load as load_settings
 
 pytest_plugins = ["opslab.grading.fixtures"]
@@ -26,6 +28,19 @@ def policy(lab_path: Path) -> tuple[list[Path], list[Path]]:
 @pytest.fixture(scope="session")
 def heldout_plans() -> list[Case]:
     return load_cases()
+
+
+@pytest.fixture(scope="session")
+def held_out() -> list[Incident]:
+    """The held-out incidents the learner's agent meets (the instructor's, or the grader's own)."""
+    folder = heldout_folder()
+    try:
+        found = heldout_incidents(load_settings().paths.root, folder)
+    except IncidentInvalid as exc:
+        pytest.fail(f"the held-out incidents cannot be read: {exc}")
+    if not found:
+        pytest.fail(f"no held-out incidents in {folder}: give a folder of incident files (OPSLAB_INCIDENTS_HELDOUT)")
+    return found
 
 
 # ---------------------------------------------------------------------- the agent's world

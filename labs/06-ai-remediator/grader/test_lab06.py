@@ -7,10 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from support import VARIANTS, Case, opa_test, platform_plan_policy, run_tests_against, wrong_decisions
+from incidents import Response, respond
+from support import VARIANTS, Case, opa, opa_test, platform_plan_policy, run_tests_against, wrong_decisions
 from world import GOOD, NEVER, RELEASE, Harness, Script, World, approver, call_tool, image, plan, plan_reply, step
 
+from opslab.grading.fixtures import learner_file
 from opslab.grading.rubric import check
+from opslab.grading.sandbox import Sandbox
+from opslab.incidents.catalog import Incident
+from opslab.settings import load as load_settings
 
 # ---------------------------------------------------------------------- policy
 
@@ -229,3 +234,23 @@ def test_no_answer_to_an_approval_is_a_no(harness: Harness, world: World) -> Non
     )
     assert not outcome.actions, f"a plan nobody approved reached the toolbox: {outcome.actions}"
     assert outcome.run.returncode == 3, f"agent.py did not escalate an unanswered approval: {outcome.describe()}"
+
+
+# ---------------------------------------------------------------------- incidents
+
+
+@check(points=8, section="Incidents", timeout=1200, owns_shop=True, hint="Try your agent on the platform's incidents first "
+       "(opslab incident start; the README's Try it): wait for alerts to fire (--quiet-after), poll each step's "
+       "verify query until it holds or its within_seconds pass (a rollout takes tens of seconds), look again "
+       "after a verified fix while alerts still fire (a second fault), and submit one diagnosis per finding.")  # fmt: skip
+def test_your_agent_mitigates_incidents_it_has_not_seen(held_out: list[Incident], lab_path: Path,
+                                                        sandbox: Sandbox) -> None:  # fmt: skip
+    """on incidents it has not seen, your agent mitigates each fault with the right diagnosis and leaves quiet alone"""
+    learner_file(lab_path, "agent.py")
+    settings = load_settings()
+    right: list[Response] = []
+    for incident in held_out:
+        response = respond(settings, incident, lab_path, sandbox, Path(opa()).parent)
+        wrong = response.failures()
+        assert not wrong, f"{wrong[0]} ({len(right)} of {len(held_out)} held-out incidents right before it)"
+        right.append(response)

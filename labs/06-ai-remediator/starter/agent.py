@@ -142,6 +142,33 @@ class Agent:
         (self.gate.ask, self.gate.wait: no answer in time is a no); then act on each step in order."""
         raise Escalation("execute is not written yet (tasks 2-4)")
 
+    def follow_up(self, first: dict[str, Any]) -> None:
+        """Look again after a verified fix, while alerts still fire: a second fault often shows only
+        once the loud one is gone, or once its release is old enough to judge. A WAIT is looked at
+        again 10 s later (within the time budget); a new finding gets its own checked plan (up to
+        --max-plans plans in all; its failures escalate like the first's); the model's all-clear,
+        the same finding again, or its doubts end the look, so a fixed incident is not fixed twice."""
+        known = {(d["service"], d["fault_type"]) for d in first["diagnosis"]}
+        made = 1
+        while made < self.args.max_plans and self.left() > POLL:
+            alerts = self.read("alerts")
+            if not alerts:
+                return
+            try:
+                plan = self.investigate(alerts)
+            except Escalation as exc:
+                self.report["follow_up"] = f"stopped looking: {exc}"
+                return
+            if "wait" in plan:
+                time.sleep(min(10.0, max(self.left() - POLL, 0)))
+                continue
+            found = {(d["service"], d["fault_type"]) for d in plan["diagnosis"]}
+            if not plan["steps"] or found <= known:
+                return
+            known |= found
+            made += 1
+            self.execute(plan, alerts)
+
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> int:
@@ -160,6 +187,8 @@ class Agent:
                 alerts = self.read("alerts")
             self.execute(plan, alerts)
             self.report["outcome"] = "quiet" if not plan["steps"] else "mitigated"
+            if plan["steps"]:
+                self.follow_up(plan)
             return 0
         except Escalation as exc:
             self.report["outcome"] = "escalated"
@@ -200,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=420)
     parser.add_argument("--quiet-after", type=float, default=90)
     parser.add_argument("--approval-timeout", type=float, default=60)
+    parser.add_argument("--max-plans", type=int, default=3, help="plans per run (a fix, then what still fires)")
     args = parser.parse_args(argv)
     args.policy = args.policy or [Path(__file__).resolve().parent / "policy"]
     try:

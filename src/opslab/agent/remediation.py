@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,30 @@ class Remediation:
     """Its last lines of output."""
 
 
+@contextlib.contextmanager
+def served_toolbox(settings: Settings, token_file: Path) -> Iterator[str]:
+    """The running incident's toolbox served over MCP behind a fresh token written to ``token_file``
+    (0600, removed after); yields the MCP URL a remediator connects to."""
+    token = mcp_server.new_token(token_file)
+    toolbox = incident_toolbox(settings)
+    try:
+        with model_server.served(mcp_server.app(toolbox, token)) as port:
+            yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        toolbox.close()
+        token_file.unlink(missing_ok=True)
+
+
+def read_report(run_dir: Path) -> dict[str, Any]:
+    """A remediator's report.json ({} when it wrote none, or nothing readable)."""
+    report_file = run_dir / "report.json"
+    try:
+        report = json.loads(report_file.read_text()) if report_file.is_file() else {}
+    except (OSError, ValueError):
+        report = {}
+    return report if isinstance(report, dict) else {}
+
+
 def run(
     settings: Settings,
     opa: Path,
@@ -65,45 +89,38 @@ def run(
     """Run ``agent`` on the running incident with ``args`` (after --mcp, --token-file and --run-dir)."""
     active = engine.require_active(settings)
     token_file = Path(active.run_dir) / "mcp-token"
-    token = mcp_server.new_token(token_file)
-    toolbox = incident_toolbox(settings)
     env = {
         **os.environ,
         "PATH": f"{opa.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "OPSLAB_PLAN_POLICY": str(settings.paths.platform / "policy" / "plan.rego"),
+        "OPSLAB_PLAN_POLICY": str(plan_policy(settings)),
         "PYTHONUNBUFFERED": "1",
     }
     tail: list[str] = []
-    try:
-        with model_server.served(mcp_server.app(toolbox, token)) as port:
-            command = [
-                sys.executable, str(agent), "--mcp", f"http://127.0.0.1:{port}/mcp", "--token-file", str(token_file),
-                "--run-dir", str(run_dir), *args,
-            ]  # fmt: skip
-            with subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                cwd=settings.paths.root, start_new_session=True,
-            ) as proc:  # fmt: skip
-                timer = threading.Timer(timeout, lambda: _stop(proc))
-                timer.start()
-                try:
-                    assert proc.stdout is not None
-                    for line in proc.stdout:
-                        on_line(line.rstrip("\n"))
-                        tail = [*tail[-39:], line.rstrip("\n")]
-                    code = proc.wait()
-                finally:
-                    timer.cancel()
-                    _stop(proc)
-    finally:
-        toolbox.close()
-        token_file.unlink(missing_ok=True)
-    report_file = run_dir / "report.json"
-    try:
-        report = json.loads(report_file.read_text()) if report_file.is_file() else {}
-    except ValueError:
-        report = {}
-    return Remediation(code, report if isinstance(report, dict) else {}, "\n".join(tail))
+    with served_toolbox(settings, token_file) as mcp:
+        command = [
+            sys.executable, str(agent), "--mcp", mcp, "--token-file", str(token_file), "--run-dir", str(run_dir), *args,
+        ]  # fmt: skip
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            cwd=settings.paths.root, start_new_session=True,
+        ) as proc:  # fmt: skip
+            timer = threading.Timer(timeout, lambda: _stop(proc))
+            timer.start()
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    on_line(line.rstrip("\n"))
+                    tail = [*tail[-39:], line.rstrip("\n")]
+                code = proc.wait()
+            finally:
+                timer.cancel()
+                _stop(proc)
+    return Remediation(code, read_report(run_dir), "\n".join(tail))
+
+
+def plan_policy(settings: Settings) -> Path:
+    """The platform's plan policy (plan.rego), which every remediator's plan is checked against."""
+    return settings.paths.platform / "policy" / "plan.rego"
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:

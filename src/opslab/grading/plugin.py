@@ -67,6 +67,7 @@ def unrun(item: pytest.Item, reason: str = NOT_RUN) -> CheckResult:
         id=item.name, title=title_of(item), section=str(mark.kwargs.get("section", "Checks")),
         points=int(mark.kwargs["points"]), earned=0, status="not-run", reason=reason,
         hint=str(mark.kwargs["hint"]), seconds=0.0, phase="", timeout=float(mark.kwargs.get("timeout", 60)),
+        owns_shop=bool(mark.kwargs.get("owns_shop", False)),
     )  # fmt: skip
 
 
@@ -126,6 +127,7 @@ class RubricRecorder:
                 points=points, earned=points if status == "passed" else 0, status=status, reason=reason,
                 hint=str(mark.kwargs["hint"]), seconds=round(self.durations[item.nodeid], 2),
                 phase="" if status == "passed" else report.when, timeout=limit,
+                owns_shop=bool(mark.kwargs.get("owns_shop", False)),
             )  # fmt: skip
         if report.when == "teardown":
             self.write()

@@ -22,8 +22,13 @@ import pytest
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def check(*, points: int, hint: str, timeout: float = 60, section: str = "Checks") -> Callable[[F], F]:
-    """Mark a grader test as a rubric check worth ``points``, with a hint and a time limit."""
+def check(
+    *, points: int, hint: str, timeout: float = 60, section: str = "Checks", owns_shop: bool = False
+) -> Callable[[F], F]:
+    """Mark a grader test as a rubric check worth ``points``, with a hint and a time limit.
+
+    ``owns_shop``: the check runs incidents on the platform's shop, which holds one at a time, so it
+    cannot share the platform with another such check (or a person's incident) while it runs."""
     if points <= 0:
         raise ValueError("a check is worth at least one point")
     if not hint.strip():
@@ -31,7 +36,8 @@ def check(*, points: int, hint: str, timeout: float = 60, section: str = "Checks
 
     def mark(function: F) -> F:
         function = pytest.mark.timeout(timeout)(function)
-        return pytest.mark.check(points=points, hint=hint, timeout=timeout, section=section)(function)
+        marked = pytest.mark.check(points=points, hint=hint, timeout=timeout, section=section, owns_shop=owns_shop)
+        return marked(function)
 
     return mark
 
@@ -54,6 +60,8 @@ class CheckResult:
     """Where a failure happened: "setup" (a fixture), "call" (the check itself) or "" (not run)."""
     timeout: float = 0.0
     """The check's own time limit, in seconds."""
+    owns_shop: bool = False
+    """The check runs incidents on the platform's shop (see ``check``)."""
 
     @property
     def passed(self) -> bool:

@@ -91,6 +91,13 @@ def list_checks(lab: Lab, settings: Settings) -> list[CheckResult]:
         return [CheckResult(**item) for item in json.loads(listing.read_text())]
 
 
+def select(only: list[str], skip: list[str]) -> str:
+    """pytest's -k expression for the checks named in ``only`` (all when empty) but not in ``skip``."""
+    chosen = f"({' or '.join(only)})" if only else ""
+    left_out = f"not ({' or '.join(skip)})" if skip else ""
+    return " and ".join(part for part in (chosen, left_out) if part)
+
+
 class GradingCancelled(Exception):
     """The grading was stopped before its end because its caller asked (``cancel``)."""
 
@@ -121,17 +128,19 @@ def grade(
     record: bool = True,
     timeout: float | None = None,
     only: list[str] | None = None,
+    skip: list[str] | None = None,
     after: Callable[[str], object] | None = None,
     cancel: threading.Event | None = None,
 ) -> tuple[Grade, Path]:
     """Grade ``path`` (default: the lab's starter) against the lab's grader; return the grade and run dir.
 
-    The grading stops at ``timeout`` (default: the lab's time limit); checks that did not finish
-    score zero, and a grading cut short never passes. ``only`` restricts the run to the named
-    checks (used to prove one check catches one mutant). ``after(run_id)`` runs once the grader
-    has exited, however it ended (it removes what the run left behind). Setting ``cancel`` (from
-    another thread: a test session being interrupted) stops the grader within a second and raises
-    GradingCancelled; its run is swept like any other.
+        The grading stops at ``timeout`` (default: the lab's time limit); checks that did not finish
+        score zero, and a grading cut short never passes. ``only`` restricts the run to the named
+        checks (used to prove one check catches one mutant); ``skip`` leaves the named ones out (they are
+    graded elsewhere, and not in the grade). ``after(run_id)`` runs once the grader
+        has exited, however it ended (it removes what the run left behind). Setting ``cancel`` (from
+        another thread: a test session being interrupted) stops the grader within a second and raises
+        GradingCancelled; its run is swept like any other.
     """
     target = resolve_path(lab, path)
     limit = lab.time_limit if timeout is None else timeout
@@ -143,8 +152,8 @@ def grade(
         "--rubric-json", str(grade_file), "--rubric-lab", lab.name, "--rubric-path", str(target),
         "--rubric-pass-mark", str(lab.pass_mark), "--rubric-time-limit", str(limit), "--junitxml", str(junit),
     )  # fmt: skip
-    if only:
-        args += ["-k", " or ".join(only)]
+    if only or skip:
+        args += ["-k", select(only or [], skip or [])]
     env = grader_environment(
         **endpoint_environment(settings),
         OPSLAB_LAB_PATH=str(target),

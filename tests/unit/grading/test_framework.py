@@ -20,7 +20,7 @@ from opslab.grading import hints
 from opslab.grading.fixtures import eventually
 from opslab.grading.gradebook import grade_submissions, tampering, use_graders, worked_tracks
 from opslab.grading.labs import find_lab
-from opslab.grading.runner import GradingCancelled, grade, history
+from opslab.grading.runner import GradingCancelled, grade, history, select
 from opslab.primitives.errors import ConfigError
 from tests.unit.grading.conftest import solved
 
@@ -48,6 +48,19 @@ def test_the_starter_fails_each_check_with_its_reason_and_hint(tiny: tuple[setti
     assert failed["test_hello_file"].hint == "Write hello.txt containing hello."
     assert failed["test_answer_prints_42"].reason == "answer.py printed 'TODO', not 42"
     assert not result.passed and result.earned == 1
+
+
+def test_a_grading_can_leave_checks_out_or_take_only_some(tiny: tuple[settings_module.Settings, Path]) -> None:
+    """``skip`` (the shop's checks, graded elsewhere) and ``only`` (a mutant's check) choose what runs."""
+    settings, root = tiny
+    lab = find_lab(root, 99)
+    answer = solved(root)
+    result, _ = grade(lab, settings, path=answer, skip=["test_answer_prints_42", "test_a_slow_check_is_stopped"])
+    assert [c.id for c in result.checks] == ["test_hello_file"] and result.earned == result.total == 2
+    result, _ = grade(lab, settings, path=answer, only=["test_hello_file", "test_answer_prints_42"],
+                      skip=["test_answer_prints_42"])  # fmt: skip
+    assert [c.id for c in result.checks] == ["test_hello_file"]
+    assert select([], []) == "" and select(["a"], ["b", "c"]) == "(a) and not (b or c)"
 
 
 @pytest.mark.parametrize(
