@@ -101,7 +101,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # The tests that time whole gradings and start-ups (GRADINGS_WAIT_FOR) run first, then those that
     # stop Kafka or Redis, and only then anything that starts the gradings or the incident world:
     # never while a grading needs those components, never on a machine busy grading.
-    if wanted or in_world:
+    if wanted or in_world or shop_gradings:
         first = [i for i in items if i.path.name in GRADINGS_WAIT_FOR]
         stoppers = [i for i in items if i.get_closest_marker("before_gradings") and i not in first]
         early = {id(i) for i in first + stoppers}

@@ -17,7 +17,7 @@ import pytest
 
 from opslab.grading.runner import list_checks
 from opslab.runtime.lifecycle import Platform
-from tests.integration.incident_world import World
+from tests.integration.incident_world import PER_GRADING, START_UP, World
 from tests.labs.support import Concurrent, Mutant, Track, all_tracks, assert_caught, failed
 
 pytestmark = [pytest.mark.platform, pytest.mark.slow]
@@ -58,6 +58,7 @@ def test_each_broken_variant_is_caught(track: Track, mutant: Mutant, gradings: C
 
 
 @pytest.mark.world_grading
+@pytest.mark.timeout(START_UP + PER_GRADING + 60)
 @pytest.mark.parametrize(("track", "what"), IN_WORLD, ids=[f"{t.label}-{w}" for t, w in IN_WORLD])
 def test_the_shop_checks_grade_right(track: Track, what: str, incident_world: World, platform: Platform) -> None:
     """The checks that run incidents on the shop, graded in the incident world: the solution passes
@@ -74,5 +75,6 @@ def test_the_shop_checks_grade_right(track: Track, what: str, incident_world: Wo
         for item in result.checks:
             assert item.status in {"failed", "error"}, f"{item.id} is {item.status} on the starter"
             assert item.reason and item.hint, f"{item.id} fails without a reason or hint"
+            assert "Traceback" not in item.reason and "\n" not in item.reason.strip(), item.reason
     else:
         assert_caught(result, track.mutant(what))

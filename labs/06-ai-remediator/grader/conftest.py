@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from incidents import heldout_folder, heldout_incidents
+from incidents import MAX_INCIDENTS, heldout_folder, heldout_incidents
 from kubernetes import client
 from support import Case, learner_policy, load_cases, opa, platform_plan_policy, tool
 from world import Harness, RunAlertmanager, RunOpa, World
@@ -40,6 +40,9 @@ def held_out() -> list[Incident]:
         pytest.fail(f"the held-out incidents cannot be read: {exc}")
     if not found:
         pytest.fail(f"no held-out incidents in {folder}: give a folder of incident files (OPSLAB_INCIDENTS_HELDOUT)")
+    if len(found) > MAX_INCIDENTS:
+        pytest.fail(f"{len(found)} held-out incidents in {folder}: the check's time limit fits {MAX_INCIDENTS}; "
+                    "keep that many")  # fmt: skip
     return found
 
 

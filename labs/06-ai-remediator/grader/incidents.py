@@ -12,8 +12,12 @@ stops the check there, with that incident's reasons.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,15 @@ BUSY_WAIT = 600.0
 """How long an incident waits for another one (another grading's) to finish before the check fails."""
 RESPONDER = "agent:yours"
 """How the runs appear in `opslab incident scoreboard`."""
+
+
+MAX_INCIDENTS = 4
+"""The most held-out incidents the check's time limit fits (about 7 minutes each at worst)."""
+
+
+class ShopUnavailable(Exception):
+    """The platform's shop could not take an incident (busy, or not healthy): not the learner's doing,
+    so the check errors with this message instead of failing on the learner's work."""
 
 
 def heldout_folder() -> Path:
@@ -65,11 +78,18 @@ class Response:
         """What is wrong with the response; [] when it is right."""
         name, score = self.incident.name, self.score
         found = f"(your agent: {self.problem or self.outcome()})"
+        wrongly = f"{name}: wrong diagnoses submitted ({', '.join(score.wrong_submissions[:3])})"
         if self.incident.quiet:
             if score.actions or score.false_actions:
                 return [f"{name} is a quiet shift, yet your agent changed things ({score.actions} actions) {found}"]
+            if score.wrong_submissions:
+                return [f"{wrongly} on a quiet shift {found}"]
+            if self.code != 0 or self.report.get("outcome") != "quiet":
+                return [f"{name} is a quiet shift: your agent should exit 0 with outcome quiet {found}"]
             return []
         wrong = []
+        if score.wrong_submissions:
+            wrong.append(wrongly)
         if not score.mitigated:
             why = "; ".join(score.reasons[:2]) or "the SLIs did not recover"
             wrong.append(f"{name} was not mitigated: {why[:300]}")
@@ -89,6 +109,7 @@ def respond(settings: Settings, incident: Incident, lab_path: Path, sandbox: San
     """Start ``incident``, run the learner's agent on it, and stop and score it; whatever stops
     this half-way, the incident is undone."""
     agent = learner_file(lab_path, "agent.py")
+    sandbox = dataclasses.replace(sandbox, hidden=(*sandbox.hidden, incident.path.parent))  # the answers
     _start(settings, incident)
     code: int | None = None
     problem = ""
@@ -113,8 +134,7 @@ def respond(settings: Settings, incident: Incident, lab_path: Path, sandbox: San
     except BaseException:
         engine.stop(settings, force=True)
         raise
-    if outcome is None:
-        raise LearnerError(f"{incident.name} was no longer running when your agent finished")
+    assert outcome is not None  # a scored stop returns the outcome, or raises
     return Response(incident, outcome.score, code, remediation.read_report(run_dir), problem)
 
 
@@ -124,7 +144,7 @@ def _start(settings: Settings, incident: Incident) -> None:
     deadline = time.monotonic() + BUSY_WAIT
     while True:
         if not wait_for(lambda: engine.load_active(settings) is None, max(0.0, deadline - time.monotonic()), 5.0):
-            raise LearnerError(
+            raise ShopUnavailable(
                 f"{incident.name} could not start: another incident held the shop for {BUSY_WAIT:.0f} s "
                 "(stop yours with `opslab incident stop`, or grade lab 6 one at a time)"
             )
@@ -134,5 +154,31 @@ def _start(settings: Settings, incident: Incident) -> None:
             return
         except engine.IncidentError as exc:
             if engine.load_active(settings) is None or time.monotonic() >= deadline:
-                raise LearnerError(f"{incident.name} could not start: {exc} ({exc.fix})") from None
+                raise ShopUnavailable(f"{incident.name} could not start: {exc} ({exc.fix})") from None
             # another grading started one first: wait for it too
+
+
+@contextlib.contextmanager
+def shop_to_ourselves(settings: Settings) -> Iterator[None]:
+    """Hold the platform's shop for one grading's incidents: another lab 6 grading on the same
+    platform (`opslab grade --jobs 2`) waits until this one is done, up to BUSY_WAIT, instead of
+    interleaving its incidents with ours. The lock goes with the process, however it ends."""
+    lock = engine.folder(settings) / "grading.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+
+        def taken() -> bool:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+        if not wait_for(taken, BUSY_WAIT, 5.0):
+            raise ShopUnavailable(
+                f"another lab 6 grading held the shop for {BUSY_WAIT:.0f} s: grade lab 6 one at a time"
+            )
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from incidents import Response, respond
+from incidents import Response, respond, shop_to_ourselves
 from support import VARIANTS, Case, opa, opa_test, platform_plan_policy, run_tests_against, wrong_decisions
 from world import GOOD, NEVER, RELEASE, Harness, Script, World, approver, call_tool, image, plan, plan_reply, step
 
@@ -239,7 +239,7 @@ def test_no_answer_to_an_approval_is_a_no(harness: Harness, world: World) -> Non
 # ---------------------------------------------------------------------- incidents
 
 
-@check(points=8, section="Incidents", timeout=1200, owns_shop=True, hint="Try your agent on the platform's incidents first "
+@check(points=8, section="Incidents", timeout=1800, owns_shop=True, hint="Try your agent on the platform's incidents first "
        "(opslab incident start; the README's Try it): wait for alerts to fire (--quiet-after), poll each step's "
        "verify query until it holds or its within_seconds pass (a rollout takes tens of seconds), look again "
        "after a verified fix while alerts still fire (a second fault), and submit one diagnosis per finding.")  # fmt: skip
@@ -249,8 +249,9 @@ def test_your_agent_mitigates_incidents_it_has_not_seen(held_out: list[Incident]
     learner_file(lab_path, "agent.py")
     settings = load_settings()
     right: list[Response] = []
-    for incident in held_out:
-        response = respond(settings, incident, lab_path, sandbox, Path(opa()).parent)
-        wrong = response.failures()
-        assert not wrong, f"{wrong[0]} ({len(right)} of {len(held_out)} held-out incidents right before it)"
-        right.append(response)
+    with shop_to_ourselves(settings):
+        for incident in held_out:
+            response = respond(settings, incident, lab_path, sandbox, Path(opa()).parent)
+            wrong = response.failures()
+            assert not wrong, f"{wrong[0]} ({len(right)} of {len(held_out)} held-out incidents right before it)"
+            right.append(response)

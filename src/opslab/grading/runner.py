@@ -134,13 +134,14 @@ def grade(
 ) -> tuple[Grade, Path]:
     """Grade ``path`` (default: the lab's starter) against the lab's grader; return the grade and run dir.
 
-        The grading stops at ``timeout`` (default: the lab's time limit); checks that did not finish
-        score zero, and a grading cut short never passes. ``only`` restricts the run to the named
-        checks (used to prove one check catches one mutant); ``skip`` leaves the named ones out (they are
-    graded elsewhere, and not in the grade). ``after(run_id)`` runs once the grader
-        has exited, however it ended (it removes what the run left behind). Setting ``cancel`` (from
-        another thread: a test session being interrupted) stops the grader within a second and raises
-        GradingCancelled; its run is swept like any other.
+    The grading stops at ``timeout`` (default: the lab's time limit); checks that did not finish
+    score zero, and a grading cut short never passes. ``only`` restricts the run to the named
+    checks (used to prove one check catches one mutant); ``skip`` leaves the named ones out (they
+    are graded elsewhere, and are not in the grade). ``after(run_id)`` runs once the grader has
+    exited, however it ended (it removes what the run left behind). Setting ``cancel`` (from
+    another thread: a test session being interrupted) stops the grader within a second and raises
+    GradingCancelled; its run is swept like any other. Whatever else stops the caller (Ctrl-C, a
+    SIGTERM turned into SystemExit) stops the grader first.
     """
     target = resolve_path(lab, path)
     limit = lab.time_limit if timeout is None else timeout
@@ -183,7 +184,7 @@ def grade(
                     grade_file.write_bytes(at_cut)
                 else:
                     grade_file.unlink(missing_ok=True)
-            except KeyboardInterrupt:
+            except BaseException:  # Ctrl-C, SystemExit: nothing of the grader outlives its caller
                 stop_grader(proc)
                 raise
     finally:
