@@ -255,7 +255,7 @@ class Agent:
                 if self.left() <= POLL:
                     raise Escalation(f"out of time ({self.args.max_seconds:.0f} s) waiting for a clear picture")
                 time.sleep(min(10.0, max(self.left() - POLL, 0)))
-                alerts = self.read("alerts")
+                alerts = self.read("alerts") or self.watch()  # the page cleared meanwhile: watch for the next
             self.execute(plan, alerts)
             self.report["outcome"] = "quiet" if not plan["steps"] else "mitigated"
             if plan["steps"]:

@@ -1,0 +1,34 @@
+"""The incident-analysis notebook, run headless against a real incident run of the session's
+platform: the newest one the incident tests left, or a quiet one of its own when none has run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from opslab.incidents import engine
+from opslab.runtime.lifecycle import Platform
+from tests.notebooks import NOTEBOOKS, execute, printed
+
+pytestmark = [pytest.mark.platform]
+
+
+def _incident_run(platform: Platform) -> Path:
+    scored = [r for r in sorted(platform.settings.paths.runs.glob("*-incident")) if (r / "score.json").is_file()]
+    if scored:
+        return scored[-1]
+    settings = platform.settings
+    engine.start(settings, "inc-10", seed=1, time_limit=120, healthy_within=180, responder="notebook-test")
+    outcome = engine.stop(settings, settle_wait=0)
+    assert outcome is not None
+    return outcome.run_dir
+
+
+def test_the_incident_notebook_reads_a_real_incident_run(platform: Platform) -> None:
+    run = _incident_run(platform)
+    facts = json.loads((run / "run.json").read_text())
+    text = printed(execute(NOTEBOOKS / "incident-analysis.ipynb", env={"OPSLAB_RUN_DIR": str(run)}))
+    assert f"{facts['incident']} answered by {facts['responder']}" in text, text
+    assert "s  stopped" in text and "of a month's error budget at this load" in text, text
