@@ -139,7 +139,7 @@ def respond(settings: Settings, incident: Incident, lab_path: Path, sandbox: San
 
 
 def _start(settings: Settings, incident: Incident) -> None:
-    """Start ``incident`` once the shop is free: another grading's incident (`opslab class grade
+    """Start ``incident`` once the shop is free: another grading's incident (`opslab grade
     --jobs 2`) is waited out, up to BUSY_WAIT."""
     deadline = time.monotonic() + BUSY_WAIT
     while True:
