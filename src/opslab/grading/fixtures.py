@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from opslab.grading import isolation
-from opslab.grading.sandbox import SANDBOX_NOTE, Sandbox, bwrap_works, find_bwrap
+from opslab.grading.sandbox import SANDBOX_NOTE, Sandbox, bwrap_works, find_bwrap, new_scratch
 from opslab.primitives.processes import kill_group
 from opslab.runtime import kube
 from opslab.runtime.components.kube import AUDIT_LOG, AuditedRequest, audited_requests
@@ -305,10 +304,11 @@ def lab_namespace(kube_api: client.ApiClient, run_id: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def scratch() -> Iterator[Path]:
-    """The run's writable directory for learner programs (their HOME and TMPDIR)."""
-    base = os.environ.get("OPSLAB_RUN_DIR")
-    path = Path(base) / "scratch" if base else Path(tempfile.mkdtemp(prefix="opslab-scratch-"))
+def scratch(run_id: str) -> Iterator[Path]:
+    """The run's writable directory for learner programs (their HOME and TMPDIR): the one the runner
+    made (and removes however the grader ends), or a fresh one when pytest runs a grader by hand."""
+    given = os.environ.get("OPSLAB_SCRATCH_DIR")
+    path = Path(given) if given else new_scratch(run_id)
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o700)
     yield path

@@ -29,6 +29,7 @@ from kubernetes.client import ApiClient, VersionApi
 from opslab.grading import isolation
 from opslab.grading.labs import Lab
 from opslab.grading.rubric import CheckResult, Grade
+from opslab.grading.sandbox import new_scratch
 from opslab.primitives.errors import ConfigError
 from opslab.primitives.files import new_run_dir
 from opslab.primitives.processes import kill_group, terminate
@@ -155,14 +156,16 @@ def grade(
     )  # fmt: skip
     if only or skip:
         args += ["-k", select(only or [], skip or [])]
+    sweep_stale_runs(settings)
+    scratch = new_scratch(run_id)  # removed below, however the grader ends
     env = grader_environment(
         **endpoint_environment(settings),
         OPSLAB_LAB_PATH=str(target),
         OPSLAB_GRADING_RUN=run_id,
         OPSLAB_RUN_DIR=str(run_dir),
+        OPSLAB_SCRATCH_DIR=str(scratch),
         OPSLAB_LAB_SETUP_LIMIT=str(lab.setup_limit),
     )
-    sweep_stale_runs(settings)
     began = time.monotonic()
     cut = False
     after = after or (lambda run: sweep_run(settings, run))
@@ -188,6 +191,7 @@ def grade(
                 stop_grader(proc)
                 raise
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)
         if after is not None:
             after(run_id)
     result = read_grade(grade_file, lab, target, run_dir, limit)

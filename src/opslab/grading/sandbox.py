@@ -21,11 +21,19 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from opslab.primitives.errors import ConfigError
+
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+SOCKET_PATH_MAX = 107
+"""The longest path a Unix socket can bind to on Linux (sun_path is 108 bytes with its NUL)."""
+SOCKET_ROOM = 24
+"""What a program adds to TMPDIR for its sockets: Terraform's provider plugins bind
+TMPDIR/plugin<10 digits>; a TMPDIR longer than SOCKET_PATH_MAX - SOCKET_ROOM breaks them."""
 SANDBOX_NOTE = "sandbox.txt"
 """The file in a run directory that says how the run's learner programs were confined."""
 
@@ -58,6 +66,21 @@ def find_bwrap(cache: Path | None) -> str | None:
             if candidate.is_file():
                 return str(candidate)
     return None
+
+
+def new_scratch(run_id: str) -> Path:
+    """A fresh scratch directory (mode 0700) for the run ``run_id``: in the system's temporary
+    directory, not the run directory, so its tmp/ leaves a program room to bind Unix sockets there
+    however deep the run directory is (a checkout in a long path, pytest's numbered temp dirs)."""
+    path = Path(tempfile.mkdtemp(prefix=f"opslab-{run_id}-"))
+    tmp = path / "tmp"
+    if len(str(tmp)) > SOCKET_PATH_MAX - SOCKET_ROOM:
+        shutil.rmtree(path)
+        raise ConfigError(
+            f"the temporary directory {tempfile.gettempdir()} is too long for Unix sockets in it: "
+            "set TMPDIR to a short path such as /tmp"
+        )
+    return path
 
 
 @dataclass(frozen=True)
