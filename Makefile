@@ -55,11 +55,13 @@ test-unit: $(STAMP) ## Run only the unit tests (seconds, no platform)
 	$(PYTEST) tests/unit
 
 .PHONY: lint
-lint: $(STAMP) ## ruff, import-linter (layering), mypy
+lint: $(STAMP) ## ruff, import-linter (layering), mypy, gofmt on opslab's own Go
 	$(VENV)/bin/ruff check src tests labs solutions
 	$(VENV)/bin/ruff format --check src tests labs solutions
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy src
+	@unformatted="$$(gofmt -l platform/go/gitops)"; if [ -n "$$unformatted" ]; then \
+		echo "gofmt: run gofmt -w on $$unformatted"; exit 1; fi
 
 .PHONY: bench
 bench: bench-platform bench-shop bench-pipeline bench-automation bench-incidents bench-labs bench-setup ## Run every benchmark

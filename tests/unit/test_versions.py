@@ -1,9 +1,10 @@
+import shutil
 from pathlib import Path
 
 import pytest
 
 from opslab.primitives.errors import ConfigError
-from opslab.toolchain.versions import load_versions, parse_version, version_matches
+from opslab.toolchain.versions import load_versions, parse_version, source_digest, version_matches
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,3 +83,20 @@ def test_provider_digest_follows_the_patch_text(tmp_path: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text((ROOT / patch).read_text() + "\n# edited\n")
     assert load_versions(pins).providers_digest != original.providers_digest
+
+
+def test_the_gitops_reconcilers_cache_version_follows_its_sources(tmp_path: Path) -> None:
+    """Its cache version is a digest of platform/go/gitops: an edited .go file or go.sum rebuilds it;
+    a file that is not source (a README) does not."""
+    module = tmp_path / "gitops"
+    shutil.copytree(ROOT / "platform" / "go" / "gitops", module)
+    first = source_digest(module)
+    assert first == load_versions(ROOT / "platform" / "versions.toml").gitops_digest
+    (module / "NOTES.md").write_text("not source\n")
+    assert source_digest(module) == first
+    (module / "main.go").write_text((module / "main.go").read_text() + "\n// edited\n")
+    edited = source_digest(module)
+    assert edited != first
+    (module / "go.sum").write_text((module / "go.sum").read_text() + "\n")
+    assert source_digest(module) not in (first, edited)
+    assert source_digest(tmp_path / "none") == "missing"

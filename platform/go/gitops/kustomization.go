@@ -105,14 +105,14 @@ func kustomizationUnsupported(ks *kustomizev1.Kustomization) string {
 		readyExpr = readyExpr || dep.ReadyExpr != ""
 	}
 	return unsupported(map[string]bool{
-		"spec.decryption":         spec.Decryption != nil,
-		"spec.kubeConfig":         spec.KubeConfig != nil,
-		"spec.postBuild":          spec.PostBuild != nil,
-		"spec.serviceAccountName": spec.ServiceAccountName != "",
-		"spec.healthCheckExprs":   len(spec.HealthCheckExprs) > 0,
-		"spec.ignore":             len(spec.Ignore) > 0,
-		"spec.deletionPolicy":     spec.DeletionPolicy != "" && spec.DeletionPolicy != "MirrorPrune",
-		"spec.dependsOn[].readyExpr": readyExpr,
+		"spec.decryption":                          spec.Decryption != nil,
+		"spec.kubeConfig":                          spec.KubeConfig != nil,
+		"spec.postBuild":                           spec.PostBuild != nil,
+		"spec.serviceAccountName":                  spec.ServiceAccountName != "",
+		"spec.healthCheckExprs":                    len(spec.HealthCheckExprs) > 0,
+		"spec.ignore":                              len(spec.Ignore) > 0,
+		"spec.deletionPolicy":                      spec.DeletionPolicy != "" && spec.DeletionPolicy != "MirrorPrune",
+		"spec.dependsOn[].readyExpr":               readyExpr,
 		"spec.sourceRef.kind (only GitRepository)": spec.SourceRef.Kind != sourcev1.GitRepositoryKind,
 	})
 }

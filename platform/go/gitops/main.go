@@ -23,7 +23,14 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
+// version is set at build time: the digest of this module's sources.
+var version = "dev"
+
 func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "version" || os.Args[1] == "--version") {
+		fmt.Println("opslab-gitops", version)
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "git-server" {
 		if err := gitServer(os.Args[2:]); err != nil {
 			fmt.Fprintf(os.Stderr, "opslab-gitops git-server: %v\n", err)

@@ -322,9 +322,9 @@ def build_debian(component: Component, ctx: BuildContext) -> None:
 MIRROR_HOSTS = ("registry.terraform.io", "registry.opentofu.org")
 
 
-def module_dir(spec: str, ctx: BuildContext) -> Path:
+def module_dir(spec: str, ctx: BuildContext, env: dict[str, str] | None = None) -> Path:
     """Download ``path@version`` through the Go module proxy; its (read-only) directory."""
-    out = run(["go", "mod", "download", "-json", spec], timeout=900, env=go_env(ctx))
+    out = run(["go", "mod", "download", "-json", spec], timeout=900, env=env or go_env(ctx))
     if not out.ok:
         raise ToolchainError(f"cannot download {spec}: {out.tail()}", fix="check platform/versions.toml")
     return Path(_json_field(out.stdout, "Dir"))
@@ -373,9 +373,38 @@ def build_providers(component: Component, ctx: BuildContext) -> None:
     shutil.rmtree(work)
 
 
+# --------------------------------------------------------------------------- opslab's own Go modules
+
+
+def build_local_go(component: Component, ctx: BuildContext) -> None:
+    """Build platform/go/<name>/ (its go.mod and go.sum are committed) with the Go release it needs
+    (GOTOOLCHAIN: the go command fetches that release as a module), and ship its CRDs in crds/."""
+    check_go("1.21")
+    module = ctx.root / "platform" / "go" / component.name
+    if not (module / "go.mod").is_file():
+        raise ToolchainError(f"{module}/go.mod is missing", fix="restore it with `git checkout -- platform/go/`")
+    env = {**go_env(ctx), "GOTOOLCHAIN": f"go{component.go_toolchain}" if component.go_toolchain else "local"}
+    bindir = ctx.stage / "bin"
+    bindir.mkdir(parents=True)
+    ctx.progress(f"downloading modules and compiling (Go {component.go_toolchain or 'local'})")
+    binary = bindir / component.tools[0].name
+    ldflags = f"-s -w -X main.version={component.version}"
+    stream(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(binary), *component.packages], ctx,
+           cwd=module, env=env, what=f"go build of {component.name}")  # fmt: skip
+    if component.crds:
+        crds = ctx.stage / "crds"
+        crds.mkdir()
+        for spec, file in component.crds:
+            source = module_dir(spec, ctx, env) / file
+            if not source.is_file():
+                raise ToolchainError(f"{spec} has no {file}", fix="check the Flux version in toolchain/catalog.py")
+            shutil.copyfile(source, crds / Path(file).name)
+
+
 BUILDERS: dict[Source, Callable[[Component, BuildContext], None]] = {
     Source.GO: build_go,
     Source.MAVEN: build_maven,
     Source.DEBIAN: build_debian,
     Source.PROVIDERS: build_providers,
+    Source.LOCAL_GO: build_local_go,
 }

@@ -15,6 +15,7 @@ class Source(Enum):
     MAVEN = "maven"  # jars fetched by platform/java/<component>/pom.xml
     DEBIAN = "debian"  # a Debian package, downloaded and unpacked into the cache
     PROVIDERS = "providers"  # Terraform providers built into a filesystem mirror
+    LOCAL_GO = "local-go"  # opslab's own Go module under platform/go/<component>/ (go.mod and go.sum committed)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ class Component:
     """Maven: tool name -> Java main class; each gets a bin/ script running it from the jars in libs/."""
     java_opts: tuple[str, str] = ("", "")
     """Maven: the launchers' JVM options variable and its default (e.g. KAFKA_JAVA_OPTS, -Xmx256m)."""
+    go_toolchain: str = ""
+    """Local Go: the Go release to build with (GOTOOLCHAIN), when its modules need a newer Go."""
+    crds: tuple[tuple[str, str], ...] = ()
+    """Local Go: CustomResourceDefinitions to ship in crds/: (module@version, file inside it)."""
 
 
 KAFKA_LAUNCHERS = (
@@ -79,6 +84,9 @@ KAFKA_LAUNCHERS = (
 
 ELASTICMQ_MAIN = "org.elasticmq.server.Main"
 """ElasticMQ's server; it reads the file named by -Dconfig.file (Typesafe Config)."""
+
+FLUX = "1.10.1"
+"""The Flux release whose API modules platform/go/gitops requires, and whose CRDs it ships."""
 
 TERRAFORM = Tool("terraform", version_args=("version",), minimum=True, pin="1.6")
 """terraform >= 1.6 on PATH is used instead of OpenTofu."""
@@ -236,6 +244,25 @@ def components(versions: Versions) -> tuple[Component, ...]:
             summary="Terraform providers "
             + ", ".join(f"{p.name} {p.version}" for p in versions.providers)
             + " (built from their Go modules into a filesystem mirror)",
+        ),
+        Component(
+            name="gitops",
+            version=versions.gitops_digest,
+            source=Source.LOCAL_GO,
+            tools=(Tool("opslab-gitops", on_path=False),),
+            summary="opslab's GitOps reconciler and Git server (platform/go/gitops, Flux's libraries)",
+            packages=(".",),
+            go_toolchain=versions.gitops_go,
+            crds=(
+                (
+                    f"github.com/fluxcd/source-controller@v{FLUX}",
+                    "config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml",
+                ),
+                (
+                    f"github.com/fluxcd/kustomize-controller@v{FLUX}",
+                    "config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
+                ),
+            ),
         ),
         Component(
             name="kubernetes",

@@ -57,6 +57,10 @@ class Versions:
     opa: str = ""
     pushgateway: str = ""
     providers: tuple[ProviderPin, ...] = field(default=())
+    gitops_go: str = ""
+    """The Go toolchain platform/go/gitops is built with (GOTOOLCHAIN=go<this>)."""
+    gitops_digest: str = ""
+    """A digest of platform/go/gitops's sources: the reconciler's cache version."""
     patch_texts: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     """The text of each patch, so that editing a patch changes the digest and rebuilds."""
 
@@ -147,8 +151,25 @@ def load_versions(path: Path) -> Versions:
     return Versions(
         **pinned,
         providers=tuple(providers),
+        gitops_go=get("gitops", "go"),
+        gitops_digest=source_digest(root / "platform" / "go" / "gitops"),
         patch_texts=patch_texts,
     )
+
+
+SOURCE_FILES = ("go.mod", "go.sum", "*.go")
+
+
+def source_digest(directory: Path) -> str:
+    """A short digest of a Go module of opslab's own (go.mod, go.sum, its .go files), or "missing"
+    when the directory is; the component's cache version, so an edited source is rebuilt."""
+    files = sorted({f for pattern in SOURCE_FILES for f in directory.glob(pattern) if f.is_file()})
+    if not files:
+        return "missing"
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def _provider_version(path: Path, name: str, entry: dict[str, object]) -> str:

@@ -1,0 +1,283 @@
+"""opslab's GitOps reconciler (platform/go/gitops) against the real API server, Flux's own CRDs and
+its Git server over HTTP: a commit is applied, a hand edit reverted, a removed manifest pruned,
+dependsOn holds back what depends on an unhealthy Kustomization, suspend stops reconciliation, and
+a field outside the honoured subset is reported, not ignored."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from opslab.grading.fixtures import eventually
+from opslab.primitives.ports import free_port
+from opslab.primitives.processes import terminate
+from opslab.runtime.lifecycle import Platform
+from opslab.toolchain.resolve import toolchain_for
+
+pytestmark = pytest.mark.platform
+
+SOURCE = ("source.toolkit.fluxcd.io", "v1", "gitrepositories")
+KUSTOMIZATION = ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
+INTERVAL = "1s"
+WAIT = 60.0
+
+
+@dataclass
+class GitOps:
+    """The reconciler and Git server of this module's tests."""
+
+    api: client.ApiClient
+    git_url: str
+    work: Path
+
+    def repository(self, name: str) -> Repo:
+        return Repo(self.work / name, f"{self.git_url}/{name}.git")
+
+    def create(self, namespace: str, kind: tuple[str, str, str], name: str, spec: dict[str, Any]) -> None:
+        group, version, plural = kind
+        body = {"apiVersion": f"{group}/{version}", "kind": "GitRepository" if kind == SOURCE else "Kustomization",
+                "metadata": {"name": name, "namespace": namespace}, "spec": spec}  # fmt: skip
+        client.CustomObjectsApi(self.api).create_namespaced_custom_object(group, version, namespace, plural, body)
+
+    def patch(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        group, version, plural = KUSTOMIZATION
+        client.CustomObjectsApi(self.api).patch_namespaced_custom_object(
+            group, version, namespace, plural, name, {"spec": spec}
+        )
+
+    def get(self, namespace: str, kind: tuple[str, str, str], name: str) -> dict[str, Any]:
+        group, version, plural = kind
+        found: dict[str, Any] = client.CustomObjectsApi(self.api).get_namespaced_custom_object(
+            group, version, namespace, plural, name
+        )
+        return found
+
+    def ready(self, namespace: str, kind: tuple[str, str, str], name: str) -> dict[str, Any]:
+        """The object's Ready condition (an empty dict before there is one)."""
+        conditions = self.get(namespace, kind, name).get("status", {}).get("conditions", [])
+        return next((c for c in conditions if c["type"] == "Ready"), {})
+
+    def source(self, namespace: str, name: str, *, path: str = "./app", **extra: Any) -> None:
+        """A GitRepository for repository ``name`` and a Kustomization of ``path`` in it, into ``namespace``."""
+        self.create(namespace, SOURCE, name, {"interval": INTERVAL, "url": f"{self.git_url}/{name}.git",
+                                              "ref": {"branch": "main"}})  # fmt: skip
+        self.kustomization(namespace, name, name, path=path, **extra)
+
+    def kustomization(self, namespace: str, name: str, source: str, *, path: str = "./app", **extra: Any) -> None:
+        """A Kustomization of ``path`` in GitRepository ``source``, pruning, into ``namespace``."""
+        spec = {"interval": INTERVAL, "path": path, "prune": True, "targetNamespace": namespace,
+                "sourceRef": {"kind": "GitRepository", "name": source}, **extra}  # fmt: skip
+        self.create(namespace, KUSTOMIZATION, name, spec)
+
+
+class Repo:
+    """A working copy that pushes to the Git server."""
+
+    def __init__(self, path: Path, url: str) -> None:
+        self.path, self.url = path, url
+        path.mkdir(parents=True)
+        self.git("init", "-q", "-b", "main")
+
+    def git(self, *args: str) -> str:
+        done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=self.path,
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert done.returncode == 0, f"git {args[0]}: {done.stderr}"
+        return done.stdout.strip()
+
+    def commit(self, files: dict[str, Any], message: str) -> str:
+        """Write (or, for None, remove) ``files``, commit, push; the Flux revision of the commit."""
+        for name, content in files.items():
+            target = self.path / name
+            if content is None:
+                target.unlink()
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(yaml.safe_dump_all(content) if isinstance(content, list) else yaml.safe_dump(content))
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+        self.git("push", "-q", self.url, "main")
+        return f"main@sha1:{self.git('rev-parse', 'HEAD')}"
+
+
+def config_map(name: str, **data: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _install_crds(api: client.ApiClient, crds: Path) -> None:
+    extensions = client.ApiextensionsV1Api(api)
+    for file in sorted(crds.glob("*.yaml")):
+        body = yaml.safe_load(file.read_text())
+        try:
+            extensions.create_custom_resource_definition(body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+        def established(name: str = body["metadata"]["name"]) -> bool:
+            status = extensions.read_custom_resource_definition(name).status
+            return any(c.type == "Established" and c.status == "True" for c in status.conditions or [])
+
+        assert eventually(established, 30), f"{file.name} is not established"
+
+
+@pytest.fixture(scope="module")
+def gitops(platform: Platform, api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitOps]:
+    toolchain = toolchain_for(platform.settings)
+    binary = toolchain.require("opslab-gitops")
+    _install_crds(api, binary.parent.parent / "crds")
+    work = tmp_path_factory.mktemp("gitops")
+    git_port, health_port = free_port(), free_port()
+    logs = (work / "git-server.log").open("wb"), (work / "reconciler.log").open("wb")
+    procs = [
+        subprocess.Popen([str(binary), "git-server", "--dir", str(work / "repositories"), "--addr",
+                          f"127.0.0.1:{git_port}"], stdout=logs[0], stderr=subprocess.STDOUT, start_new_session=True),
+        subprocess.Popen([str(binary), "--data-dir", str(work / "data"), "--health-addr", f"127.0.0.1:{health_port}",
+                          "--requeue-dependency", "1s", "--kubeconfig", str(platform.paths.kubeconfig)],
+                         stdout=logs[1], stderr=subprocess.STDOUT, start_new_session=True),
+    ]  # fmt: skip
+    (work / "data").mkdir()
+    try:
+        assert eventually(lambda: _listening(git_port), 30), "the Git server does not listen"
+
+        def reconciler_ready() -> bool:
+            return httpx.get(f"http://127.0.0.1:{health_port}/readyz", timeout=2).status_code == 200
+
+        assert eventually(reconciler_ready, 60), (work / "reconciler.log").read_text()[-2000:]
+        yield GitOps(api, f"http://127.0.0.1:{git_port}", work / "clones")
+    finally:
+        # The tests' namespaces are gone or going: their Kustomizations wait on the reconciler's
+        # finalizer, so it stops only when none is left (else a namespace would stay Terminating).
+        group, version, plural = KUSTOMIZATION
+        custom = client.CustomObjectsApi(api)
+        eventually(lambda: not custom.list_cluster_custom_object(group, version, plural)["items"], WAIT)
+        terminate([psutil.Process(p.pid) for p in procs if p.poll() is None], grace=10)
+        for proc in procs:
+            proc.wait(timeout=10)
+        for log in logs:
+            log.close()
+
+
+def test_a_commit_is_applied_a_hand_edit_reverted_and_a_removed_manifest_pruned(
+    gitops: GitOps, api: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    repo = gitops.repository(f"apply-{uuid.uuid4().hex[:6]}")
+    revision = repo.commit({"app/settings.yaml": config_map("settings", greeting="hello"),
+                            "app/extra.yaml": config_map("extra", a="b")}, "first")  # fmt: skip
+    gitops.source(namespace, repo.path.name)
+
+    def applied(rev: str) -> bool:
+        ks = gitops.get(namespace, KUSTOMIZATION, repo.path.name)
+        ready = gitops.ready(namespace, KUSTOMIZATION, repo.path.name)
+        return ks.get("status", {}).get("lastAppliedRevision") == rev and ready.get("status") == "True"
+
+    assert eventually(lambda: applied(revision), WAIT), gitops.ready(namespace, KUSTOMIZATION, repo.path.name)
+    settings = core.read_namespaced_config_map("settings", namespace)
+    assert settings.data == {"greeting": "hello"}
+    assert settings.metadata.labels["kustomize.toolkit.fluxcd.io/name"] == repo.path.name
+    inventory = gitops.get(namespace, KUSTOMIZATION, repo.path.name)["status"]["inventory"]["entries"]
+    assert {e["id"] for e in inventory} == {f"{namespace}_settings__ConfigMap", f"{namespace}_extra__ConfigMap"}
+
+    revision = repo.commit({"app/settings.yaml": config_map("settings", greeting="hi")}, "second")
+    assert eventually(lambda: applied(revision), WAIT)
+    assert core.read_namespaced_config_map("settings", namespace).data == {"greeting": "hi"}
+
+    core.patch_namespaced_config_map("settings", namespace, {"data": {"greeting": "edited by hand"}})
+    reverted = eventually(lambda: core.read_namespaced_config_map("settings", namespace).data == {"greeting": "hi"},
+                          WAIT)  # fmt: skip
+    assert reverted, "a hand edit in the cluster was not reverted to what Git says"
+
+    revision = repo.commit({"app/extra.yaml": None}, "remove extra")
+    assert eventually(lambda: applied(revision), WAIT)
+
+    def pruned() -> bool:
+        try:
+            core.read_namespaced_config_map("extra", namespace)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    assert eventually(pruned, WAIT), "a manifest removed from Git was not pruned"
+    assert core.read_namespaced_config_map("settings", namespace).data == {"greeting": "hi"}
+
+
+def test_depends_on_waits_for_a_healthy_dependency_and_a_failed_health_check_says_so(
+    gitops: GitOps, api: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    name = f"deps-{uuid.uuid4().hex[:6]}"
+    repo = gitops.repository(name)
+    never_ready = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "never-ready"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "never-ready"}},
+                 "template": {"metadata": {"labels": {"app": "never-ready"}},
+                              "spec": {"nodeSelector": {"opslab.dev/no-such-node": "x"},
+                                       "containers": [{"name": "app", "image": "shop/app:1.0.0"}]}}},
+    }  # fmt: skip
+    repo.commit({"base/deployment.yaml": never_ready, "after/settings.yaml": config_map("after", order="second")},
+                "a base that never becomes healthy")  # fmt: skip
+    gitops.source(namespace, name, path="./base", wait=True, timeout="4s")
+    gitops.kustomization(namespace, "after", name, path="./after", dependsOn=[{"name": name}])
+
+    def reason(ks: str) -> str:
+        return str(gitops.ready(namespace, KUSTOMIZATION, ks).get("reason", ""))
+
+    assert eventually(lambda: reason(name) == "HealthCheckFailed", WAIT), gitops.ready(namespace, KUSTOMIZATION, name)
+    assert "never-ready" in gitops.ready(namespace, KUSTOMIZATION, name)["message"]
+    assert eventually(lambda: reason("after") == "DependencyNotReady", WAIT)
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_config_map("after", namespace)
+    assert missing.value.status == 404, "a Kustomization was applied before the one it depends on was healthy"
+
+    repo.commit({"base/deployment.yaml": None, "base/settings.yaml": config_map("base", order="first")}, "fix the base")
+    assert eventually(lambda: reason(name) == "ReconciliationSucceeded", WAIT)
+    assert eventually(lambda: reason("after") == "ReconciliationSucceeded", WAIT)
+    assert core.read_namespaced_config_map("after", namespace).data == {"order": "second"}
+
+
+def test_suspend_stops_reconciliation_and_an_unhonoured_field_is_reported(
+    gitops: GitOps, api: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    name = f"suspend-{uuid.uuid4().hex[:6]}"
+    repo = gitops.repository(name)
+    first = repo.commit({"app/settings.yaml": config_map("settings", value="one")}, "one")
+    gitops.source(namespace, name)
+    assert eventually(lambda: gitops.get(namespace, KUSTOMIZATION, name).get("status", {}).get("lastAppliedRevision")
+                      == first, WAIT)  # fmt: skip
+    gitops.patch(namespace, name, {"suspend": True})
+    second = repo.commit({"app/settings.yaml": config_map("settings", value="two")}, "two")
+    fetched = eventually(lambda: gitops.get(namespace, SOURCE, name)["status"]["artifact"]["revision"] == second, WAIT)
+    assert fetched, "the GitRepository did not fetch the new commit"
+    # A suspended Kustomization is not reconciled: four of its intervals later nothing changed.
+    assert not eventually(lambda: core.read_namespaced_config_map("settings", namespace).data["value"] == "two", 4)
+    assert gitops.get(namespace, KUSTOMIZATION, name)["status"]["lastAppliedRevision"] == first
+    gitops.patch(namespace, name, {"suspend": False})
+    assert eventually(lambda: core.read_namespaced_config_map("settings", namespace).data["value"] == "two", WAIT)
+
+    gitops.kustomization(namespace, "post-build", name, postBuild={"substitute": {"x": "y"}})
+    ready = eventually(lambda: gitops.ready(namespace, KUSTOMIZATION, "post-build").get("reason") == "UnsupportedField",
+                       WAIT)  # fmt: skip
+    assert ready, gitops.ready(namespace, KUSTOMIZATION, "post-build")
+    condition = gitops.ready(namespace, KUSTOMIZATION, "post-build")
+    assert condition["status"] == "False" and "spec.postBuild" in condition["message"]
+    stalled = [c for c in gitops.get(namespace, KUSTOMIZATION, "post-build")["status"]["conditions"]
+               if c["type"] == "Stalled"]  # fmt: skip
+    assert stalled and stalled[0]["status"] == "True"
