@@ -152,10 +152,13 @@ def _start(settings: Settings, incident: Incident) -> None:
             engine.start(settings, incident.name, seed=1, extra=incident.path.parent, time_limit=AGENT_SECONDS + 300,
                          healthy_within=HEALTHY_WITHIN, responder=RESPONDER)  # fmt: skip
             return
-        except engine.IncidentError as exc:
-            if engine.load_active(settings) is None or time.monotonic() >= deadline:
+        except engine.ShopBusy as exc:
+            if time.monotonic() >= deadline:
                 raise ShopUnavailable(f"{incident.name} could not start: {exc} ({exc.fix})") from None
-            # another grading started one first: wait for it too
+            # another grading started one first: once its record is saved, wait it out like any other
+            wait_for(lambda: engine.load_active(settings) is not None, 10.0, 0.5)
+        except engine.IncidentError as exc:
+            raise ShopUnavailable(f"{incident.name} could not start: {exc} ({exc.fix})") from None
 
 
 @contextlib.contextmanager

@@ -15,12 +15,13 @@ stop    waits briefly for the SLIs to settle, scores the response (opslab.incide
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import secrets
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,10 @@ class IncidentError(OpslabError):
     """An incident command that cannot go ahead (none running, one already running, bad input)."""
 
 
+class ShopBusy(IncidentError):
+    """Another incident is running, or being started, on this platform: try again when it is done."""
+
+
 @dataclass
 class Active:
     """The running incident (the file .opslab/incident/active.json)."""
@@ -91,6 +96,26 @@ def folder(settings: Settings) -> Path:
 
 def _active_file(settings: Settings) -> Path:
     return folder(settings) / "active.json"
+
+
+@contextlib.contextmanager
+def _starting(settings: Settings) -> Iterator[None]:
+    """The engine's start lock, held from the "is an incident running?" check to the saved record:
+    two starts racing (two terminals, two graders) would both find none running, and the second
+    would overwrite the first's record and orphan its load and faults. The lock goes with its process."""
+    folder(settings).mkdir(parents=True, exist_ok=True)
+    with (folder(settings) / "start.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ShopBusy(
+                "another incident is being started on this platform",
+                fix="wait for it, then see `opslab incident status`",
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def save(settings: Settings, active: Active) -> None:
@@ -212,38 +237,39 @@ def start(
     responder: str = "person",
 ) -> Active:
     """Start an incident (``name`` or one drawn with ``seed``); returns the running incident."""
-    if load_active(settings) is not None:
-        raise IncidentError("an incident is already running", fix="finish it with `opslab incident stop`")
-    ensure_platform(settings)
-    seed = secrets.randbelow(1_000_000) if seed is None else seed
-    incident = choose(catalog(settings.paths.root, extra), name, seed)
-    api = _admin(settings)
-    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
-    deadline = time.monotonic() + healthy_within
-    problems = wait_until_healthy(apps, core, healthy_within)
-    if not problems:
-        # Each incident starts from a healthy shop: not from the tail of the one before it.
-        problems = wait_until_slis_within(settings, max(0.0, deadline - time.monotonic()))
-    if problems:
-        raise IncidentError(
-            "the shop is not healthy yet: " + "; ".join(problems[:3]),
-            fix="wait for it (make status; `start --wait 120` waits), or restart the platform (make down up)",
+    with _starting(settings):  # until the record is saved, a second start must not pass the check
+        if load_active(settings) is not None:
+            raise ShopBusy("an incident is already running", fix="finish it with `opslab incident stop`")
+        ensure_platform(settings)
+        seed = secrets.randbelow(1_000_000) if seed is None else seed
+        incident = choose(catalog(settings.paths.root, extra), name, seed)
+        api = _admin(settings)
+        apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+        deadline = time.monotonic() + healthy_within
+        problems = wait_until_healthy(apps, core, healthy_within)
+        if not problems:
+            # Each incident starts from a healthy shop: not from the tail of the one before it.
+            problems = wait_until_slis_within(settings, max(0.0, deadline - time.monotonic()))
+        if problems:
+            raise IncidentError(
+                "the shop is not healthy yet: " + "; ".join(problems[:3]),
+                fix="wait for it (make status; `start --wait 120` waits), or restart the platform (make down up)",
+            )
+        run_dir = new_run_dir(settings.paths.runs, "incident")
+        active = Active(
+            run_id=run_dir.name,
+            incident=incident.name,
+            catalog=str(incident.path.parent),
+            seed=seed,
+            started_at=time.time(),
+            time_limit=time_limit,
+            run_dir=str(run_dir),
+            kubeconfig=str(responder_kubeconfig(settings)),
+            intent=intent_module.snapshot(apps),
+            cordoned_before=sorted(inject_module.cordoned(api)),
+            responder=responder,
         )
-    run_dir = new_run_dir(settings.paths.runs, "incident")
-    active = Active(
-        run_id=run_dir.name,
-        incident=incident.name,
-        catalog=str(incident.path.parent),
-        seed=seed,
-        started_at=time.time(),
-        time_limit=time_limit,
-        run_dir=str(run_dir),
-        kubeconfig=str(responder_kubeconfig(settings)),
-        intent=intent_module.snapshot(apps),
-        cordoned_before=sorted(inject_module.cordoned(api)),
-        responder=responder,
-    )
-    save(settings, active)  # from here on, `stop` can undo whatever follows
+        save(settings, active)  # from here on, `stop` can undo whatever follows
     try:
         _issue_responder(api, settings, int(time_limit) + 600)
         if load:
