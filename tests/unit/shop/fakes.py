@@ -4,6 +4,7 @@ that talks to the shop's ASGI app in-process."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -60,9 +61,12 @@ class FakeBus:
 
     def __init__(self) -> None:
         self.published: list[tuple[str, bytes]] = []
+        self.published_at: list[float] = []
+        """time.monotonic() of each publish."""
 
     def publish(self, key: str, value: bytes) -> bool:
         self.published.append((key, value))
+        self.published_at.append(time.monotonic())
         return True
 
 
