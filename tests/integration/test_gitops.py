@@ -120,28 +120,10 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _install_crds(api: client.ApiClient, crds: Path) -> None:
-    extensions = client.ApiextensionsV1Api(api)
-    for file in sorted(crds.glob("*.yaml")):
-        body = yaml.safe_load(file.read_text())
-        try:
-            extensions.create_custom_resource_definition(body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-
-        def established(name: str = body["metadata"]["name"]) -> bool:
-            status = extensions.read_custom_resource_definition(name).status
-            return any(c.type == "Established" and c.status == "True" for c in status.conditions or [])
-
-        assert eventually(established, 30), f"{file.name} is not established"
-
-
 @pytest.fixture(scope="module")
 def gitops(platform: Platform, api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitOps]:
     toolchain = toolchain_for(platform.settings)
     binary = toolchain.require("opslab-gitops")
-    _install_crds(api, binary.parent.parent / "crds")
     work = tmp_path_factory.mktemp("gitops")
     git_port, health_port = free_port(), free_port()
     logs = (work / "git-server.log").open("wb"), (work / "reconciler.log").open("wb")
@@ -149,7 +131,8 @@ def gitops(platform: Platform, api: client.ApiClient, tmp_path_factory: pytest.T
         subprocess.Popen([str(binary), "git-server", "--dir", str(work / "repositories"), "--addr",
                           f"127.0.0.1:{git_port}"], stdout=logs[0], stderr=subprocess.STDOUT, start_new_session=True),
         subprocess.Popen([str(binary), "--data-dir", str(work / "data"), "--health-addr", f"127.0.0.1:{health_port}",
-                          "--requeue-dependency", "1s", "--kubeconfig", str(platform.paths.kubeconfig)],
+                          "--requeue-dependency", "1s", "--kubeconfig", str(platform.paths.kubeconfig),
+                          "--crds", str(binary.parent.parent / "crds")],
                          stdout=logs[1], stderr=subprocess.STDOUT, start_new_session=True),
     ]  # fmt: skip
     (work / "data").mkdir()
@@ -159,7 +142,8 @@ def gitops(platform: Platform, api: client.ApiClient, tmp_path_factory: pytest.T
         def reconciler_ready() -> bool:
             return httpx.get(f"http://127.0.0.1:{health_port}/readyz", timeout=2).status_code == 200
 
-        assert eventually(reconciler_ready, 60), (work / "reconciler.log").read_text()[-2000:]
+        # Ready only after it applied Flux's CRDs and they are served.
+        assert eventually(reconciler_ready, 90), (work / "reconciler.log").read_text()[-2000:]
         yield GitOps(api, f"http://127.0.0.1:{git_port}", work / "clones")
     finally:
         # The tests' namespaces are gone or going: their Kustomizations wait on the reconciler's

@@ -38,11 +38,12 @@ func main() {
 		}
 		return
 	}
-	var dataDir, probeAddr, metricsAddr string
+	var dataDir, probeAddr, metricsAddr, crds string
 	var dependencyRequeue time.Duration
 	flag.StringVar(&dataDir, "data-dir", "", "where fetched revisions are kept (required)")
 	flag.StringVar(&probeAddr, "health-addr", "127.0.0.1:0", "address of /healthz and /readyz")
 	flag.StringVar(&metricsAddr, "metrics-addr", "0", "address of /metrics (0: off)")
+	flag.StringVar(&crds, "crds", "", "apply the CRDs in this directory at start and wait until they are served")
 	flag.DurationVar(&dependencyRequeue, "requeue-dependency", 5*time.Second,
 		"how soon a Kustomization waiting on dependsOn looks again")
 	opts := zap.Options{}
@@ -53,7 +54,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "opslab-gitops: --data-dir is required (where fetched revisions are kept)")
 		os.Exit(2)
 	}
-	if err := run(dataDir, probeAddr, metricsAddr, dependencyRequeue); err != nil {
+	if err := run(dataDir, probeAddr, metricsAddr, crds, dependencyRequeue); err != nil {
 		fmt.Fprintf(os.Stderr, "opslab-gitops: %v\n", err)
 		os.Exit(1)
 	}
@@ -71,7 +72,7 @@ func newScheme() (*runtime.Scheme, error) {
 	return scheme, nil
 }
 
-func run(dataDir, probeAddr, metricsAddr string, dependencyRequeue time.Duration) error {
+func run(dataDir, probeAddr, metricsAddr, crds string, dependencyRequeue time.Duration) error {
 	scheme, err := newScheme()
 	if err != nil {
 		return err
@@ -79,6 +80,12 @@ func run(dataDir, probeAddr, metricsAddr string, dependencyRequeue time.Duration
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("no kubeconfig: %w (set KUBECONFIG or --kubeconfig)", err)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	if crds != "" {
+		if err := installCRDs(ctx, cfg, crds); err != nil {
+			return err
+		}
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
@@ -105,5 +112,5 @@ func run(dataDir, probeAddr, metricsAddr string, dependencyRequeue time.Duration
 	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	return mgr.Start(ctrl.SetupSignalHandler())
+	return mgr.Start(ctx)
 }

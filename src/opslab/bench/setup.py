@@ -36,14 +36,14 @@ class Printer:
         print(f"  {result.component:<22} {result.seconds:7.1f} s", flush=True)
 
 
-def cold_run(root: Path) -> dict[str, float]:
+def cold_run(root: Path, only: list[str] | None = None) -> dict[str, float]:
     versions = load_versions(root / "platform" / "versions.toml")
     with tempfile.TemporaryDirectory(prefix="opslab-cold-") as tmp:
         cache = Path(tmp) / "cache"
         os.environ["GOCACHE"] = str(Path(tmp) / "gocache")
         toolchain = Toolchain(versions, cache, which=lambda name: None if name == "terraform" else shutil.which(name))
         try:
-            results = run_setup(toolchain, root, Path(tmp) / "logs", Printer())
+            results = run_setup(toolchain, root, Path(tmp) / "logs", Printer(), only=only)
         finally:
             os.environ.pop("GOCACHE", None)
             make_deletable(Path(tmp))
@@ -61,19 +61,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1, help="cold runs (default 1; each takes tens of minutes)")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--only", action="append", metavar="COMPONENT",
+                        help="measure only this component (repeatable); implies --no-record")  # fmt: skip
     args = parser.parse_args(argv)
     root = settings_module.find_root()
     runs = []
     for run in range(args.runs):
         print(f"cold setup, run {run + 1}/{args.runs}", flush=True)
         began = time.monotonic()
-        runs.append(cold_run(root))
+        runs.append(cold_run(root, args.only))
         runs[-1]["total"] = time.monotonic() - began
     names = list(runs[0])
     rows = [(name, statistics.median(r[name] for r in runs), [r[name] for r in runs]) for name in names]
     for name, median, _ in rows:
         print(f"  {name:<22} median {median:7.1f} s")
-    if not args.no_record:
+    if not (args.no_record or args.only):
         table = ["| component | cold setup (median) | runs |", "|---|---|---|"]
         table += [f"| {n} | {m:.0f} s | {', '.join(f'{x:.0f}' for x in xs)} |" for n, m, xs in rows]
         record_section(

@@ -56,6 +56,8 @@ class Versions:
     bubblewrap: str
     opa: str = ""
     pushgateway: str = ""
+    registry: str = ""
+    crane: str = ""
     providers: tuple[ProviderPin, ...] = field(default=())
     gitops_go: str = ""
     """The Go toolchain platform/go/gitops is built with (GOTOOLCHAIN=go<this>)."""
@@ -113,6 +115,8 @@ def load_versions(path: Path) -> Versions:
         bubblewrap=get("bubblewrap"),
         opa=get("opa"),
         pushgateway=get("pushgateway"),
+        registry=get("registry"),
+        crane=get("crane"),
     )
 
     providers = []
