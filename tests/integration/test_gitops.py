@@ -236,7 +236,7 @@ def test_depends_on_waits_for_a_healthy_dependency_and_a_failed_health_check_say
     assert core.read_namespaced_config_map("after", namespace).data == {"order": "second"}
 
 
-def test_suspend_stops_reconciliation_and_an_unhonoured_field_is_reported(
+def test_suspend_stops_reconciliation_and_an_unhonoured_field_or_a_path_out_of_the_source_is_reported(
     gitops: GitOps, api: client.ApiClient, namespace: str
 ) -> None:
     core = client.CoreV1Api(api)
@@ -265,3 +265,7 @@ def test_suspend_stops_reconciliation_and_an_unhonoured_field_is_reported(
     stalled = [c for c in gitops.get(namespace, KUSTOMIZATION, "post-build")["status"]["conditions"]
                if c["type"] == "Stalled"]  # fmt: skip
     assert stalled and stalled[0]["status"] == "True"
+
+    gitops.kustomization(namespace, "outside", name, path="../../gitrepository")
+    escaped = eventually(lambda: gitops.ready(namespace, KUSTOMIZATION, "outside").get("reason") == "BuildFailed", WAIT)
+    assert escaped and "leaves the source" in gitops.ready(namespace, KUSTOMIZATION, "outside")["message"]

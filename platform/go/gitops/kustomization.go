@@ -293,7 +293,7 @@ func (r *KustomizationReconciler) build(ks *kustomizev1.Kustomization, checkout 
 		return nil, fmt.Errorf("the source's checkout is gone (%w): it will be fetched again", err)
 	}
 	path := filepath.Clean(filepath.Join(work, ks.Spec.Path))
-	if !strings.HasPrefix(path, work) {
+	if path != work && !strings.HasPrefix(path, work+string(filepath.Separator)) {
 		return nil, fmt.Errorf("path '%s' leaves the source", ks.Spec.Path)
 	}
 	if _, err := os.Stat(path); err != nil {
