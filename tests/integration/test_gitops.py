@@ -126,6 +126,7 @@ def gitops(platform: Platform, api: client.ApiClient, tmp_path_factory: pytest.T
     binary = toolchain.require("opslab-gitops")
     work = tmp_path_factory.mktemp("gitops")
     git_port, health_port = free_port(), free_port()
+    (work / "data").mkdir()
     logs = (work / "git-server.log").open("wb"), (work / "reconciler.log").open("wb")
     procs = [
         subprocess.Popen([str(binary), "git-server", "--dir", str(work / "repositories"), "--addr",
@@ -135,7 +136,6 @@ def gitops(platform: Platform, api: client.ApiClient, tmp_path_factory: pytest.T
                           "--crds", str(binary.parent.parent / "crds")],
                          stdout=logs[1], stderr=subprocess.STDOUT, start_new_session=True),
     ]  # fmt: skip
-    (work / "data").mkdir()
     try:
         assert eventually(lambda: _listening(git_port), 30), "the Git server does not listen"
 

@@ -4,6 +4,7 @@ same image after the tag moves. No platform is needed."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import subprocess
@@ -56,9 +57,14 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait(timeout=10)
 
 
+@functools.cache
+def crane_binary() -> str:
+    return str(toolchain_for(load_settings()).require("crane"))
+
+
 def crane(*args: str) -> str:
-    binary = toolchain_for(load_settings()).require("crane")
-    done = subprocess.run([str(binary), *args, "--insecure"], capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run([crane_binary(), *args, "--insecure"], capture_output=True, text=True, timeout=60,
+                          check=False)  # fmt: skip
     assert done.returncode == 0, f"crane {args[0]}: {done.stderr.strip()}"
     return done.stdout.strip()
 
@@ -94,9 +100,8 @@ def test_a_digest_names_the_same_content_after_the_tag_moves(registry: str, tmp_
           "--new_tag", f"{repository}:latest")  # fmt: skip
     moved = crane("digest", f"{repository}:latest")
     assert moved != pinned
-    binary = toolchain_for(load_settings()).require("crane")
     for ref, expected in ((f"{repository}@{pinned}", "a\n"), (f"{repository}:latest", "b\n")):
-        exported = subprocess.run([str(binary), "export", ref, "-", "--insecure"], capture_output=True, timeout=60,
+        exported = subprocess.run([crane_binary(), "export", ref, "-", "--insecure"], capture_output=True, timeout=60,
                                   check=True).stdout  # fmt: skip
         with tarfile.open(fileobj=io.BytesIO(exported)) as tar:
             member = tar.extractfile("VERSION")
