@@ -132,10 +132,11 @@ def gitops(platform: Platform, api: client.ApiClient, tmp_path_factory: pytest.T
         subprocess.Popen([str(binary), "git-server", "--dir", str(work / "repositories"), "--addr",
                           f"127.0.0.1:{git_port}"], stdout=logs[0], stderr=subprocess.STDOUT, start_new_session=True),
         subprocess.Popen([str(binary), "--data-dir", str(work / "data"), "--health-addr", f"127.0.0.1:{health_port}",
-                          "--requeue-dependency", "1s", "--kubeconfig", str(platform.paths.kubeconfig),
-                          "--crds", str(binary.parent.parent / "crds")],
+                          "--requeue-dependency", "1s", "--no-cross-namespace-refs",
+                          "--kubeconfig", str(platform.paths.kubeconfig), "--crds", str(binary.parent.parent / "crds")],
                          stdout=logs[1], stderr=subprocess.STDOUT, start_new_session=True),
     ]  # fmt: skip
+    gone = False
     try:
         assert eventually(lambda: _listening(git_port), 30), "the Git server does not listen"
 
@@ -150,12 +151,15 @@ def gitops(platform: Platform, api: client.ApiClient, tmp_path_factory: pytest.T
         # finalizer, so it stops only when none is left (else a namespace would stay Terminating).
         group, version, plural = KUSTOMIZATION
         custom = client.CustomObjectsApi(api)
-        eventually(lambda: not custom.list_cluster_custom_object(group, version, plural)["items"], WAIT)
+        gone = eventually(lambda: not custom.list_cluster_custom_object(group, version, plural)["items"], WAIT)
         terminate([psutil.Process(p.pid) for p in procs if p.poll() is None], grace=10)
         for proc in procs:
             proc.wait(timeout=10)
         for log in logs:
             log.close()
+    assert gone, (
+        "a deleted namespace's Kustomization kept its finalizer: " + (work / "reconciler.log").read_text()[-2000:]
+    )
 
 
 def test_a_commit_is_applied_a_hand_edit_reverted_and_a_removed_manifest_pruned(
@@ -236,7 +240,7 @@ def test_depends_on_waits_for_a_healthy_dependency_and_a_failed_health_check_say
     assert core.read_namespaced_config_map("after", namespace).data == {"order": "second"}
 
 
-def test_suspend_stops_reconciliation_and_an_unhonoured_field_or_a_path_out_of_the_source_is_reported(
+def test_suspend_stops_reconciliation_and_an_unhonoured_field_a_foreign_source_or_a_path_out_is_reported(
     gitops: GitOps, api: client.ApiClient, namespace: str
 ) -> None:
     core = client.CoreV1Api(api)
@@ -266,6 +270,75 @@ def test_suspend_stops_reconciliation_and_an_unhonoured_field_or_a_path_out_of_t
                if c["type"] == "Stalled"]  # fmt: skip
     assert stalled and stalled[0]["status"] == "True"
 
+    gitops.create(namespace, SOURCE, "over-ssh", {"interval": INTERVAL, "url": "ssh://git@127.0.0.1/app.git"})
+    over_ssh = eventually(lambda: gitops.ready(namespace, SOURCE, "over-ssh").get("reason") == "UnsupportedField", WAIT)
+    assert over_ssh and "spec.url" in gitops.ready(namespace, SOURCE, "over-ssh")["message"]
+
+    gitops.kustomization(namespace, "elsewhere", name, sourceRef={"kind": "GitRepository", "name": name,
+                                                                  "namespace": "default"})  # fmt: skip
+    denied = eventually(
+        lambda: gitops.ready(namespace, KUSTOMIZATION, "elsewhere").get("reason") == "AccessDenied", WAIT
+    )
+    assert denied, gitops.ready(namespace, KUSTOMIZATION, "elsewhere")
+
     gitops.kustomization(namespace, "outside", name, path="../../gitrepository")
     escaped = eventually(lambda: gitops.ready(namespace, KUSTOMIZATION, "outside").get("reason") == "BuildFailed", WAIT)
     assert escaped and "leaves the source" in gitops.ready(namespace, KUSTOMIZATION, "outside")["message"]
+
+
+def test_prune_disabled_is_kept_and_an_empty_commit_or_a_symlink_still_applies(
+    gitops: GitOps, api: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    name = f"keep-{uuid.uuid4().hex[:6]}"
+    repo = gitops.repository(name)
+    kept = config_map("kept", a="b")
+    kept["metadata"]["annotations"] = {"kustomize.toolkit.fluxcd.io/prune": "disabled"}
+    (repo.path / "docs").symlink_to("app")
+    first = repo.commit({"app/settings.yaml": config_map("settings", v="1"), "app/kept.yaml": kept}, "first")
+    gitops.source(namespace, name)
+
+    def applied(rev: str) -> bool:
+        status = gitops.get(namespace, KUSTOMIZATION, name).get("status", {})
+        ready = gitops.ready(namespace, KUSTOMIZATION, name)
+        return status.get("lastAppliedRevision") == rev and ready.get("status") == "True"
+
+    assert eventually(lambda: applied(first), WAIT), gitops.ready(namespace, KUSTOMIZATION, name)
+    # Applied and pruned in one reconciliation: once the revision is applied, the prune is done.
+    second = repo.commit({"app/kept.yaml": None}, "remove kept")
+    assert eventually(lambda: applied(second), WAIT), gitops.ready(namespace, KUSTOMIZATION, name)
+    assert core.read_namespaced_config_map("kept", namespace).data == {"a": "b"}, "prune: disabled was pruned"
+    # An empty commit has the same content: the artifact must still point at a checkout that exists.
+    repo.git("commit", "-q", "--allow-empty", "-m", "empty")
+    repo.git("push", "-q", repo.url, "main")
+    third = f"main@sha1:{repo.git('rev-parse', 'HEAD')}"
+    assert eventually(lambda: applied(third), WAIT), gitops.ready(namespace, KUSTOMIZATION, name)
+
+
+def test_a_service_account_confines_what_a_kustomization_may_apply(
+    gitops: GitOps, api: client.ApiClient, namespace: str
+) -> None:
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    name = f"tenant-{uuid.uuid4().hex[:6]}"
+    repo = gitops.repository(name)
+    revision = repo.commit({"app/settings.yaml": config_map("settings", v="1")}, "first")
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "deployer"}})
+    gitops.source(namespace, name, serviceAccountName="deployer")
+
+    def message() -> str:
+        return str(gitops.ready(namespace, KUSTOMIZATION, name).get("message", ""))
+
+    assert eventually(lambda: "forbidden" in message(), WAIT), message()
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_config_map("settings", namespace)
+    assert missing.value.status == 404, "the Kustomization applied what its service account may not"
+    rules = [{"apiGroups": [""], "resources": ["configmaps"],
+              "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]}]  # fmt: skip
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": "deployer"}, "rules": rules})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "deployer"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
+        "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": namespace}]})  # fmt: skip
+    status = lambda: gitops.get(namespace, KUSTOMIZATION, name).get("status", {})  # noqa: E731
+    assert eventually(lambda: status().get("lastAppliedRevision") == revision, WAIT), message()
+    assert core.read_namespaced_config_map("settings", namespace).data == {"v": "1"}

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,18 @@ def test_terraform_from_path_needs_1_6(tmp_path: Path) -> None:
 
 def test_tool_env_var_names() -> None:
     assert Tool("kube-apiserver").env_var == "OPSLAB_BIN_KUBE_APISERVER"
+
+
+def test_old_builds_of_an_own_module_are_pruned_but_the_newest_kept(tmp_path: Path) -> None:
+    for age, version in enumerate(["v5", "v4", "v3", "v2", "v1"]):
+        cached(tmp_path, "gitops", version, "opslab-gitops")
+        manifest = tmp_path / "cache" / "gitops" / version / "manifest.json"
+        os.utime(manifest, (1_000_000 - age, 1_000_000 - age))
+    (tmp_path / "cache" / "gitops" / "v0.partial").mkdir()  # another checkout's build in progress
+    current = CacheEntry(tmp_path / "cache", "gitops", "v6")
+    executable(current.begin() / "bin" / "opslab-gitops")
+    current.commit(1.0)
+    removed = current.prune_siblings(keep=2)
+    left = sorted(p.name for p in (tmp_path / "cache" / "gitops").iterdir())
+    assert left == ["v0.partial", "v4", "v5", "v6"], left
+    assert sorted(p.name for p in removed) == ["v1", "v2", "v3"]

@@ -7,14 +7,19 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/fluxcd/pkg/apis/meta"
 	sourcev1 "github.com/fluxcd/source-controller/api/v1"
 	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/storage/memory"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +27,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 )
@@ -38,6 +44,7 @@ func (r *GitRepositoryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&sourcev1.GitRepository{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Complete(r)
 }
 
@@ -56,6 +63,8 @@ func gitUnsupported(repo *sourcev1.GitRepository) string {
 		"spec.sparseCheckout":     len(spec.SparseCheckout) > 0,
 		"spec.ref.semver":         ref != nil && ref.SemVer != "",
 		"spec.ref.name":           ref != nil && ref.Name != "",
+		"spec.url other than http:// or https:// (ssh and file are not served)": !strings.HasPrefix(spec.URL, "http://") &&
+			!strings.HasPrefix(spec.URL, "https://"),
 	})
 }
 
@@ -73,6 +82,9 @@ func (r *GitRepositoryReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	before := repo.DeepCopy()
 	repo.Status.ObservedGeneration = repo.Generation
+	if requestedAt, ok := meta.ReconcileAnnotationValue(repo.GetAnnotations()); ok {
+		repo.Status.LastHandledReconcileAt = requestedAt
+	}
 	if why := gitUnsupported(&repo); why != "" {
 		stalled(&repo, UnsupportedFieldReason, why)
 		r.Recorder.Event(&repo, corev1.EventTypeWarning, UnsupportedFieldReason, why)
@@ -80,15 +92,16 @@ func (r *GitRepositoryReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	revision, err := r.fetch(ctx, &repo)
 	if err != nil {
-		failed(&repo, sourcev1.GitOperationFailedReason, err.Error())
-		r.Recorder.Event(&repo, corev1.EventTypeWarning, sourcev1.GitOperationFailedReason, err.Error())
+		message := redact(err.Error(), repo.Spec.URL)
+		failed(&repo, sourcev1.GitOperationFailedReason, message)
+		r.Recorder.Event(&repo, corev1.EventTypeWarning, sourcev1.GitOperationFailedReason, message)
 		if patchErr := r.Status().Patch(ctx, &repo, client.MergeFrom(before)); patchErr != nil {
 			return ctrl.Result{}, patchErr
 		}
 		return ctrl.Result{RequeueAfter: retry(repo.Spec.Interval.Duration)}, nil
 	}
 	message := fmt.Sprintf("stored artifact for revision '%s'", revision)
-	if repo.Status.Artifact == nil || repo.Status.Artifact.Revision != revision {
+	if before.Status.Artifact == nil || before.Status.Artifact.Revision != revision {
 		logger.Info(message)
 		r.Recorder.Event(&repo, corev1.EventTypeNormal, "NewArtifact", message)
 	}
@@ -103,8 +116,59 @@ func (r *GitRepositoryReconciler) storage(namespace, name string) string {
 	return filepath.Join(r.DataDir, "gitrepository", namespace, name)
 }
 
-// fetch clones the reference into a fresh directory (kept when its commit is new) and sets the
-// artifact; it returns the Flux-format revision "<ref>@sha1:<commit>".
+// redact drops the user and password of an http(s) URL from a message.
+func redact(message, raw string) string {
+	parsed, err := url.Parse(raw)
+	if err != nil || parsed.User == nil {
+		return message
+	}
+	parsed.User = nil
+	return strings.ReplaceAll(message, raw, parsed.String())
+}
+
+// wanted is the reference to fetch and its label in revisions: Flux's default is branch master.
+func wanted(ref *sourcev1.GitRepositoryRef) (plumbing.ReferenceName, string) {
+	switch {
+	case ref != nil && ref.Commit != "" && ref.Branch == "":
+		return plumbing.HEAD, "HEAD"
+	case ref != nil && ref.Commit == "" && ref.Tag != "":
+		return plumbing.NewTagReferenceName(ref.Tag), ref.Tag
+	case ref != nil && ref.Branch != "":
+		return plumbing.NewBranchReferenceName(ref.Branch), ref.Branch
+	}
+	return plumbing.NewBranchReferenceName("master"), "master"
+}
+
+// remoteCommit asks the server which commit the reference names now (git ls-remote), so an
+// unchanged source costs one request instead of a clone. A pinned commit is its own answer.
+func remoteCommit(ctx context.Context, url string, ref *sourcev1.GitRepositoryRef, name plumbing.ReferenceName) (string, error) {
+	if ref != nil && ref.Commit != "" {
+		return ref.Commit, nil
+	}
+	remote := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{url}})
+	refs, err := remote.ListContext(ctx, &git.ListOptions{PeelingOption: git.AppendPeeled})
+	if err != nil {
+		return "", fmt.Errorf("unable to list references of '%s': %w", url, err)
+	}
+	found := ""
+	for _, listed := range refs {
+		switch listed.Name() {
+		case name + "^{}": // an annotated tag, peeled to its commit
+			return listed.Hash().String(), nil
+		case name:
+			found = listed.Hash().String()
+		}
+	}
+	if found == "" {
+		return "", fmt.Errorf("reference '%s' not found in '%s'", name.Short(), url)
+	}
+	return found, nil
+}
+
+// fetch keeps the reference's commit checked out under DataDir/gitrepository/ns/name/<commit> (a
+// clone only when the commit is new) and sets the artifact; it returns the Flux-format revision
+// "<ref>@sha1:<commit>". The previous commit's checkout is kept one more round, so a
+// Kustomization that read the old artifact can still copy it.
 func (r *GitRepositoryReconciler) fetch(ctx context.Context, repo *sourcev1.GitRepository) (string, error) {
 	timeout := 60 * time.Second
 	if repo.Spec.Timeout != nil {
@@ -113,28 +177,58 @@ func (r *GitRepositoryReconciler) fetch(ctx context.Context, repo *sourcev1.GitR
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ref := repo.Spec.Reference
-	options := &git.CloneOptions{URL: repo.Spec.URL, SingleBranch: true, Depth: 1, Tags: git.NoTags}
-	label := "master"
-	switch {
-	case ref != nil && ref.Commit != "":
-		options.Depth = 0
-		if ref.Branch != "" {
-			options.ReferenceName = plumbing.NewBranchReferenceName(ref.Branch)
-			label = ref.Branch
-		} else {
-			options.SingleBranch = false
-			label = "HEAD"
-		}
-	case ref != nil && ref.Tag != "":
-		options.ReferenceName = plumbing.NewTagReferenceName(ref.Tag)
-		label = ref.Tag
-	case ref != nil && ref.Branch != "":
-		options.ReferenceName = plumbing.NewBranchReferenceName(ref.Branch)
-		label = ref.Branch
-	}
+	name, label := wanted(ref)
 	base := r.storage(repo.Namespace, repo.Name)
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return "", err
+	}
+	commit, err := remoteCommit(ctx, repo.Spec.URL, ref, name)
+	if err != nil {
+		return "", err
+	}
+	keep := filepath.Join(base, commit)
+	if _, err := os.Stat(keep); os.IsNotExist(err) {
+		if commit, err = r.clone(ctx, repo, base, name, label); err != nil {
+			return "", err
+		}
+		keep = filepath.Join(base, commit)
+	}
+	previous := ""
+	if artifact := repo.Status.Artifact; artifact != nil {
+		previous = filepath.Base(artifact.Path)
+	}
+	r.prune(base, commit, previous)
+	revision := fmt.Sprintf("%s@sha1:%s", label, commit)
+	digest, size, err := treeDigest(keep)
+	if err != nil {
+		return "", err
+	}
+	updated := metav1.Now()
+	if artifact := repo.Status.Artifact; artifact != nil && artifact.Digest == digest {
+		updated = artifact.LastUpdateTime
+	}
+	repo.Status.Artifact = &meta.Artifact{
+		Path:           filepath.Join("gitrepository", repo.Namespace, repo.Name, commit),
+		URL:            "file://" + keep,
+		Revision:       revision,
+		Digest:         digest,
+		Size:           &size,
+		LastUpdateTime: updated,
+	}
+	return revision, nil
+}
+
+// clone checks the reference out into base/<commit> (without .git) and returns the commit.
+func (r *GitRepositoryReconciler) clone(ctx context.Context, repo *sourcev1.GitRepository, base string,
+	name plumbing.ReferenceName, label string) (string, error) {
+	ref := repo.Spec.Reference
+	options := &git.CloneOptions{URL: repo.Spec.URL, SingleBranch: true, Depth: 1, Tags: git.NoTags, ReferenceName: name}
+	if ref != nil && ref.Commit != "" {
+		options.Depth = 0
+		if name == plumbing.HEAD {
+			options.SingleBranch = false
+			options.ReferenceName = ""
+		}
 	}
 	tmp, err := os.MkdirTemp(base, ".fetch-")
 	if err != nil {
@@ -160,38 +254,21 @@ func (r *GitRepositoryReconciler) fetch(ctx context.Context, repo *sourcev1.GitR
 			return "", fmt.Errorf("commit '%s' not found in '%s': %w", ref.Commit, label, err)
 		}
 	}
-	revision := fmt.Sprintf("%s@sha1:%s", label, commit.String())
-	keep := filepath.Join(base, commit.String())
-	if _, err := os.Stat(keep); os.IsNotExist(err) {
-		if err := os.RemoveAll(filepath.Join(tmp, ".git")); err != nil {
-			return "", err
-		}
-		if err := os.Rename(tmp, keep); err != nil {
-			return "", err
-		}
-	}
-	r.prune(base, commit.String())
-	digest, size, err := treeDigest(keep)
-	if err != nil {
+	if err := os.RemoveAll(filepath.Join(tmp, ".git")); err != nil {
 		return "", err
 	}
-	if repo.Status.Artifact != nil && repo.Status.Artifact.Digest == digest {
-		repo.Status.Artifact.Revision = revision
-		return revision, nil
+	keep := filepath.Join(base, commit.String())
+	if err := os.Rename(tmp, keep); err != nil && !os.IsExist(err) {
+		if _, statErr := os.Stat(keep); statErr != nil {
+			return "", err
+		}
 	}
-	repo.Status.Artifact = &meta.Artifact{
-		Path:           filepath.Join("gitrepository", repo.Namespace, repo.Name, commit.String()),
-		URL:            "file://" + keep,
-		Revision:       revision,
-		Digest:         digest,
-		Size:           &size,
-		LastUpdateTime: metav1.Now(),
-	}
-	return revision, nil
+	return commit.String(), nil
 }
 
 // treeDigest is a sha256 over the checkout's files (path, mode and content, in path order) and
-// their total size: Flux digests its artifact tarball; a checkout directory is the artifact here.
+// symbolic links (path and target), with the files' total size: Flux digests its artifact
+// tarball; a checkout directory is the artifact here.
 func treeDigest(root string) (string, int64, error) {
 	hash := sha256.New()
 	var size int64
@@ -199,12 +276,24 @@ func treeDigest(root string) (string, int64, error) {
 		if err != nil || entry.IsDir() {
 			return err
 		}
+		rel, _ := filepath.Rel(root, path)
+		rel = filepath.ToSlash(rel)
+		if entry.Type()&fs.ModeSymlink != 0 {
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(hash, "%s\x00link\x00%s\x00", rel, target)
+			return nil
+		}
+		if !entry.Type().IsRegular() {
+			return nil
+		}
 		info, err := entry.Info()
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(root, path)
-		fmt.Fprintf(hash, "%s\x00%o\x00%d\x00", filepath.ToSlash(rel), info.Mode().Perm(), info.Size())
+		fmt.Fprintf(hash, "%s\x00%o\x00%d\x00", rel, info.Mode().Perm(), info.Size())
 		file, err := os.Open(path)
 		if err != nil {
 			return err
@@ -217,14 +306,14 @@ func treeDigest(root string) (string, int64, error) {
 	return "sha256:" + hex.EncodeToString(hash.Sum(nil)), size, err
 }
 
-// prune removes older checkouts; a Kustomization mid-build on one keeps its own copy.
-func (r *GitRepositoryReconciler) prune(base, keep string) {
+// prune removes checkouts other than the current and the previous commit's.
+func (r *GitRepositoryReconciler) prune(base string, keep ...string) {
 	entries, err := os.ReadDir(base)
 	if err != nil {
 		return
 	}
 	for _, entry := range entries {
-		if entry.Name() != keep && entry.Name()[0] != '.' {
+		if entry.Name()[0] != '.' && !slices.Contains(keep, entry.Name()) {
 			_ = os.RemoveAll(filepath.Join(base, entry.Name()))
 		}
 	}

@@ -26,10 +26,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -42,6 +44,9 @@ const (
 	finalizer  = "finalizers.fluxcd.io"
 	fieldOwner = "kustomize-controller"
 	sourceKey  = ".spec.sourceRef"
+	// workers is how many objects of a kind reconcile at once (one object is never reconciled twice
+	// at once): a Kustomization waiting on health does not hold the others back.
+	workers = 4
 )
 
 // KustomizationReconciler builds a Kustomization's path from its GitRepository's checkout with
@@ -52,6 +57,12 @@ type KustomizationReconciler struct {
 	DataDir           string
 	Recorder          record.EventRecorder
 	DependencyRequeue time.Duration
+	// Config is the reconciler's own connection; an object's serviceAccountName (or
+	// DefaultServiceAccount) is impersonated from it for everything that touches applied objects.
+	Config                *rest.Config
+	DefaultServiceAccount string
+	// NoCrossNamespaceRefs refuses a sourceRef or dependsOn in another namespace (Flux's lockdown).
+	NoCrossNamespaceRefs bool
 }
 
 func (r *KustomizationReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -71,6 +82,7 @@ func (r *KustomizationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&sourcev1.GitRepository{}, handler.EnqueueRequestsFromMapFunc(r.forRevision),
 			builder.WithPredicates(revisionChanged{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Complete(r)
 }
 
@@ -108,7 +120,6 @@ func kustomizationUnsupported(ks *kustomizev1.Kustomization) string {
 		"spec.decryption":                          spec.Decryption != nil,
 		"spec.kubeConfig":                          spec.KubeConfig != nil,
 		"spec.postBuild":                           spec.PostBuild != nil,
-		"spec.serviceAccountName":                  spec.ServiceAccountName != "",
 		"spec.healthCheckExprs":                    len(spec.HealthCheckExprs) > 0,
 		"spec.ignore":                              len(spec.Ignore) > 0,
 		"spec.deletionPolicy":                      spec.DeletionPolicy != "" && spec.DeletionPolicy != "MirrorPrune",
@@ -136,6 +147,9 @@ func (r *KustomizationReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, nil
 	}
 	before := ks.DeepCopy()
+	if requestedAt, ok := meta.ReconcileAnnotationValue(ks.GetAnnotations()); ok {
+		ks.Status.LastHandledReconcileAt = requestedAt
+	}
 	defer func() {
 		ks.Status.ObservedGeneration = ks.Generation
 		if patchErr := r.Status().Patch(ctx, &ks, client.MergeFrom(before)); patchErr != nil && err == nil {
@@ -147,13 +161,18 @@ func (r *KustomizationReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		r.Recorder.Event(&ks, corev1.EventTypeWarning, UnsupportedFieldReason, why)
 		return ctrl.Result{}, nil
 	}
-	if waiting := r.dependenciesNotReady(ctx, &ks); waiting != "" {
-		failed(&ks, meta.DependencyNotReadyReason, waiting)
-		return ctrl.Result{RequeueAfter: r.DependencyRequeue}, nil
+	if why := r.crossNamespace(&ks); why != "" {
+		stalled(&ks, AccessDeniedReason, why)
+		r.Recorder.Event(&ks, corev1.EventTypeWarning, AccessDeniedReason, why)
+		return ctrl.Result{}, nil
 	}
 	artifact, err := r.source(ctx, &ks)
 	if err != nil {
 		failed(&ks, meta.ArtifactFailedReason, err.Error())
+		return ctrl.Result{RequeueAfter: r.DependencyRequeue}, nil
+	}
+	if waiting := r.dependenciesNotReady(ctx, &ks, artifact.Revision); waiting != "" {
+		failed(&ks, meta.DependencyNotReadyReason, waiting)
 		return ctrl.Result{RequeueAfter: r.DependencyRequeue}, nil
 	}
 	ks.Status.LastAttemptedRevision = artifact.Revision
@@ -179,8 +198,9 @@ func (r *KustomizationReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 }
 
 // dependenciesNotReady is "" when every dependsOn Kustomization is Ready at its latest generation
-// and applied its latest attempted revision, else what it waits for.
-func (r *KustomizationReconciler) dependenciesNotReady(ctx context.Context, ks *kustomizev1.Kustomization) string {
+// and applied its latest attempted revision (the revision this one is about to apply, when both
+// read the same source, as Flux requires), else what it waits for.
+func (r *KustomizationReconciler) dependenciesNotReady(ctx context.Context, ks *kustomizev1.Kustomization, revision string) string {
 	for _, dep := range ks.Spec.DependsOn {
 		namespace := dep.Namespace
 		if namespace == "" {
@@ -197,9 +217,42 @@ func (r *KustomizationReconciler) dependenciesNotReady(ctx context.Context, ks *
 		if !isReady || !current {
 			return fmt.Sprintf("dependency '%s' is not ready", name)
 		}
+		if sameSource(ks, &other) && other.Status.LastAppliedRevision != revision {
+			return fmt.Sprintf("dependency '%s' is not ready: it has not applied revision '%s' yet", name, revision)
+		}
 	}
 	return ""
 }
+
+// AccessDeniedReason is Flux's reason when a reference crosses namespaces under the lockdown.
+const AccessDeniedReason = "AccessDenied"
+
+// crossNamespace is "" unless the lockdown is on and a reference leaves the object's namespace.
+func (r *KustomizationReconciler) crossNamespace(ks *kustomizev1.Kustomization) string {
+	if !r.NoCrossNamespaceRefs {
+		return ""
+	}
+	refs := []string{ks.Spec.SourceRef.Namespace}
+	for _, dep := range ks.Spec.DependsOn {
+		refs = append(refs, dep.Namespace)
+	}
+	for _, namespace := range refs {
+		if namespace != "" && namespace != ks.Namespace {
+			return fmt.Sprintf("cross-namespace references are not allowed: '%s' refers to namespace '%s'", ks.Name, namespace)
+		}
+	}
+	return ""
+}
+
+func sourceOf(ks *kustomizev1.Kustomization) string {
+	namespace := ks.Spec.SourceRef.Namespace
+	if namespace == "" {
+		namespace = ks.Namespace
+	}
+	return ks.Spec.SourceRef.Kind + "/" + namespace + "/" + ks.Spec.SourceRef.Name
+}
+
+func sameSource(a, b *kustomizev1.Kustomization) bool { return sourceOf(a) == sourceOf(b) }
 
 func (r *KustomizationReconciler) source(ctx context.Context, ks *kustomizev1.Kustomization) (*meta.Artifact, error) {
 	namespace := ks.Spec.SourceRef.Namespace
@@ -222,19 +275,19 @@ func (r *KustomizationReconciler) source(ctx context.Context, ks *kustomizev1.Ku
 
 // apply builds, applies, prunes and waits; on failure it returns the condition reason.
 func (r *KustomizationReconciler) apply(ctx context.Context, ks *kustomizev1.Kustomization, artifact *meta.Artifact) (string, error) {
-	objects, err := r.build(ks, filepath.Join(r.DataDir, artifact.Path))
+	objects, err := r.build(ks, artifact)
 	if err != nil {
 		return meta.BuildFailedReason, err
 	}
-	manager := ssa.NewResourceManager(r.Client, polling.NewStatusPoller(r.Client, r.Mapper, polling.Options{}),
-		ssa.Owner{Field: fieldOwner, Group: kustomizev1.GroupVersion.Group})
+	manager, err := r.manager(ks)
+	if err != nil {
+		return meta.ReconciliationFailedReason, err
+	}
 	manager.SetOwnerLabels(objects, ks.Name, ks.Namespace)
 	if ks.Spec.CommonMetadata != nil {
 		utils.SetCommonMetadata(objects, ks.Spec.CommonMetadata.Labels, ks.Spec.CommonMetadata.Annotations)
 	}
-	options := ssa.DefaultApplyOptions()
-	options.Force = ks.Spec.Force
-	changes, err := manager.ApplyAllStaged(ctx, objects, options)
+	changes, err := manager.ApplyAllStaged(ctx, objects, applyOptions(ks.Spec.Force))
 	if err != nil {
 		return meta.ReconciliationFailedReason, err
 	}
@@ -245,13 +298,18 @@ func (r *KustomizationReconciler) apply(ctx context.Context, ks *kustomizev1.Kus
 		if err != nil {
 			return meta.PruneFailedReason, err
 		}
-		if _, err := manager.DeleteAll(ctx, stale, ssa.DefaultDeleteOptions()); err != nil {
+		if _, err := manager.DeleteAll(ctx, stale, deleteOptions(manager, ks)); err != nil {
 			return meta.PruneFailedReason, fmt.Errorf("prune failed: %w", err)
 		}
 	}
 	toCheck := object.ObjMetadataSet{}
 	if ks.Spec.Wait {
-		toCheck = changes.ToObjMetadataSet()
+		self := object.ObjMetadata{Namespace: ks.Namespace, Name: ks.Name, GroupKind: kustomizev1.GroupVersion.WithKind(kustomizev1.KustomizationKind).GroupKind()}
+		for _, applied := range changes.ToObjMetadataSet() {
+			if applied != self {
+				toCheck = append(toCheck, applied)
+			}
+		}
 	}
 	for _, check := range ks.Spec.HealthChecks {
 		gv, err := schema.ParseGroupVersion(check.APIVersion)
@@ -283,14 +341,18 @@ func (r *KustomizationReconciler) apply(ctx context.Context, ks *kustomizev1.Kus
 // build runs kustomize on a private copy of the checkout (the generator writes a
 // kustomization.yaml where the path has none, and applies the object's images, patches, prefix,
 // suffix and target namespace).
-func (r *KustomizationReconciler) build(ks *kustomizev1.Kustomization, checkout string) ([]*unstructured.Unstructured, error) {
+func (r *KustomizationReconciler) build(ks *kustomizev1.Kustomization, artifact *meta.Artifact) ([]*unstructured.Unstructured, error) {
 	work, err := os.MkdirTemp(r.DataDir, ".build-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(work)
+	checkout := filepath.Join(r.DataDir, artifact.Path)
 	if err := os.CopyFS(work, os.DirFS(checkout)); err != nil {
-		return nil, fmt.Errorf("the source's checkout is gone (%w): it will be fetched again", err)
+		return nil, fmt.Errorf("cannot copy the source's checkout of '%s' (%w): it is fetched again", artifact.Revision, err)
+	}
+	if digest, _, err := treeDigest(work); err != nil || digest != artifact.Digest {
+		return nil, fmt.Errorf("the source's checkout of '%s' changed while it was copied: it is fetched again", artifact.Revision)
 	}
 	path := filepath.Clean(filepath.Join(work, ks.Spec.Path))
 	if path != work && !strings.HasPrefix(path, work+string(filepath.Separator)) {
@@ -360,19 +422,112 @@ func versionOf(v string) string {
 	return v
 }
 
-// finalize prunes what the Kustomization applied (when prune is on) and releases it.
+// manager is the apply, prune and health engine, acting as the object's service account when it
+// names one (or the reconciler's default), as Flux does for multi-tenancy.
+func (r *KustomizationReconciler) manager(ks *kustomizev1.Kustomization) (*ssa.ResourceManager, error) {
+	cl := r.Client
+	if account := r.account(ks); account != "" {
+		config := rest.CopyConfig(r.Config)
+		config.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ks.Namespace + ":" + account}
+		impersonated, err := client.New(config, client.Options{Scheme: r.Scheme(), Mapper: r.Mapper})
+		if err != nil {
+			return nil, fmt.Errorf("cannot act as service account '%s': %w", account, err)
+		}
+		cl = impersonated
+	}
+	return ssa.NewResourceManager(cl, polling.NewStatusPoller(cl, r.Mapper, polling.Options{}),
+		ssa.Owner{Field: fieldOwner, Group: kustomizev1.GroupVersion.Group}), nil
+}
+
+// account is the service account a Kustomization acts as ("" for the reconciler's own identity).
+func (r *KustomizationReconciler) account(ks *kustomizev1.Kustomization) string {
+	if ks.Spec.ServiceAccountName != "" {
+		return ks.Spec.ServiceAccountName
+	}
+	return r.DefaultServiceAccount
+}
+
+// annotation is a kustomize.toolkit.fluxcd.io/<key> label or annotation key.
+func annotation(key string) string { return kustomizev1.GroupVersion.Group + "/" + key }
+
+// applyOptions are kustomize-controller's: objects marked reconcile: disabled or ssa: Ignore are
+// left alone, ssa: IfNotPresent ones only created, force: enabled ones recreated on immutable
+// changes, and kubectl's field managers are taken over so a hand edit is reverted.
+func applyOptions(force bool) ssa.ApplyOptions {
+	options := ssa.DefaultApplyOptions()
+	options.Force = force
+	options.ExclusionSelector = map[string]string{
+		annotation("reconcile"): kustomizev1.DisabledValue,
+		annotation("ssa"):       kustomizev1.IgnoreValue,
+	}
+	options.IfNotPresentSelector = map[string]string{annotation("ssa"): kustomizev1.IfNotPresentValue}
+	options.ForceSelector = map[string]string{annotation("force"): kustomizev1.EnabledValue}
+	options.Cleanup = ssa.ApplyCleanupOptions{
+		Annotations: []string{corev1.LastAppliedConfigAnnotation},
+		FieldManagers: []ssa.FieldManager{
+			{Name: "kubectl", OperationType: metav1.ManagedFieldsOperationApply},
+			{Name: "kubectl", OperationType: metav1.ManagedFieldsOperationUpdate},
+			{Name: "before-first-apply", OperationType: metav1.ManagedFieldsOperationUpdate},
+		},
+		Exclusions: map[string]string{annotation("ssa"): kustomizev1.MergeValue},
+	}
+	return options
+}
+
+// deleteOptions prune only objects that carry this Kustomization's owner labels and are not
+// marked prune: disabled or reconcile: disabled.
+func deleteOptions(manager *ssa.ResourceManager, ks *kustomizev1.Kustomization) ssa.DeleteOptions {
+	return ssa.DeleteOptions{
+		PropagationPolicy: metav1.DeletePropagationBackground,
+		Inclusions:        manager.GetOwnerLabels(ks.Name, ks.Namespace),
+		Exclusions: map[string]string{
+			annotation("prune"):     kustomizev1.DisabledValue,
+			annotation("reconcile"): kustomizev1.DisabledValue,
+		},
+	}
+}
+
+// finalize prunes what the Kustomization applied (when prune is on) and releases it. When the
+// service account it acts as is gone, or the prune fails while its namespace is being deleted (the
+// namespace's own deletion removes what is left), it is released with a warning instead of
+// holding the namespace in Terminating.
 func (r *KustomizationReconciler) finalize(ctx context.Context, ks *kustomizev1.Kustomization) error {
 	if ks.Spec.Prune && !ks.Spec.Suspend && ks.Status.Inventory != nil {
-		stale, err := staleObjects(ks.Status.Inventory, &kustomizev1.ResourceInventory{})
-		if err != nil {
-			return err
-		}
-		manager := ssa.NewResourceManager(r.Client, nil, ssa.Owner{Field: fieldOwner, Group: kustomizev1.GroupVersion.Group})
-		if _, err := manager.DeleteAll(ctx, stale, ssa.DefaultDeleteOptions()); err != nil {
-			return err
+		if err := r.pruneAll(ctx, ks); err != nil {
+			if !r.namespaceTerminating(ctx, ks.Namespace) && !errors.Is(err, errAccountGone) {
+				return err
+			}
+			r.Recorder.Event(ks, corev1.EventTypeWarning, meta.PruneFailedReason, "prune skipped on deletion: "+err.Error())
 		}
 	}
 	patch := client.MergeFrom(ks.DeepCopy())
 	controllerutil.RemoveFinalizer(ks, finalizer)
 	return r.Patch(ctx, ks, patch)
+}
+
+var errAccountGone = errors.New("the service account to act as is gone")
+
+func (r *KustomizationReconciler) pruneAll(ctx context.Context, ks *kustomizev1.Kustomization) error {
+	if account := r.account(ks); account != "" {
+		var sa corev1.ServiceAccount
+		if err := r.Get(ctx, types.NamespacedName{Namespace: ks.Namespace, Name: account}, &sa); apierrors.IsNotFound(err) {
+			return fmt.Errorf("%w: %s/%s", errAccountGone, ks.Namespace, account)
+		}
+	}
+	stale, err := staleObjects(ks.Status.Inventory, &kustomizev1.ResourceInventory{})
+	if err != nil {
+		return err
+	}
+	manager, err := r.manager(ks)
+	if err != nil {
+		return err
+	}
+	_, err = manager.DeleteAll(ctx, stale, deleteOptions(manager, ks))
+	return err
+}
+
+func (r *KustomizationReconciler) namespaceTerminating(ctx context.Context, name string) bool {
+	var namespace corev1.Namespace
+	err := r.Get(ctx, types.NamespacedName{Name: name}, &namespace)
+	return err == nil && !namespace.DeletionTimestamp.IsZero()
 }

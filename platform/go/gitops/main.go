@@ -38,12 +38,17 @@ func main() {
 		}
 		return
 	}
-	var dataDir, probeAddr, metricsAddr, crds string
+	var dataDir, probeAddr, metricsAddr, crds, defaultServiceAccount string
 	var dependencyRequeue time.Duration
+	var noCrossNamespaceRefs bool
+	flag.BoolVar(&noCrossNamespaceRefs, "no-cross-namespace-refs", false,
+		"refuse a Kustomization's sourceRef or dependsOn in another namespace")
 	flag.StringVar(&dataDir, "data-dir", "", "where fetched revisions are kept (required)")
 	flag.StringVar(&probeAddr, "health-addr", "127.0.0.1:0", "address of /healthz and /readyz")
 	flag.StringVar(&metricsAddr, "metrics-addr", "0", "address of /metrics (0: off)")
 	flag.StringVar(&crds, "crds", "", "apply the CRDs in this directory at start and wait until they are served")
+	flag.StringVar(&defaultServiceAccount, "default-service-account", "",
+		"service account (in each Kustomization's namespace) to act as when it names none; empty: the reconciler's own identity")
 	flag.DurationVar(&dependencyRequeue, "requeue-dependency", 5*time.Second,
 		"how soon a Kustomization waiting on dependsOn looks again")
 	opts := zap.Options{}
@@ -54,7 +59,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "opslab-gitops: --data-dir is required (where fetched revisions are kept)")
 		os.Exit(2)
 	}
-	if err := run(dataDir, probeAddr, metricsAddr, crds, dependencyRequeue); err != nil {
+	lockdown := lockdown{defaultServiceAccount: defaultServiceAccount, noCrossNamespaceRefs: noCrossNamespaceRefs}
+	if err := run(dataDir, probeAddr, metricsAddr, crds, lockdown, dependencyRequeue); err != nil {
 		fmt.Fprintf(os.Stderr, "opslab-gitops: %v\n", err)
 		os.Exit(1)
 	}
@@ -72,7 +78,13 @@ func newScheme() (*runtime.Scheme, error) {
 	return scheme, nil
 }
 
-func run(dataDir, probeAddr, metricsAddr, crds string, dependencyRequeue time.Duration) error {
+// lockdown is Flux's multi-tenancy lockdown: who a Kustomization acts as, and where it may refer.
+type lockdown struct {
+	defaultServiceAccount string
+	noCrossNamespaceRefs  bool
+}
+
+func run(dataDir, probeAddr, metricsAddr, crds string, lockdown lockdown, dependencyRequeue time.Duration) error {
 	scheme, err := newScheme()
 	if err != nil {
 		return err
@@ -103,6 +115,8 @@ func run(dataDir, probeAddr, metricsAddr, crds string, dependencyRequeue time.Du
 	if err := (&KustomizationReconciler{
 		Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper(), DataDir: dataDir,
 		Recorder: mgr.GetEventRecorderFor("kustomize-controller"), DependencyRequeue: dependencyRequeue,
+		Config: mgr.GetConfig(), DefaultServiceAccount: lockdown.defaultServiceAccount,
+		NoCrossNamespaceRefs: lockdown.noCrossNamespaceRefs,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from opslab.primitives.errors import ConfigError
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -68,11 +70,18 @@ def find_bwrap(cache: Path | None) -> str | None:
     return None
 
 
+SCRATCH_PREFIX = "opslab-"
+SCRATCH_OWNER = ".owner"
+"""The file in a scratch directory naming the process that removes it: "<pid> <start time>"."""
+
+
 def new_scratch(run_id: str) -> Path:
     """A fresh scratch directory (mode 0700) for the run ``run_id``: in the system's temporary
     directory, not the run directory, so its tmp/ leaves a program room to bind Unix sockets there
-    however deep the run directory is (a checkout in a long path, pytest's numbered temp dirs)."""
-    path = Path(tempfile.mkdtemp(prefix=f"opslab-{run_id}-"))
+    however deep the run directory is (a checkout in a long path, pytest's numbered temp dirs).
+    The calling process removes it; those a killed process left behind are removed here."""
+    sweep_scratch()
+    path = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{run_id}-"))
     tmp = path / "tmp"
     if len(str(tmp)) > SOCKET_PATH_MAX - SOCKET_ROOM:
         shutil.rmtree(path)
@@ -80,7 +89,27 @@ def new_scratch(run_id: str) -> Path:
             f"the temporary directory {tempfile.gettempdir()} is too long for Unix sockets in it: "
             "set TMPDIR to a short path such as /tmp"
         )
+    me = psutil.Process()
+    (path / SCRATCH_OWNER).write_text(f"{me.pid} {me.create_time()}\n")
     return path
+
+
+def sweep_scratch() -> list[Path]:
+    """Remove the scratch directories whose owner process is gone (a grader killed by SIGKILL);
+    the removed ones. Directories of running graders, and any without an owner file, stay."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            pid, started = (path / SCRATCH_OWNER).read_text().split()
+            alive = psutil.Process(int(pid)).create_time() == float(started)
+        except psutil.NoSuchProcess:
+            alive = False
+        except (OSError, ValueError, psutil.Error):
+            continue
+        if not alive:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,17 @@ class CacheEntry:
         if self.partial.exists():
             shutil.rmtree(self.partial)
 
+    def prune_siblings(self, keep: int) -> list[Path]:
+        """Remove this component's other finished versions but the ``keep`` newest (by build time);
+        the removed. For components versioned by a digest of their sources, where every edit is a
+        new version; a few are kept for other checkouts that share the cache."""
+        siblings = [p for p in (self.root / self.component).iterdir()
+                    if p.is_dir() and p != self.path and (p / MANIFEST).is_file()]  # fmt: skip
+        siblings.sort(key=lambda p: (p / MANIFEST).stat().st_mtime, reverse=True)
+        for old in siblings[keep:]:
+            shutil.rmtree(old, ignore_errors=True)
+        return siblings[keep:]
+
     def remove(self) -> None:
         for path in (self.path, self.partial):
             if path.exists():

@@ -10,8 +10,11 @@ from typing import Protocol
 
 from opslab.primitives.errors import ConfigError, ToolchainError
 from opslab.toolchain.builders import BUILDERS, BuildContext
-from opslab.toolchain.catalog import Component, components
+from opslab.toolchain.catalog import Component, Source, components
 from opslab.toolchain.resolve import Resolved, Toolchain
+
+KEEP_LOCAL_BUILDS = 3
+"""Builds of opslab's own Go modules kept besides the current one (each source edit is a version)."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,8 @@ def _ensure(
     try:
         BUILDERS[component.source](component, ctx)
         entry.commit(time.monotonic() - start)
+        if component.source == Source.LOCAL_GO:
+            entry.prune_siblings(keep=KEEP_LOCAL_BUILDS)
     except BaseException:
         entry.discard_partial()  # a failed rebuild leaves the previous entry in place
         raise

@@ -4,12 +4,17 @@ however deep the run directory is. No platform is needed."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import psutil
 
 from opslab import settings as settings_module
 from opslab.grading.labs import find_lab
 from opslab.grading.runner import grade
-from opslab.grading.sandbox import SOCKET_PATH_MAX, SOCKET_ROOM, new_scratch
+from opslab.grading.sandbox import SCRATCH_OWNER, SOCKET_PATH_MAX, SOCKET_ROOM, new_scratch, sweep_scratch
 
 GRADER = '''
 from pathlib import Path
@@ -44,7 +49,22 @@ def test_a_scratch_directory_is_private_and_leaves_room_for_sockets() -> None:
         assert len(str(scratch / "tmp")) <= SOCKET_PATH_MAX - SOCKET_ROOM
         assert "g1234567" in scratch.name
     finally:
-        scratch.rmdir()
+        shutil.rmtree(scratch)
+
+
+def test_scratch_left_by_a_killed_grader_is_swept_and_a_live_ones_is_kept() -> None:
+    live = new_scratch("glive123")
+    dead = new_scratch("gdead123")
+    try:
+        child = subprocess.Popen([sys.executable, "-c", "pass"])
+        child.wait(timeout=30)
+        started = psutil.Process().create_time()
+        (dead / SCRATCH_OWNER).write_text(f"{child.pid} {started}\n")  # a process that is gone
+        assert dead in sweep_scratch()
+        assert not dead.exists() and live.exists()
+    finally:
+        shutil.rmtree(live, ignore_errors=True)
+        shutil.rmtree(dead, ignore_errors=True)
 
 
 def test_a_deep_run_directory_still_lets_programs_bind_sockets_and_its_scratch_goes(
