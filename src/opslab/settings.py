@@ -65,6 +65,14 @@ class Ports:
     """The drift detector's /metrics (a periodic terraform plan of platform/terraform)."""
     opa: int = 18181
     """Open Policy Agent's REST API: the policy agent actions are checked against."""
+    registry: int = 15000
+    """The OCI registry (CNCF distribution), plain HTTP: push images here with crane."""
+    git_server: int = 15001
+    """The Git server (smart HTTP): push to http://127.0.0.1:PORT/NAME.git."""
+    gitops: int = 15002
+    """The GitOps reconciler's /healthz and /readyz."""
+    gitops_metrics: int = 15003
+    """The GitOps reconciler's /metrics (controller-runtime's reconcile metrics)."""
 
     def items(self) -> list[tuple[str, int]]:
         return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]

@@ -42,10 +42,28 @@ def test_an_incomplete_set_is_regenerated(tmp_path: Path) -> None:
     pki = Pki(tmp_path / "pki")
     pki.ensure()
     before = pki.ca_cert.read_bytes()
-    pki.key("kwok").unlink()
+    pki.sa_key.unlink()
     pki.ensure()
-    assert pki.key("kwok").is_file()
+    assert pki.sa_key.is_file()
     assert pki.ca_cert.read_bytes() != before
+
+
+def test_a_client_certificate_a_newer_opslab_adds_is_issued_by_the_existing_ca(tmp_path: Path) -> None:
+    """An upgrade adds a component with an identity of its own: the running API server must keep
+    trusting every other certificate, so only the new one is issued."""
+    pki = Pki(tmp_path / "pki")
+    pki.ensure()
+    before = {p.name: p.read_bytes() for p in pki.dir.iterdir()}
+    pki.cert("gitops").unlink()
+    pki.key("gitops").unlink()
+    pki.ensure()
+    after = {p.name: p.read_bytes() for p in pki.dir.iterdir()}
+    assert {n for n in after if after[n] != before.get(n)} == {"gitops.crt", "gitops.key"}
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    gitops = x509.load_pem_x509_certificate(pki.cert("gitops").read_bytes())
+    gitops.verify_directly_issued_by(ca)
+    assert gitops.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "opslab:gitops"
+    assert stat.S_IMODE(pki.key("gitops").stat().st_mode) == 0o600
 
 
 def test_kubeconfig_is_0600_and_embeds_credentials(tmp_path: Path) -> None:

@@ -63,6 +63,8 @@ type KustomizationReconciler struct {
 	DefaultServiceAccount string
 	// NoCrossNamespaceRefs refuses a sourceRef or dependsOn in another namespace (Flux's lockdown).
 	NoCrossNamespaceRefs bool
+	// Reader reads service accounts and namespaces uncached: the reconciler needs only get on them.
+	Reader client.Reader
 }
 
 func (r *KustomizationReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -349,7 +351,8 @@ func (r *KustomizationReconciler) build(ks *kustomizev1.Kustomization, artifact 
 	defer os.RemoveAll(work)
 	checkout := filepath.Join(r.DataDir, artifact.Path)
 	if err := os.CopyFS(work, os.DirFS(checkout)); err != nil {
-		return nil, fmt.Errorf("cannot copy the source's checkout of '%s' (%w): it is fetched again", artifact.Revision, err)
+		return nil, fmt.Errorf("the checkout of '%s' is not in the reconciler's storage (%w): it is back once %s fetches it again (see its Ready condition)",
+			artifact.Revision, err, ks.Spec.SourceRef.Name)
 	}
 	if digest, _, err := treeDigest(work); err != nil || digest != artifact.Digest {
 		return nil, fmt.Errorf("the source's checkout of '%s' changed while it was copied: it is fetched again", artifact.Revision)
@@ -510,7 +513,7 @@ var errAccountGone = errors.New("the service account to act as is gone")
 func (r *KustomizationReconciler) pruneAll(ctx context.Context, ks *kustomizev1.Kustomization) error {
 	if account := r.account(ks); account != "" {
 		var sa corev1.ServiceAccount
-		if err := r.Get(ctx, types.NamespacedName{Namespace: ks.Namespace, Name: account}, &sa); apierrors.IsNotFound(err) {
+		if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: ks.Namespace, Name: account}, &sa); apierrors.IsNotFound(err) {
 			return fmt.Errorf("%w: %s/%s", errAccountGone, ks.Namespace, account)
 		}
 	}
@@ -528,6 +531,6 @@ func (r *KustomizationReconciler) pruneAll(ctx context.Context, ks *kustomizev1.
 
 func (r *KustomizationReconciler) namespaceTerminating(ctx context.Context, name string) bool {
 	var namespace corev1.Namespace
-	err := r.Get(ctx, types.NamespacedName{Name: name}, &namespace)
+	err := r.Reader.Get(ctx, types.NamespacedName{Name: name}, &namespace)
 	return err == nil && !namespace.DeletionTimestamp.IsZero()
 }

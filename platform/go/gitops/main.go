@@ -116,7 +116,7 @@ func run(dataDir, probeAddr, metricsAddr, crds string, lockdown lockdown, depend
 		Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper(), DataDir: dataDir,
 		Recorder: mgr.GetEventRecorderFor("kustomize-controller"), DependencyRequeue: dependencyRequeue,
 		Config: mgr.GetConfig(), DefaultServiceAccount: lockdown.defaultServiceAccount,
-		NoCrossNamespaceRefs: lockdown.noCrossNamespaceRefs,
+		NoCrossNamespaceRefs: lockdown.noCrossNamespaceRefs, Reader: mgr.GetAPIReader(),
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

@@ -25,6 +25,8 @@ def endpoint_environment(settings: Settings) -> dict[str, str]:
         "OPSLAB_ETCD_URL": f"https://127.0.0.1:{p.etcd}",  # only the API server's etcd client certificate gets in
         "OPSLAB_SHOP_URL": f"http://127.0.0.1:{p.shop}",
         "OPSLAB_OPA_URL": f"http://127.0.0.1:{p.opa}",
+        "OPSLAB_GIT_URL": f"http://127.0.0.1:{p.git_server}",
+        "OPSLAB_REGISTRY": f"127.0.0.1:{p.registry}",
         **sqs.environment(settings),
         "OPSLAB_ROOT": str(paths.root),
         "OPSLAB_STATE_DIR": str(paths.state),

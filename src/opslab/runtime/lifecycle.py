@@ -37,6 +37,7 @@ from opslab.primitives.processes import processes_mentioning, run, terminate
 from opslab.primitives.readiness import ProbeResult, WaitTimeout, safe_probe, wait_until
 from opslab.runtime import kube, nodes, topics
 from opslab.runtime.component import Component, RuntimeContext
+from opslab.runtime.components.delivery import flux_crds
 from opslab.runtime.components.prometheus import LAB_JOB
 from opslab.runtime.endpoints import endpoint_environment
 from opslab.runtime.registry import Registry
@@ -46,15 +47,17 @@ from opslab.settings import Settings
 from opslab.toolchain.resolve import Toolchain
 
 # Start order: each wave starts once the components it needs are ready.
-INDEPENDENT = ("etcd", "kafka", "redis", "elasticmq", "alertmanager", "pushgateway", "opa")
-CONTROL_PLANE = ("kube-controller-manager", "kube-scheduler", "kwok", "prometheus")
+INDEPENDENT = ("etcd", "kafka", "redis", "elasticmq", "alertmanager", "pushgateway", "opa", "git-server", "registry")
+CONTROL_PLANE = ("kube-controller-manager", "kube-scheduler", "kwok", "prometheus", "gitops")
 APPLICATIONS = ("alert-bridge", "shop", "drift-detector")
 STATE_SUBDIRS = ("data", "config", "pki", "supervisor")
 log = logging.getLogger("opslab.runtime")
 STOP_ORDER = (
-    ("shop", "alert-bridge", "drift-detector"),
+    ("shop", "alert-bridge", "drift-detector", "gitops"),
     (
         "prometheus",
+        "git-server",
+        "registry",
         "alertmanager",
         "pushgateway",
         "kafka",
@@ -283,7 +286,7 @@ class Platform:
             self._apply(self.paths.platform / "k8s" / "shop", kustomize=True)
             observer.step("shop manifests", self.clock.monotonic() - t, "Deployments in namespace shop applied")
 
-            self._wait(["kafka", "redis", "elasticmq", "opa"], observer)
+            self._wait(["kafka", "redis", "elasticmq", "opa", "git-server", "registry", "gitops"], observer)
             t = self.clock.monotonic()
             created_topics = topics.ensure(
                 f"127.0.0.1:{self.settings.ports.kafka}", self.paths.platform / "kafka" / "topics.yaml"
@@ -404,9 +407,20 @@ class Platform:
             raise ComponentFailed(f"applying {manifests} failed: {out.tail()}")
 
     def _bootstrap(self) -> None:
-        """RBAC of the platform's own components, and the CRDs (cluster-wide, before anything uses them)."""
+        """RBAC of the platform's own components, and the CRDs (cluster-wide, before anything uses
+        them): opslab's own and Flux's, which `opslab setup` ships next to the GitOps reconciler."""
         self._apply(self.paths.platform / "k8s" / "bootstrap")
         self._apply(self.paths.platform / "k8s" / "crds", kustomize=True)
+        crds = flux_crds(self.registry.get("gitops"))
+        self._apply(crds)
+        kubectl = self.ctx.toolchain.require("kubectl")
+        out = run(
+            [kubectl, "--kubeconfig", self.paths.kubeconfig, "wait", "--for=condition=Established",
+             "--timeout=60s", "-f", crds],
+            timeout=70,
+        )  # fmt: skip
+        if not out.ok:
+            raise ComponentFailed(f"Flux's CRDs in {crds} were not served: {out.tail()}")
 
     def targets_probe(self) -> ProbeResult:
         """Ready when Prometheus reports every platform target with health "up" (targets that labs

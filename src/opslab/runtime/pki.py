@@ -45,6 +45,7 @@ CLIENTS = (
     ClientIdentity("kwok", "opslab:kwok"),
     ClientIdentity("prometheus", "opslab:prometheus"),
     ClientIdentity("shop", "opslab:shop"),
+    ClientIdentity("gitops", "opslab:gitops"),
 )
 
 
@@ -73,6 +74,32 @@ def _self_signed(name: x509.Name, key: ec.EllipticCurvePrivateKey, now: datetime
         )
         .sign(key, hashes.SHA256())
     )  # fmt: skip
+
+
+def _certificate(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey],
+    now: datetime.datetime,
+    *,
+    usages: list[x509.ObjectIdentifier],
+    sans: list[x509.GeneralName],
+) -> x509.Certificate:
+    """A leaf certificate for ``key``, signed by ``issuer`` (its name and key), valid VALIDITY from ``now``."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer[0])
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(issuer[1], hashes.SHA256())
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -131,6 +158,33 @@ class Pki:
     def key(self, name: str) -> Path:
         return self.dir / f"{name}.key"
 
+    def _add_missing_clients(self) -> bool:
+        """Issue the missing client certificates with the existing CA; False when more is missing."""
+        missing = [c for c in CLIENTS if not (self.cert(c.name).is_file() and self.key(c.name).is_file())]
+        if not missing or not self.complete_but_clients():
+            return False
+        try:
+            ca_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
+            ca_cert = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
+        except (OSError, ValueError):
+            return False
+        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+            return False
+        now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+        for client in missing:
+            key = _key()
+            subject, issuer = _name(client.user, client.groups), (ca_cert.subject, ca_key)
+            cert = _certificate(subject, key, issuer, now, usages=[ExtendedKeyUsageOID.CLIENT_AUTH], sans=[])
+            write_private(self.key(client.name), _pem_key(key))
+            write_atomic(self.cert(client.name), _pem_cert(cert))
+        return self.complete()
+
+    def complete_but_clients(self) -> bool:
+        """Everything but the client certificates is there."""
+        needed = [self.ca_cert, self.ca_key, self.sa_key, self.sa_pub, self.cert("apiserver")]
+        needed += [self.etcd_ca_cert, self.etcd_ca_key] + [self.cert(n) for n in ETCD_CERTS]
+        return all(p.is_file() for p in needed)
+
     def complete(self) -> bool:
         needed = [self.ca_cert, self.ca_key, self.sa_key, self.sa_pub, self.cert("apiserver")]
         needed += (
@@ -142,8 +196,12 @@ class Pki:
         return all(p.is_file() for p in needed)
 
     def ensure(self) -> None:
-        """Create whatever is missing; an incomplete set is regenerated whole."""
+        """Create whatever is missing. A client certificate a newer opslab added is issued by the
+        existing CA (the running API server keeps trusting everything else); any other gap
+        regenerates the whole set."""
         if self.complete():
+            return
+        if self._add_missing_clients():
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o700)
@@ -163,21 +221,8 @@ class Pki:
             issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] = (ca_name, ca_key),
         ) -> None:
             key = _key()
-            builder = (
-                x509.CertificateBuilder()
-                .subject_name(subject)
-                .issuer_name(issuer[0])
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now)
-                .not_valid_after(now + VALIDITY)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            )
-            if sans:
-                builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
             write_private(self.key(name), _pem_key(key))
-            write_atomic(self.cert(name), _pem_cert(builder.sign(issuer[1], hashes.SHA256())))
+            write_atomic(self.cert(name), _pem_cert(_certificate(subject, key, issuer, now, usages=usages, sans=sans)))
 
         dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                "kubernetes.default.svc.cluster.local"]  # fmt: skip

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from opslab.primitives.errors import ConfigError
 from opslab.runtime.component import Component, RuntimeContext
 from opslab.runtime.components.alertmanager import Alertmanager
+from opslab.runtime.components.delivery import GitOps, GitServer, ImageRegistry
 from opslab.runtime.components.elasticmq import ElasticMQ
 from opslab.runtime.components.etcd import Etcd
 from opslab.runtime.components.kafka import Kafka
@@ -31,6 +32,9 @@ COMPONENT_TYPES: tuple[type[Component], ...] = (
     Redis,
     ElasticMQ,
     Opa,
+    GitServer,
+    ImageRegistry,
+    GitOps,
     AlertBridge,
     Shop,
     DriftDetector,

@@ -138,7 +138,7 @@ class ApiServer(Component):
         self.ctx.pki.ensure()
         write_atomic(self.audit_policy, AUDIT_POLICY)
         (self.ctx.settings.paths.state / AUDIT_LOG).parent.mkdir(parents=True, exist_ok=True)
-        for client in ("admin", "controller-manager", "scheduler", "kwok", "shop"):
+        for client in ("admin", "controller-manager", "scheduler", "kwok", "shop", "gitops"):
             kubeconfig.write(self.ctx.kubeconfig_for(client), self.ctx.pki, self.ctx.apiserver_url, client)
 
     def command(self) -> list[str]:

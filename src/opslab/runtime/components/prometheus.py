@@ -79,6 +79,7 @@ class Prometheus(Component):
             job("shop", p.shop),
             job("alert-bridge", p.alert_bridge),
             job("drift-detector", p.drift_detector),
+            job("gitops", p.gitops_metrics),
             # What batch jobs pushed keeps their own job and instance labels (honor_labels).
             {**job("pushgateway", p.pushgateway), "honor_labels": True},
             # Lab graders (and learners) add targets by dropping a file_sd JSON file here.
