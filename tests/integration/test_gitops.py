@@ -1,30 +1,26 @@
-"""opslab's GitOps reconciler (platform/go/gitops) against the real API server, Flux's own CRDs and
-its Git server over HTTP: a commit is applied, a hand edit reverted, a removed manifest pruned,
+"""opslab's GitOps reconciler (platform/go/gitops) as `up` runs it (user opslab:gitops, applying as
+each namespace's gitops-deployer, cross-namespace references refused), with Flux's own CRDs and the
+platform's Git server: a commit is applied, a hand edit reverted, a removed manifest pruned,
 dependsOn holds back what depends on an unhealthy Kustomization, suspend stops reconciliation, and
 a field outside the honoured subset is reported, not ignored."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from opslab.grading.fixtures import eventually
-from opslab.primitives.ports import free_port
-from opslab.primitives.processes import terminate
 from opslab.runtime.lifecycle import Platform
-from opslab.toolchain.resolve import toolchain_for
 
 pytestmark = pytest.mark.platform
 
@@ -36,16 +32,36 @@ WAIT = 60.0
 
 @dataclass
 class GitOps:
-    """The reconciler and Git server of this module's tests."""
+    """The platform's reconciler and Git server, as this module's tests use them."""
 
     api: client.ApiClient
     git_url: str
     work: Path
+    opted: set[str] = field(default_factory=set)
+
+    def opt_in(self, namespace: str) -> None:
+        """Let the reconciler act in ``namespace`` as its gitops-deployer account (ClusterRole edit),
+        as docs/gitops.md tells a namespace to."""
+        if namespace in self.opted:
+            return
+        core, rbac = client.CoreV1Api(self.api), client.RbacAuthorizationV1Api(self.api)
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": "gitops-deployer"}})
+        for name, role, subject in (
+            ("gitops-deployer", "edit", {"kind": "ServiceAccount", "name": "gitops-deployer", "namespace": namespace}),
+            ("opslab-gitops", "opslab:gitops-impersonate",
+             {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "opslab:gitops"}),
+        ):  # fmt: skip
+            rbac.create_namespaced_role_binding(namespace, {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": [subject]})  # fmt: skip
+        self.opted.add(namespace)
 
     def repository(self, name: str) -> Repo:
         return Repo(self.work / name, f"{self.git_url}/{name}.git")
 
     def create(self, namespace: str, kind: tuple[str, str, str], name: str, spec: dict[str, Any]) -> None:
+        self.opt_in(namespace)
         group, version, plural = kind
         body = {"apiVersion": f"{group}/{version}", "kind": "GitRepository" if kind == SOURCE else "Kustomization",
                 "metadata": {"name": name, "namespace": namespace}, "spec": spec}  # fmt: skip
@@ -115,51 +131,23 @@ def config_map(name: str, **data: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture(scope="module")
 def gitops(platform: Platform, api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitOps]:
-    toolchain = toolchain_for(platform.settings)
-    binary = toolchain.require("opslab-gitops")
-    work = tmp_path_factory.mktemp("gitops")
-    git_port, health_port = free_port(), free_port()
-    (work / "data").mkdir()
-    logs = (work / "git-server.log").open("wb"), (work / "reconciler.log").open("wb")
-    procs = [
-        subprocess.Popen([str(binary), "git-server", "--dir", str(work / "repositories"), "--addr",
-                          f"127.0.0.1:{git_port}"], stdout=logs[0], stderr=subprocess.STDOUT, start_new_session=True),
-        subprocess.Popen([str(binary), "--data-dir", str(work / "data"), "--health-addr", f"127.0.0.1:{health_port}",
-                          "--requeue-dependency", "1s", "--no-cross-namespace-refs",
-                          "--kubeconfig", str(platform.paths.kubeconfig), "--crds", str(binary.parent.parent / "crds")],
-                         stdout=logs[1], stderr=subprocess.STDOUT, start_new_session=True),
-    ]  # fmt: skip
-    gone = False
-    try:
-        assert eventually(lambda: _listening(git_port), 30), "the Git server does not listen"
+    """The platform's own GitOps reconciler and Git server (`up` starts them)."""
+    ports = platform.settings.ports
+    assert httpx.get(f"http://127.0.0.1:{ports.gitops}/readyz", timeout=5).status_code == 200
+    used = GitOps(api, f"http://127.0.0.1:{ports.git_server}", tmp_path_factory.mktemp("gitops") / "clones")
+    yield used
+    # The tests' namespaces are gone or going: their Kustomizations wait on the reconciler's
+    # finalizer; one left behind would hold its namespace in Terminating.
+    group, version, plural = KUSTOMIZATION
+    custom = client.CustomObjectsApi(api)
 
-        def reconciler_ready() -> bool:
-            return httpx.get(f"http://127.0.0.1:{health_port}/readyz", timeout=2).status_code == 200
+    def gone() -> bool:
+        items = custom.list_cluster_custom_object(group, version, plural)["items"]
+        return not [k for k in items if k["metadata"]["namespace"] in used.opted]
 
-        # Ready only after it applied Flux's CRDs and they are served.
-        assert eventually(reconciler_ready, 90), (work / "reconciler.log").read_text()[-2000:]
-        yield GitOps(api, f"http://127.0.0.1:{git_port}", work / "clones")
-    finally:
-        # The tests' namespaces are gone or going: their Kustomizations wait on the reconciler's
-        # finalizer, so it stops only when none is left (else a namespace would stay Terminating).
-        group, version, plural = KUSTOMIZATION
-        custom = client.CustomObjectsApi(api)
-        gone = eventually(lambda: not custom.list_cluster_custom_object(group, version, plural)["items"], WAIT)
-        terminate([psutil.Process(p.pid) for p in procs if p.poll() is None], grace=10)
-        for proc in procs:
-            proc.wait(timeout=10)
-        for log in logs:
-            log.close()
-    assert gone, (
-        "a deleted namespace's Kustomization kept its finalizer: " + (work / "reconciler.log").read_text()[-2000:]
-    )
+    assert eventually(gone, WAIT), "a deleted namespace's Kustomization kept its finalizer (see gitops.log)"
 
 
 def test_a_commit_is_applied_a_hand_edit_reverted_and_a_removed_manifest_pruned(

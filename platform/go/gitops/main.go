@@ -15,9 +15,13 @@ import (
 
 	kustomizev1 "github.com/fluxcd/kustomize-controller/api/v1"
 	sourcev1 "github.com/fluxcd/source-controller/api/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -41,6 +45,9 @@ func main() {
 	var dataDir, probeAddr, metricsAddr, crds, defaultServiceAccount string
 	var dependencyRequeue time.Duration
 	var noCrossNamespaceRefs bool
+	var imageRegistry string
+	flag.StringVar(&imageRegistry, "image-registry", "",
+		"run the image runtime for pods labelled opslab.dev/runtime=registry, pulling from this host:port")
 	flag.BoolVar(&noCrossNamespaceRefs, "no-cross-namespace-refs", false,
 		"refuse a Kustomization's sourceRef or dependsOn in another namespace")
 	flag.StringVar(&dataDir, "data-dir", "", "where fetched revisions are kept (required)")
@@ -60,7 +67,7 @@ func main() {
 		os.Exit(2)
 	}
 	lockdown := lockdown{defaultServiceAccount: defaultServiceAccount, noCrossNamespaceRefs: noCrossNamespaceRefs}
-	if err := run(dataDir, probeAddr, metricsAddr, crds, lockdown, dependencyRequeue); err != nil {
+	if err := run(dataDir, probeAddr, metricsAddr, crds, imageRegistry, lockdown, dependencyRequeue); err != nil {
 		fmt.Fprintf(os.Stderr, "opslab-gitops: %v\n", err)
 		os.Exit(1)
 	}
@@ -84,7 +91,7 @@ type lockdown struct {
 	noCrossNamespaceRefs  bool
 }
 
-func run(dataDir, probeAddr, metricsAddr, crds string, lockdown lockdown, dependencyRequeue time.Duration) error {
+func run(dataDir, probeAddr, metricsAddr, crds, imageRegistry string, lockdown lockdown, dependencyRequeue time.Duration) error {
 	scheme, err := newScheme()
 	if err != nil {
 		return err
@@ -103,6 +110,10 @@ func run(dataDir, probeAddr, metricsAddr, crds string, lockdown lockdown, depend
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: probeAddr,
+		// Only the image runtime's pods are watched (and cached), not every pod of the cluster.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{RuntimeLabel: RuntimeRegistry})},
+		}},
 	})
 	if err != nil {
 		return err
@@ -119,6 +130,13 @@ func run(dataDir, probeAddr, metricsAddr, crds string, lockdown lockdown, depend
 		NoCrossNamespaceRefs: lockdown.noCrossNamespaceRefs, Reader: mgr.GetAPIReader(),
 	}).SetupWithManager(mgr); err != nil {
 		return err
+	}
+	if imageRegistry != "" {
+		if err := (&ImageRuntimeReconciler{
+			Client: mgr.GetClient(), Registry: imageRegistry, Recorder: mgr.GetEventRecorderFor("kubelet"),
+		}).SetupWithManager(mgr); err != nil {
+			return err
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err

@@ -7,7 +7,8 @@ Kustomization APIs; see docs/gitops.md).
 - gitops      `opslab-gitops` as user opslab:gitops, which applies nothing as itself: a
               Kustomization acts as a service account of its namespace (gitops-deployer unless it
               names one), in namespaces that opt in (platform/k8s/bootstrap/gitops.yaml). Flux's
-              CRDs are applied by `up`'s bootstrap, as the admin.
+              CRDs are applied by `up`'s bootstrap, as the admin. It also runs the image runtime:
+              pods labelled opslab.dev/runtime=registry run only images the registry holds.
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ class GitOps(Component):
             f"--health-addr=127.0.0.1:{p.gitops}",
             f"--metrics-addr=127.0.0.1:{p.gitops_metrics}",
             f"--default-service-account={DEFAULT_SERVICE_ACCOUNT}",
+            f"--image-registry=127.0.0.1:{p.registry}",
             "--no-cross-namespace-refs",
         ]
 
