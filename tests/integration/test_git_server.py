@@ -120,7 +120,8 @@ def test_only_a_push_creates_a_repository_and_paths_stay_inside_the_root(tmp_pat
     assert not (repositories / "missing.git").exists(), "a fetch created a repository"
     upload = "info/refs?service=git-upload-pack"
     for path in (f"/../outside.git/{upload}", f"/a/../../outside.git/{upload}", f"/%2e%2e/outside.git/{upload}",
-                 f"/nested/dir.git/{upload}", "/app.git/HEAD", "/app.git/objects/info/packs"):  # fmt: skip
+                 f"/a/b/c.git/{upload}", f"/app.git/inner.git/{upload}", "/app.git/HEAD",
+                 "/app.git/objects/info/packs"):  # fmt: skip
         assert _get(server, path) == 404, path
     assert not (tmp_path / "outside.git").exists()
     # A page on another site that resolves its own name to 127.0.0.1 cannot reach the server.
@@ -134,3 +135,8 @@ def test_only_a_push_creates_a_repository_and_paths_stay_inside_the_root(tmp_pat
     assert pushed.returncode == 0, pushed.stderr
     assert (repositories / "app.git" / "objects").is_dir()
     assert _get(server, f"/app.git/{upload}") == 200
+    # An owner and a repository (team/app.git): what tools that read an owner from a URL need.
+    owned = git(work, "push", "-q", f"http://127.0.0.1:{server}/team/app.git", "main")
+    assert owned.returncode == 0, owned.stderr
+    assert (repositories / "team" / "app.git" / "objects").is_dir()
+    assert not list(repositories.glob("app.git/**/inner.git")), "a repository was made inside another"

@@ -22,8 +22,11 @@ import (
 )
 
 // repoPath is what the server answers: /<name>/info/refs, /<name>/git-upload-pack or
-// /<name>/git-receive-pack, where a name is one path segment (app.git); nothing else reaches git.
-var repoPath = regexp.MustCompile(`^/([A-Za-z0-9][A-Za-z0-9._-]*)/(info/refs|git-upload-pack|git-receive-pack)$`)
+// /<name>/git-receive-pack, where a name is a repository (app.git) or an owner and a repository
+// (team/app.git: tools that read an owner from the URL, such as semantic-release, need one);
+// nothing else reaches git.
+var repoPath = regexp.MustCompile(
+	`^/((?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*)/(info/refs|git-upload-pack|git-receive-pack)$`)
 
 // gitServer serves the bare repositories under --dir over Git's smart HTTP protocol (gitkit, which
 // runs git's own upload-pack and receive-pack), on 127.0.0.1. A push to <name>.git creates the
@@ -100,8 +103,8 @@ type gitHandler struct {
 
 func (h *gitHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	match := repoPath.FindStringSubmatch(r.URL.Path)
-	if match == nil || strings.Contains(match[1], "..") {
-		http.Error(w, "not a repository path: use http://127.0.0.1:PORT/NAME.git", http.StatusNotFound)
+	if match == nil || strings.Contains(match[1], "..") || strings.Contains(match[1], ".git/") {
+		http.Error(w, "not a repository path: use http://127.0.0.1:PORT/NAME.git or /OWNER/NAME.git", http.StatusNotFound)
 		return
 	}
 	if host, _, err := net.SplitHostPort(r.Host); err != nil || (host != "127.0.0.1" && host != "localhost") {
@@ -142,16 +145,15 @@ func (h *gitHandler) create(name string) error {
 	return h.installHook(path)
 }
 
-// installHooks puts the hook into every repository already under the root.
+// installHooks puts the hook into every repository already under the root (NAME or OWNER/NAME).
 func (h *gitHandler) installHooks() error {
-	entries, err := os.ReadDir(h.root)
-	if err != nil {
-		return err
-	}
-	for _, entry := range entries {
-		path := filepath.Join(h.root, entry.Name())
-		if _, err := os.Stat(filepath.Join(path, "objects")); entry.IsDir() && err == nil {
-			if err := h.installHook(path); err != nil {
+	for _, pattern := range []string{"*", "*/*"} {
+		found, err := filepath.Glob(filepath.Join(h.root, pattern, "objects"))
+		if err != nil {
+			return err
+		}
+		for _, objects := range found {
+			if err := h.installHook(filepath.Dir(objects)); err != nil {
 				return err
 			}
 		}
