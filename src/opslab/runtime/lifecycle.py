@@ -438,7 +438,7 @@ class Platform:
     def write_env_file(self) -> Path:
         """.opslab/env: source it to use kubectl, promtool, Kafka tools and the endpoints directly."""
         tc = self.ctx.toolchain
-        tools = ("kubectl", "promtool", "kafka-topics", "redis-cli", "opa")
+        tools = ("kubectl", "promtool", "kafka-topics", "redis-cli", "opa", "crane")
         bins = {str(tc.require(tool).parent) for tool in tools} | {str(Path(sys.executable).parent)}
         bins.add(str(self.terraform.binary().parent))  # terraform, or OpenTofu's `tofu`
         variables = {**endpoint_environment(self.settings), **self.terraform.user_env()}
