@@ -135,6 +135,10 @@ def test_only_a_push_creates_a_repository_and_paths_stay_inside_the_root(tmp_pat
     assert pushed.returncode == 0, pushed.stderr
     assert (repositories / "app.git" / "objects").is_dir()
     assert _get(server, f"/app.git/{upload}") == 200
+    cloned = git(tmp_path, "clone", "-q", f"http://127.0.0.1:{server}/app.git", "copy")
+    assert cloned.returncode == 0 and (tmp_path / "copy" / "README.md").is_file(), (
+        f"a plain clone did not check out main (the repository's HEAD must name it): {cloned.stderr}"
+    )
     # An owner and a repository (team/app.git): what tools that read an owner from a URL need.
     owned = git(work, "push", "-q", f"http://127.0.0.1:{server}/team/app.git", "main")
     assert owned.returncode == 0, owned.stderr

@@ -131,6 +131,17 @@ def config_map(name: str, **data: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
 
 
+def never_ready() -> dict[str, Any]:
+    """A Deployment whose pod no node takes: its rollout never completes."""
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "never-ready"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "never-ready"}},
+                 "template": {"metadata": {"labels": {"app": "never-ready"}},
+                              "spec": {"nodeSelector": {"opslab.dev/no-such-node": "x"},
+                                       "containers": [{"name": "app", "image": "shop/app:1.0.0"}]}}},
+    }  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def gitops(platform: Platform, api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitOps]:
     """The platform's own GitOps reconciler and Git server (`up` starts them)."""
@@ -200,14 +211,7 @@ def test_depends_on_waits_for_a_healthy_dependency_and_a_failed_health_check_say
     core = client.CoreV1Api(api)
     name = f"deps-{uuid.uuid4().hex[:6]}"
     repo = gitops.repository(name)
-    never_ready = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "never-ready"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "never-ready"}},
-                 "template": {"metadata": {"labels": {"app": "never-ready"}},
-                              "spec": {"nodeSelector": {"opslab.dev/no-such-node": "x"},
-                                       "containers": [{"name": "app", "image": "shop/app:1.0.0"}]}}},
-    }  # fmt: skip
-    repo.commit({"base/deployment.yaml": never_ready, "after/settings.yaml": config_map("after", order="second")},
+    repo.commit({"base/deployment.yaml": never_ready(), "after/settings.yaml": config_map("after", order="second")},
                 "a base that never becomes healthy")  # fmt: skip
     gitops.source(namespace, name, path="./base", wait=True, timeout="4s")
     gitops.kustomization(namespace, "after", name, path="./after", dependsOn=[{"name": name}])
@@ -330,3 +334,26 @@ def test_a_service_account_confines_what_a_kustomization_may_apply(
     status = lambda: gitops.get(namespace, KUSTOMIZATION, name).get("status", {})  # noqa: E731
     assert eventually(lambda: status().get("lastAppliedRevision") == revision, WAIT), message()
     assert core.read_namespaced_config_map("settings", namespace).data == {"v": "1"}
+
+
+def test_a_health_wait_ends_when_a_fix_is_pushed_not_at_its_timeout(
+    gitops: GitOps, api: client.ApiClient, namespace: str
+) -> None:
+    """A bad release waits for health for its whole timeout (5 min here); a revert pushed meanwhile
+    must not wait that long: the wait is canceled on the source's new revision."""
+    name = f"cancel-{uuid.uuid4().hex[:6]}"
+    repo = gitops.repository(name)
+    bad = repo.commit({"app/deployment.yaml": never_ready()}, "a release that never becomes ready")
+    gitops.source(namespace, name, wait=True, timeout="5m")
+    status = lambda: gitops.get(namespace, KUSTOMIZATION, name).get("status", {})  # noqa: E731
+    assert eventually(lambda: status().get("lastAttemptedRevision") == bad, WAIT)
+    ready = gitops.ready(namespace, KUSTOMIZATION, name)
+    assert ready.get("status") == "Unknown" and "in progress" in ready.get("message", ""), (
+        f"during the health wait the status must say it is in progress, not look settled: {ready}"
+    )
+    fixed = repo.commit({"app/deployment.yaml": None, "app/settings.yaml": config_map("settings", v="2")}, "revert")
+    assert eventually(lambda: status().get("lastAppliedRevision") == fixed, WAIT), gitops.ready(
+        namespace, KUSTOMIZATION, name
+    )
+    reasons = [e.reason for e in client.CoreV1Api(api).list_namespaced_event(namespace).items]
+    assert "HealthCheckCanceled" in reasons, reasons

@@ -30,7 +30,7 @@ var repoPath = regexp.MustCompile(
 
 // gitServer serves the bare repositories under --dir over Git's smart HTTP protocol (gitkit, which
 // runs git's own upload-pack and receive-pack), on 127.0.0.1. A push to <name>.git creates the
-// repository (a fetch of a missing one is 404); --post-receive installs that script as every
+// repository, its HEAD on main (a fetch of a missing one is 404); --post-receive installs that script as every
 // repository's post-receive hook (the learner's pipeline runs on push). With --credentials FILE
 // ("user:password" on one line, mode 0600) pushes and fetches need HTTP basic authentication.
 func gitServer(args []string) error {
@@ -139,7 +139,8 @@ func (h *gitHandler) create(name string) error {
 	if _, err := os.Stat(filepath.Join(path, "objects")); err == nil {
 		return nil
 	}
-	if out, err := exec.Command("git", "init", "-q", "--bare", path).CombinedOutput(); err != nil {
+	// HEAD names main, so a plain clone of a repository pushed to main checks it out.
+	if out, err := exec.Command("git", "init", "-q", "--bare", "--initial-branch=main", path).CombinedOutput(); err != nil {
 		return fmt.Errorf("git init: %v: %s", err, out)
 	}
 	return h.installHook(path)

@@ -179,6 +179,11 @@ func (r *KustomizationReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	ks.Status.LastAttemptedRevision = artifact.Revision
 	progressing(&ks, fmt.Sprintf("Reconciliation in progress for revision '%s'", artifact.Revision))
+	// Say so now: a health wait can take the whole timeout, and the status must not look settled.
+	if err := r.Status().Patch(ctx, &ks, client.MergeFrom(before)); err != nil {
+		return ctrl.Result{}, err
+	}
+	before = ks.DeepCopy()
 	reason, applyErr := r.apply(ctx, &ks, artifact)
 	if applyErr != nil {
 		failed(&ks, reason, applyErr.Error())
@@ -327,7 +332,14 @@ func (r *KustomizationReconciler) apply(ctx context.Context, ks *kustomizev1.Kus
 			timeout = ks.Spec.Timeout.Duration
 		}
 		set(ks, meta.HealthyCondition, metav1.ConditionUnknown, meta.ProgressingReason, "Health check in progress")
-		err := manager.WaitForSetWithContext(ctx, toCheck, ssa.WaitOptions{Interval: 2 * time.Second, Timeout: timeout, FailFast: true})
+		waiting, stop := r.untilNewRevision(ctx, ks, artifact.Revision)
+		err := manager.WaitForSetWithContext(waiting, toCheck, ssa.WaitOptions{Interval: 2 * time.Second, Timeout: timeout, FailFast: true})
+		stop()
+		if errors.Is(context.Cause(waiting), errNewRevision) {
+			message := "Health check canceled: the source has a new revision, which is applied next"
+			set(ks, meta.HealthyCondition, metav1.ConditionUnknown, meta.HealthCheckCanceledReason, message)
+			return meta.HealthCheckCanceledReason, errors.New(message)
+		}
 		if err != nil {
 			message := "Health check failed after " + timeout.String() + ": " + err.Error()
 			set(ks, meta.HealthyCondition, metav1.ConditionFalse, meta.HealthCheckFailedReason, message)
@@ -338,6 +350,32 @@ func (r *KustomizationReconciler) apply(ctx context.Context, ks *kustomizev1.Kus
 		clear(ks, meta.HealthyCondition)
 	}
 	return "", nil
+}
+
+var errNewRevision = errors.New("the source has a new revision")
+
+// untilNewRevision is a context cancelled when the Kustomization's source stores another revision
+// than “revision“ (a fix, or a revert, of what is being waited for): the health wait of a bad
+// release then ends at once instead of at its timeout, as Flux's CancelHealthCheckOnNewRevision.
+func (r *KustomizationReconciler) untilNewRevision(ctx context.Context, ks *kustomizev1.Kustomization, revision string) (context.Context, func()) {
+	waiting, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		ticker := time.NewTicker(time.Second)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ticker.C:
+				if artifact, err := r.source(waiting, ks); err == nil && artifact.Revision != revision {
+					cancel(errNewRevision)
+					return
+				}
+			}
+		}
+	}()
+	return waiting, func() { close(done); cancel(nil) }
 }
 
 // build runs kustomize on a private copy of the checkout (the generator writes a
