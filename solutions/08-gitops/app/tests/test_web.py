@@ -1,9 +1,4 @@
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from web import greeting  # noqa: E402
+from web import greeting
 
 
 def test_greeting_names_the_caller() -> None:
