@@ -20,7 +20,7 @@ pytestmark = pytest.mark.platform
 
 EXPECTED_JOBS = {
     "prometheus", "alertmanager", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
-    "shop", "alert-bridge", "drift-detector", "pushgateway",
+    "shop", "alert-bridge", "drift-detector", "pushgateway", "gitops",
 }  # fmt: skip
 
 

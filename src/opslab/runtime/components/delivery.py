@@ -59,11 +59,12 @@ class GitServer(Component):
         ]
 
     def probe(self) -> ProbeResult:
-        # A missing repository answers 404: the server is up and checks paths.
+        # "/" is no repository: the server's own path check answers it (git and its log are not
+        # involved), which shows it is up and checking paths.
         with self.ctx.http() as client:
-            response = client.get(f"{self.url}/opslab-probe.git/info/refs?service=git-upload-pack")
-        if response.status_code != 404:
-            return ProbeResult.failed(f"GET {self.url} answered {response.status_code}")
+            response = client.get(f"{self.url}/")
+        if response.status_code != 404 or "not a repository path" not in response.text:
+            return ProbeResult.failed(f"GET {self.url}/ answered {response.status_code}: {response.text[:80]!r}")
         return ProbeResult.passed()
 
 
