@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -273,9 +274,18 @@ class Delivery:
                     ) from None
 
     def tear_down(self) -> None:
-        for environment in ENVIRONMENTS:
+        """Remove what the run left outside its namespaces (the run's sweep deletes those): its burn
+        rates, its repositories on the Git server and its images' manifests in the registry."""
+        for environment in self.namespaces:
             with contextlib.suppress(httpx.HTTPError):
                 httpx.delete(self._burn_url(environment), timeout=10)
+        state = os.environ.get("OPSLAB_STATE_DIR")
+        if state:
+            shutil.rmtree(Path(state) / "data" / "git" / self.run_id, ignore_errors=True)
+        with contextlib.suppress(AssertionError):
+            for tag in crane("ls", self.image).split():
+                with contextlib.suppress(AssertionError):
+                    crane("delete", f"{self.image}@{crane('digest', f'{self.image}:{tag}')}")
 
     # ------------------------------------------------------------------ the SLO feed
 
