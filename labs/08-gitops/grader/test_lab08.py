@@ -183,9 +183,14 @@ def test_promotion_goes_through_the_gate(delivery: Delivery) -> None:
     approval = delivery.delivery / "approvals" / "prod" / "0.3.0.yaml"
     approval.parent.mkdir(parents=True, exist_ok=True)
     approval.write_text(f"approved_by: release-manager@example.org\nreason: CAB-1234\ndigest: {digest}\n")
-    delivery.commit_delivery("approve: web 0.3.0 for prod")
-    assert eventually(lambda: delivery.kustomization("staging").get("status", {}).get("lastAppliedRevision", "")
-                      .endswith(delivery.pull()), SETTLE), "staging did not apply the approval commit"  # fmt: skip
+    approved_at = delivery.commit_delivery("approve: web 0.3.0 for prod")
+
+    def staging_applied() -> bool:
+        status = delivery.kustomization("staging").get("status", {})
+        return str(status.get("lastAppliedRevision", "")).endswith(approved_at)
+
+    # The gate asks for staging Ready at Git's head, which the approval commit just moved.
+    assert eventually(staging_applied, SETTLE), "staging did not apply the approval commit"
     approved = delivery.script("promote.sh", "staging", "prod")
     assert approved.returncode == 0, f"promote.sh staging prod refused an approved, healthy release: {approved.tail()}"
     delivery.nudge()
