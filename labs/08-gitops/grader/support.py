@@ -122,6 +122,8 @@ class Delivery:
     namespaces: dict[str, str] = field(default_factory=dict)
     first: str = ""
     """The digest of the grader's first image (0.1.0), which every environment starts on."""
+    problems: list[str] = field(default_factory=list)
+    """What in the learner's clusters/ the API server refused at set-up (each check reports it)."""
 
     # ------------------------------------------------------------------ names
 
@@ -268,10 +270,14 @@ class Delivery:
                 try:
                     custom.create_namespaced_custom_object(group, version, obj["metadata"]["namespace"], plural, obj)
                 except ApiException as exc:
-                    raise AssertionError(
+                    self.problems.append(
                         f"clusters/{environment}.yaml: the API server refused {obj.get('kind')} "
                         f"{obj['metadata'].get('name')}: {json.loads(exc.body or '{}').get('message', exc.reason)}"
-                    ) from None
+                    )
+
+    def require_up(self) -> None:
+        """Fail the check when the learner's cluster objects could not even be created."""
+        assert not self.problems, self.problems[0]
 
     def tear_down(self) -> None:
         """Remove what the run left outside its namespaces (the run's sweep deletes those): its burn

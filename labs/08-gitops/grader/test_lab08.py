@@ -65,6 +65,7 @@ def release(delivery: Delivery, environment: str, version: str, *, ready: bool =
        "healthChecks) with a timeout and dependsOn the guardrails; each overlay pins web by digest.")  # fmt: skip
 def test_the_environments_come_up_from_git(delivery: Delivery) -> None:
     """every environment is reconciled from Git: the app waits for health, depends on the guardrails, prunes"""
+    delivery.require_up()
     for environment in ENVIRONMENTS:
         kustomizations = {o["metadata"]["name"]: o["spec"] for o in delivery.cluster_objects(environment)
                           if o.get("kind") == "Kustomization"}  # fmt: skip
@@ -96,6 +97,7 @@ def test_the_environments_come_up_from_git(delivery: Delivery) -> None:
        "IMAGE@sha256:... (digest:, never newTag) and push the delivery repository.")  # fmt: skip
 def test_a_commit_reaches_dev_versioned_and_pinned_by_digest(delivery: Delivery) -> None:
     """a feat: commit reaches dev as the next minor version, pinned by digest; fix: is a patch; chore: releases nothing"""
+    delivery.require_up()
     before = {env: delivery.running(env)[0] for env in ("staging", "prod")}
     tags = delivery.app_tags()
     done, commit = delivery.release_on_push("feat: say goodbye", {"src/web/farewell.py": "FAREWELL = 'bye'\n"})
@@ -143,6 +145,7 @@ def test_a_commit_reaches_dev_versioned_and_pinned_by_digest(delivery: Delivery)
        "and opa eval policy/; for prod require approvals/prod/<version>.yaml naming the digest; then commit TO.")  # fmt: skip
 def test_promotion_goes_through_the_gate(delivery: Delivery) -> None:
     """releases go dev -> staging -> prod only through the gate: health, error budget, policy, prod approval"""
+    delivery.require_up()
     digest, _ = release(delivery, "dev", "0.3.0")
     assert delivery.runs("dev", digest, SETTLE), (
         f"the grader's release 0.3.0 did not reach dev: {delivery.ready('dev')}"
@@ -207,6 +210,7 @@ def test_promotion_goes_through_the_gate(delivery: Delivery) -> None:
        "revert and pushes: the reconciler applies the revert. kubectl changes are undone by the reconciler.")  # fmt: skip
 def test_a_bad_release_is_held_back_and_reverted_in_git(delivery: Delivery) -> None:
     """a release that fails readiness is not promoted, and the rollback is a git revert the reconciler applies"""
+    delivery.require_up()
     good, _ = release(delivery, "dev", "0.4.0")
     assert delivery.runs("dev", good, SETTLE), f"the grader's release 0.4.0 did not reach dev: {delivery.ready('dev')}"
     staging = delivery.running("staging")[0]
@@ -247,6 +251,7 @@ def test_a_bad_release_is_held_back_and_reverted_in_git(delivery: Delivery) -> N
        "reverts a hand edit; never rely on kubectl to change an environment.")  # fmt: skip
 def test_git_is_the_source_of_truth(delivery: Delivery, kube_api: ApiClient) -> None:
     """a hand edit in dev is reverted to what Git says, and a manifest removed from Git is pruned"""
+    delivery.require_up()
     apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
     namespace = delivery.namespaces["dev"]
     wanted = apps.read_namespaced_deployment("web", namespace).spec.replicas
