@@ -150,9 +150,14 @@ def test_promotion_goes_through_the_gate(delivery: Delivery) -> None:
     assert delivery.runs("dev", digest, SETTLE), (
         f"the grader's release 0.3.0 did not reach dev: {delivery.ready('dev')}"
     )
+    approval = delivery.delivery / "approvals" / "prod" / "0.3.0.yaml"
+    approval.parent.mkdir(parents=True, exist_ok=True)
+    approval.write_text(f"approved_by: release-manager@example.org\nreason: CAB-1234\ndigest: {digest}\n")
+    applied_in_staging(delivery, delivery.commit_delivery("approve: web 0.3.0 for prod"))
     head = delivery.pull()
     staging = delivery.running("staging")[0]
 
+    # Approved for prod already, so only the one-step rule can stop this.
     skipped = delivery.script("promote.sh", "dev", "prod")
     assert skipped.returncode != 0 and delivery.pull() == head, "promote.sh dev prod skipped staging"
 
@@ -180,26 +185,30 @@ def test_promotion_goes_through_the_gate(delivery: Delivery) -> None:
         f"staging did not come to run the release: {delivery.ready('staging')}"
     )
 
+    approval.unlink()
+    applied_in_staging(delivery, delivery.commit_delivery("withdraw the approval of web 0.3.0"))
     head = delivery.pull()
     unapproved = delivery.script("promote.sh", "staging", "prod")
     assert unapproved.returncode != 0 and delivery.pull() == head, "promote.sh promoted to prod without an approval"
-    approval = delivery.delivery / "approvals" / "prod" / "0.3.0.yaml"
-    approval.parent.mkdir(parents=True, exist_ok=True)
-    approval.write_text(f"approved_by: release-manager@example.org\nreason: CAB-1234\ndigest: {digest}\n")
-    approved_at = delivery.commit_delivery("approve: web 0.3.0 for prod")
-
-    def staging_applied() -> bool:
-        status = delivery.kustomization("staging").get("status", {})
-        return str(status.get("lastAppliedRevision", "")).endswith(approved_at)
-
-    # The gate asks for staging Ready at Git's head, which the approval commit just moved.
-    assert eventually(staging_applied, SETTLE), "staging did not apply the approval commit"
+    approval.write_text(f"approved_by: release-manager@example.org\nreason: CAB-1235\ndigest: {digest}\n")
+    applied_in_staging(delivery, delivery.commit_delivery("approve: web 0.3.0 for prod, again"))
     approved = delivery.script("promote.sh", "staging", "prod")
     assert approved.returncode == 0, f"promote.sh staging prod refused an approved, healthy release: {approved.tail()}"
     delivery.nudge()
     assert delivery.runs("prod", digest, SETTLE), (
         f"prod did not come to run the approved release: {delivery.ready('prod')}"
     )
+
+
+def applied_in_staging(delivery: Delivery, commit: str) -> None:
+    """Wait until staging applied ``commit``: the gate asks for staging Ready at Git's head, which a
+    commit to the delivery repository (an approval) moves."""
+
+    def applied() -> bool:
+        status = delivery.kustomization("staging").get("status", {})
+        return str(status.get("lastAppliedRevision", "")).endswith(commit)
+
+    assert eventually(applied, SETTLE), "staging did not apply the delivery repository's new commit"
 
 
 # ---------------------------------------------------------------------- rollback
