@@ -122,6 +122,8 @@ class Delivery:
     namespaces: dict[str, str] = field(default_factory=dict)
     first: str = ""
     """The digest of the grader's first image (0.1.0), which every environment starts on."""
+    sources: list[tuple[str, str]] = field(default_factory=list)
+    """The GitRepositories created at set-up (namespace, name): what nudge() asks to fetch."""
     problems: list[str] = field(default_factory=list)
     """What in the learner's clusters/ the API server refused at set-up (each check reports it)."""
 
@@ -269,6 +271,8 @@ class Delivery:
                 group, version, plural = SOURCE if obj.get("kind") == "GitRepository" else KUSTOMIZATION
                 try:
                     custom.create_namespaced_custom_object(group, version, obj["metadata"]["namespace"], plural, obj)
+                    if plural == SOURCE[2]:
+                        self.sources.append((obj["metadata"]["namespace"], obj["metadata"]["name"]))
                 except ApiException as exc:
                     self.problems.append(
                         f"clusters/{environment}.yaml: the API server refused {obj.get('kind')} "
@@ -358,12 +362,10 @@ class Delivery:
         custom = client.CustomObjectsApi(self.api)
         group, version, plural = SOURCE
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S") + f".{time.monotonic_ns() % 10**9}"
-        for obj_env in ENVIRONMENTS:
-            for obj in self.cluster_objects(obj_env):
-                if obj.get("kind") == "GitRepository":
-                    with contextlib.suppress(ApiException):
-                        custom.patch_namespaced_custom_object(group, version, self.namespaces[obj_env], plural,
-                            obj["metadata"]["name"], {"metadata": {"annotations": {REQUESTED_AT: stamp}}})  # fmt: skip
+        for namespace, name in self.sources:
+            with contextlib.suppress(ApiException):
+                custom.patch_namespaced_custom_object(group, version, namespace, plural, name,
+                                                      {"metadata": {"annotations": {REQUESTED_AT: stamp}}})  # fmt: skip
 
     # ------------------------------------------------------------------ the cluster
 

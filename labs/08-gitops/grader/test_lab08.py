@@ -124,7 +124,11 @@ def test_a_commit_reaches_dev_versioned_and_pinned_by_digest(delivery: Delivery)
         assert Overlay.read(delivery.overlay_path(environment)).digest != pinned.digest, (
             f"pipeline.sh changed overlays/{environment}: it releases to dev only"
         )
-    assert commit  # the pushed commit was the one released
+    labels = json.loads(crane("config", f"{delivery.image}@{pinned.digest}"))["config"].get("Labels") or {}
+    assert labels.get("org.opencontainers.image.revision") == commit, (
+        f"the released image's org.opencontainers.image.revision is {labels.get('org.opencontainers.image.revision')}, "
+        f"not the pushed commit {commit}: build what was pushed, and say so in the image"
+    )
 
     done, _ = delivery.release_on_push("fix: a typo in the farewell", {"src/web/farewell.py": "FAREWELL = 'bye!'\n"})
     assert done.returncode == 0, f"pipeline.sh failed on a fix: commit: {done.tail()}"
