@@ -154,11 +154,12 @@ def gitops(platform: Platform, api: client.ApiClient, tmp_path_factory: pytest.T
     group, version, plural = KUSTOMIZATION
     custom = client.CustomObjectsApi(api)
 
-    def gone() -> bool:
+    def left() -> list[str]:
         items = custom.list_cluster_custom_object(group, version, plural)["items"]
-        return not [k for k in items if k["metadata"]["namespace"] in used.opted]
+        return [f"{k['metadata']['namespace']}/{k['metadata']['name']}: {k.get('status', {}).get('conditions')}"
+                for k in items if k["metadata"]["namespace"] in used.opted]  # fmt: skip
 
-    assert eventually(gone, WAIT), "a deleted namespace's Kustomization kept its finalizer (see gitops.log)"
+    assert eventually(lambda: not left(), WAIT), f"a deleted namespace's Kustomization kept its finalizer: {left()}"
 
 
 def test_a_commit_is_applied_a_hand_edit_reverted_and_a_removed_manifest_pruned(
@@ -357,3 +358,27 @@ def test_a_health_wait_ends_when_a_fix_is_pushed_not_at_its_timeout(
     )
     reasons = [e.reason for e in client.CoreV1Api(api).list_namespaced_event(namespace).items]
     assert "HealthCheckCanceled" in reasons, reasons
+
+
+def test_a_kustomization_deleted_during_its_health_wait_is_released_at_once(gitops: GitOps, namespace: str) -> None:
+    """Deleting a Kustomization (or its namespace) while it waits 5 min for a release that never
+    becomes ready must not hold its finalizer until the wait times out."""
+    name = f"deleted-{uuid.uuid4().hex[:6]}"
+    repo = gitops.repository(name)
+    bad = repo.commit({"app/deployment.yaml": never_ready()}, "a release that never becomes ready")
+    gitops.source(namespace, name, wait=True, timeout="5m")
+    status = lambda: gitops.get(namespace, KUSTOMIZATION, name).get("status", {})  # noqa: E731
+    assert eventually(lambda: status().get("lastAttemptedRevision") == bad, WAIT)
+    group, version, plural = KUSTOMIZATION
+    custom = client.CustomObjectsApi(gitops.api)
+    custom.delete_namespaced_custom_object(group, version, namespace, plural, name)
+
+    def released() -> bool:
+        try:
+            gitops.get(namespace, KUSTOMIZATION, name)
+        except ApiException as error:
+            return error.status == 404
+        return False
+
+    left = gitops.ready(namespace, KUSTOMIZATION, name) if not eventually(released, 30.0) else None
+    assert left is None, f"still there 30 s after its deletion, waiting on its health check: {left}"

@@ -332,11 +332,11 @@ func (r *KustomizationReconciler) apply(ctx context.Context, ks *kustomizev1.Kus
 			timeout = ks.Spec.Timeout.Duration
 		}
 		set(ks, meta.HealthyCondition, metav1.ConditionUnknown, meta.ProgressingReason, "Health check in progress")
-		waiting, stop := r.untilNewRevision(ctx, ks, artifact.Revision)
+		waiting, stop := r.untilSuperseded(ctx, ks, artifact.Revision)
 		err := manager.WaitForSetWithContext(waiting, toCheck, ssa.WaitOptions{Interval: 2 * time.Second, Timeout: timeout, FailFast: true})
 		stop()
-		if errors.Is(context.Cause(waiting), errNewRevision) {
-			message := "Health check canceled: the source has a new revision, which is applied next"
+		if cause := context.Cause(waiting); errors.Is(cause, errNewRevision) || errors.Is(cause, errDeleting) {
+			message := "Health check canceled: " + cause.Error()
 			set(ks, meta.HealthyCondition, metav1.ConditionUnknown, meta.HealthCheckCanceledReason, message)
 			return meta.HealthCheckCanceledReason, errors.New(message)
 		}
@@ -352,13 +352,19 @@ func (r *KustomizationReconciler) apply(ctx context.Context, ks *kustomizev1.Kus
 	return "", nil
 }
 
-var errNewRevision = errors.New("the source has a new revision")
+var (
+	errNewRevision = errors.New("the source has a new revision, which is applied next")
+	errDeleting    = errors.New("the Kustomization is being deleted")
+)
 
-// untilNewRevision is a context cancelled when the Kustomization's source stores another revision
+// untilSuperseded is a context cancelled when the Kustomization's source stores another revision
 // than “revision“ (a fix, or a revert, of what is being waited for): the health wait of a bad
 // release then ends at once instead of at its timeout, as Flux's CancelHealthCheckOnNewRevision.
-func (r *KustomizationReconciler) untilNewRevision(ctx context.Context, ks *kustomizev1.Kustomization, revision string) (context.Context, func()) {
+// It is cancelled as well when the Kustomization is being deleted (its namespace, say): a wait on
+// objects that are going away would otherwise hold the finalizer for the whole timeout.
+func (r *KustomizationReconciler) untilSuperseded(ctx context.Context, ks *kustomizev1.Kustomization, revision string) (context.Context, func()) {
 	waiting, cancel := context.WithCancelCause(ctx)
+	key := client.ObjectKeyFromObject(ks)
 	done := make(chan struct{})
 	go func() {
 		ticker := time.NewTicker(time.Second)
@@ -368,6 +374,11 @@ func (r *KustomizationReconciler) untilNewRevision(ctx context.Context, ks *kust
 			case <-done:
 				return
 			case <-ticker.C:
+				var current kustomizev1.Kustomization
+				if err := r.Get(waiting, key, &current); apierrors.IsNotFound(err) || (err == nil && !current.DeletionTimestamp.IsZero()) {
+					cancel(errDeleting)
+					return
+				}
 				if artifact, err := r.source(waiting, ks); err == nil && artifact.Revision != revision {
 					cancel(errNewRevision)
 					return
