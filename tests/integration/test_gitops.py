@@ -337,17 +337,25 @@ def test_a_service_account_confines_what_a_kustomization_may_apply(
     assert core.read_namespaced_config_map("settings", namespace).data == {"v": "1"}
 
 
+def waiting_on_a_bad_release(gitops: GitOps, namespace: str, name: str) -> Repo:
+    """Repository ``name`` with a release that never becomes ready, its Kustomization (5 min health
+    timeout) in ``namespace``, returned once the health wait for that release has begun."""
+    repo = gitops.repository(name)
+    bad = repo.commit({"app/deployment.yaml": never_ready()}, "a release that never becomes ready")
+    gitops.source(namespace, name, wait=True, timeout="5m")
+    status = lambda: gitops.get(namespace, KUSTOMIZATION, name).get("status", {})  # noqa: E731
+    assert eventually(lambda: status().get("lastAttemptedRevision") == bad, WAIT)
+    return repo
+
+
 def test_a_health_wait_ends_when_a_fix_is_pushed_not_at_its_timeout(
     gitops: GitOps, api: client.ApiClient, namespace: str
 ) -> None:
     """A bad release waits for health for its whole timeout (5 min here); a revert pushed meanwhile
     must not wait that long: the wait is canceled on the source's new revision."""
     name = f"cancel-{uuid.uuid4().hex[:6]}"
-    repo = gitops.repository(name)
-    bad = repo.commit({"app/deployment.yaml": never_ready()}, "a release that never becomes ready")
-    gitops.source(namespace, name, wait=True, timeout="5m")
+    repo = waiting_on_a_bad_release(gitops, namespace, name)
     status = lambda: gitops.get(namespace, KUSTOMIZATION, name).get("status", {})  # noqa: E731
-    assert eventually(lambda: status().get("lastAttemptedRevision") == bad, WAIT)
     ready = gitops.ready(namespace, KUSTOMIZATION, name)
     assert ready.get("status") == "Unknown" and "in progress" in ready.get("message", ""), (
         f"during the health wait the status must say it is in progress, not look settled: {ready}"
@@ -364,11 +372,7 @@ def test_a_kustomization_deleted_during_its_health_wait_is_released_at_once(gito
     """Deleting a Kustomization (or its namespace) while it waits 5 min for a release that never
     becomes ready must not hold its finalizer until the wait times out."""
     name = f"deleted-{uuid.uuid4().hex[:6]}"
-    repo = gitops.repository(name)
-    bad = repo.commit({"app/deployment.yaml": never_ready()}, "a release that never becomes ready")
-    gitops.source(namespace, name, wait=True, timeout="5m")
-    status = lambda: gitops.get(namespace, KUSTOMIZATION, name).get("status", {})  # noqa: E731
-    assert eventually(lambda: status().get("lastAttemptedRevision") == bad, WAIT)
+    waiting_on_a_bad_release(gitops, namespace, name)
     group, version, plural = KUSTOMIZATION
     custom = client.CustomObjectsApi(gitops.api)
     custom.delete_namespaced_custom_object(group, version, namespace, plural, name)
