@@ -109,6 +109,10 @@ def _tail(log: Path) -> str:
 # --------------------------------------------------------------------------- prerequisites
 
 
+MINIMUM_GO = "1.21"
+"""The oldest local Go that can fetch a pinned toolchain (GOTOOLCHAIN) as a module."""
+
+
 def check_go(required: str) -> str:
     """The local Go version, or PrerequisiteMissing if Go is absent or older than ``required``."""
     if shutil.which("go") is None:
@@ -152,8 +156,10 @@ def check_apt() -> None:
 # --------------------------------------------------------------------------- Go
 
 
-def go_env(ctx: BuildContext) -> dict[str, str]:
-    return {"CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly -buildvcs=false"}
+def go_env(ctx: BuildContext, component: Component | None = None) -> dict[str, str]:
+    """The go command's environment: the local Go, or the release ``component`` pins (GOTOOLCHAIN)."""
+    toolchain = f"go{component.go_toolchain}" if component and component.go_toolchain else "local"
+    return {"CGO_ENABLED": "0", "GOTOOLCHAIN": toolchain, "GOFLAGS": "-mod=readonly -buildvcs=false"}
 
 
 def ensure_go_module(component: Component, ctx: BuildContext) -> Path:
@@ -166,7 +172,8 @@ def ensure_go_module(component: Component, ctx: BuildContext) -> Path:
     if current == want and sums.is_file():
         return module_dir
     ctx.progress("generating go.mod")
-    info = run(["go", "mod", "download", "-json", f"{component.go_module}@{want}"], timeout=600, env=go_env(ctx))
+    download = ["go", "mod", "download", "-json", f"{component.go_module}@{want}"]
+    info = run(download, timeout=600, env=go_env(ctx, component))
     if not info.ok:
         raise ToolchainError(
             f"cannot download {component.go_module}@{want}: {info.tail()}",
@@ -178,7 +185,7 @@ def ensure_go_module(component: Component, ctx: BuildContext) -> Path:
     )
     write_atomic(gomod_file, module.render())
     (module_dir / "go.sum").unlink(missing_ok=True)
-    env = {**go_env(ctx), "GOFLAGS": "-mod=mod"}
+    env = {**go_env(ctx, component), "GOFLAGS": "-mod=mod"}
     stream(["go", "mod", "tidy"], ctx, cwd=module_dir, env=env, what=f"go mod tidy for {component.name}")
     return module_dir
 
@@ -193,7 +200,8 @@ def _json_field(text: str, key: str) -> str:
 def build_go(component: Component, ctx: BuildContext) -> None:
     module_dir = ensure_go_module(component, ctx)
     gomod_text = (module_dir / "go.mod").read_text()
-    check_go(gomod.go_directive(gomod_text))
+    # A pinned toolchain (GOTOOLCHAIN) satisfies the go directive itself; the local Go only runs it.
+    check_go(MINIMUM_GO if component.go_toolchain else gomod.go_directive(gomod_text))
     bindir = ctx.stage / "bin"
     bindir.mkdir(parents=True, exist_ok=True)
     compiled = 0
@@ -217,8 +225,8 @@ def build_go(component: Component, ctx: BuildContext) -> None:
         str(bindir) + "/",
         *component.packages,
     ]
-    ctx.progress("downloading modules and compiling")
-    stream(args, ctx, cwd=module_dir, env=go_env(ctx), on_line=on_line, what=f"go build of {component.name}")
+    ctx.progress(f"downloading modules and compiling (Go {component.go_toolchain or 'local'})")
+    stream(args, ctx, cwd=module_dir, env=go_env(ctx, component), on_line=on_line, what=f"go build of {component.name}")
     for built, wanted in component.renames:
         (bindir / built).rename(bindir / wanted)
 
@@ -339,7 +347,7 @@ def _writable_copy(source: Path, target: Path) -> Path:
 
 def build_providers(component: Component, ctx: BuildContext) -> None:
     """Build each provider pinned in versions.toml into mirror/<host>/<namespace>/<name>/<version>/."""
-    check_go("1.21")
+    check_go(MINIMUM_GO)
     work = ctx.stage / ".src"
     env = {**go_env(ctx), "GOFLAGS": "-mod=mod -buildvcs=false"}
     binaries = ctx.stage / "bin"
@@ -379,11 +387,11 @@ def build_providers(component: Component, ctx: BuildContext) -> None:
 def build_local_go(component: Component, ctx: BuildContext) -> None:
     """Build platform/go/<name>/ (its go.mod and go.sum are committed) with the Go release it needs
     (GOTOOLCHAIN: the go command fetches that release as a module), and ship its CRDs in crds/."""
-    check_go("1.21")
+    check_go(MINIMUM_GO)
     module = ctx.root / "platform" / "go" / component.name
     if not (module / "go.mod").is_file():
         raise ToolchainError(f"{module}/go.mod is missing", fix="restore it with `git checkout -- platform/go/`")
-    env = {**go_env(ctx), "GOTOOLCHAIN": f"go{component.go_toolchain}" if component.go_toolchain else "local"}
+    env = go_env(ctx, component)
     bindir = ctx.stage / "bin"
     bindir.mkdir(parents=True)
     ctx.progress(f"downloading modules and compiling (Go {component.go_toolchain or 'local'})")

@@ -68,7 +68,8 @@ class Component:
     java_opts: tuple[str, str] = ("", "")
     """Maven: the launchers' JVM options variable and its default (e.g. KAFKA_JAVA_OPTS, -Xmx256m)."""
     go_toolchain: str = ""
-    """Local Go: the Go release to build with (GOTOOLCHAIN), when its modules need a newer Go."""
+    """Go and local Go: the Go release to build with (GOTOOLCHAIN, fetched as a module), when the
+    modules need a newer Go than the local one."""
     crds: tuple[tuple[str, str], ...] = ()
     """Local Go: CustomResourceDefinitions to ship in crds/: (module@version, file inside it)."""
 
@@ -283,6 +284,21 @@ def components(versions: Versions) -> tuple[Component, ...]:
                     "config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
                 ),
             ),
+        ),
+        Component(
+            name="thanos",
+            version=versions.thanos,
+            source=Source.GO,
+            tools=(Tool("thanos", on_path=False),),
+            summary="Thanos: sidecar, store gateway, querier, compactor (built from github.com/thanos-io/thanos)",
+            packages=("github.com/thanos-io/thanos/cmd/thanos",),
+            go_module="github.com/thanos-io/thanos",
+            ldflags=(
+                f"-X github.com/prometheus/common/version.Version={versions.thanos}",
+                "-X github.com/prometheus/common/version.Branch=opslab",
+                "-X github.com/prometheus/common/version.BuildUser=opslab",
+            ),
+            go_toolchain=versions.thanos_go,
         ),
         Component(
             name="kubernetes",

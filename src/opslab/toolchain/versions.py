@@ -58,6 +58,9 @@ class Versions:
     pushgateway: str = ""
     registry: str = ""
     crane: str = ""
+    thanos: str = ""
+    thanos_go: str = ""
+    """The Go toolchain Thanos is built with (GOTOOLCHAIN=go<this>)."""
     providers: tuple[ProviderPin, ...] = field(default=())
     gitops_go: str = ""
     """The Go toolchain platform/go/gitops is built with (GOTOOLCHAIN=go<this>)."""
@@ -117,6 +120,8 @@ def load_versions(path: Path) -> Versions:
         pushgateway=get("pushgateway"),
         registry=get("registry"),
         crane=get("crane"),
+        thanos=get("thanos"),
+        thanos_go=get("thanos", "go"),
     )
 
     providers = []
