@@ -73,6 +73,20 @@ class Ports:
     """The GitOps reconciler's /healthz and /readyz."""
     gitops_metrics: int = 15003
     """The GitOps reconciler's /metrics (controller-runtime's reconcile metrics)."""
+    thanos_sidecar: int = 15010
+    """The Thanos sidecar's HTTP (/metrics, /-/ready): it uploads Prometheus' blocks to the bucket."""
+    thanos_sidecar_grpc: int = 15011
+    """The Thanos sidecar's StoreAPI (gRPC): Prometheus' recent data, for the querier."""
+    thanos_store: int = 15012
+    """The Thanos store gateway's HTTP (/metrics, /-/ready)."""
+    thanos_store_grpc: int = 15013
+    """The Thanos store gateway's StoreAPI (gRPC): the bucket's blocks, for the querier."""
+    thanos_query: int = 15014
+    """The Thanos querier: Prometheus' HTTP API and UI over live and long-term data."""
+    thanos_query_grpc: int = 15015
+    """The Thanos querier's own StoreAPI (gRPC)."""
+    thanos_compact: int = 15016
+    """The Thanos compactor's HTTP (/metrics, /-/ready)."""
 
     def items(self) -> list[tuple[str, int]]:
         return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]

@@ -47,8 +47,12 @@ from opslab.settings import Settings
 from opslab.toolchain.resolve import Toolchain
 
 # Start order: each wave starts once the components it needs are ready.
-INDEPENDENT = ("etcd", "kafka", "redis", "elasticmq", "alertmanager", "pushgateway", "opa", "git-server", "registry")
-CONTROL_PLANE = ("kube-controller-manager", "kube-scheduler", "kwok", "prometheus", "gitops")
+INDEPENDENT = (
+    "etcd", "kafka", "redis", "elasticmq", "alertmanager", "pushgateway", "opa", "git-server", "registry",
+    "thanos-store", "thanos-query", "thanos-compact",
+)  # fmt: skip
+CONTROL_PLANE = ("kube-controller-manager", "kube-scheduler", "kwok", "prometheus", "thanos-sidecar", "gitops")
+THANOS = ("thanos-sidecar", "thanos-store", "thanos-query", "thanos-compact")
 APPLICATIONS = ("alert-bridge", "shop", "drift-detector")
 STATE_SUBDIRS = ("data", "config", "pki", "supervisor")
 log = logging.getLogger("opslab.runtime")
@@ -56,6 +60,7 @@ STOP_ORDER = (
     ("shop", "alert-bridge", "drift-detector", "gitops"),
     (
         "prometheus",
+        *THANOS,
         "git-server",
         "registry",
         "alertmanager",
@@ -298,7 +303,7 @@ class Platform:
             )
 
             launch(APPLICATIONS)
-            self._wait(["prometheus", "alertmanager", *APPLICATIONS], observer)
+            self._wait(["prometheus", "alertmanager", *THANOS, *APPLICATIONS], observer)
             self._reload_running(healthy_before)
             t = self.clock.monotonic()
             self._wait_probe("prometheus targets", self.targets_probe, timeout=60)

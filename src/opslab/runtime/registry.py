@@ -18,6 +18,7 @@ from opslab.runtime.components.prometheus import Prometheus
 from opslab.runtime.components.pushgateway import Pushgateway
 from opslab.runtime.components.redis import Redis
 from opslab.runtime.components.shop import AlertBridge, DriftDetector, Shop
+from opslab.runtime.components.thanos import ThanosCompact, ThanosQuery, ThanosSidecar, ThanosStore
 
 COMPONENT_TYPES: tuple[type[Component], ...] = (
     Etcd,
@@ -28,6 +29,10 @@ COMPONENT_TYPES: tuple[type[Component], ...] = (
     Prometheus,
     Alertmanager,
     Pushgateway,
+    ThanosSidecar,
+    ThanosStore,
+    ThanosQuery,
+    ThanosCompact,
     Kafka,
     Redis,
     ElasticMQ,

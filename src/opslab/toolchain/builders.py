@@ -221,6 +221,7 @@ def build_go(component: Component, ctx: BuildContext) -> None:
         "-trimpath",
         "-ldflags",
         ldflags,
+        *(["-tags", ",".join(component.tags)] if component.tags else []),
         "-o",
         str(bindir) + "/",
         *component.packages,

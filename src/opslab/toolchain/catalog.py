@@ -51,6 +51,8 @@ class Component:
     go_module: str = ""
     """Go: the upstream module the generated platform/go/<name>/ module requires."""
     ldflags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    """Go: build tags upstream's own release build sets (Thanos: slicelabels, which its label code needs)."""
     renames: tuple[tuple[str, str], ...] = ()
     """Go: binaries to rename after the build (go names them after the package's last element)."""
     binaries: dict[str, str] = field(default_factory=dict)
@@ -298,6 +300,8 @@ def components(versions: Versions) -> tuple[Component, ...]:
                 "-X github.com/prometheus/common/version.Branch=opslab",
                 "-X github.com/prometheus/common/version.BuildUser=opslab",
             ),
+            # Thanos' release build (.promu.yml): its labels code assumes Prometheus' slice labels.
+            tags=("netgo", "slicelabels"),
             go_toolchain=versions.thanos_go,
         ),
         Component(

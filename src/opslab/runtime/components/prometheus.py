@@ -17,6 +17,9 @@ LAB_TARGETS = "lab-targets"
 """Directory of file_sd target files labs and learners add (scraped as job LAB_JOB)."""
 LAB_JOB = "labs"
 SCRAPE_INTERVAL = "5s"
+BLOCK_DURATION = "10m"
+"""How much Prometheus holds in memory before it cuts a block (2 h by default); the Thanos sidecar
+uploads each block, so the embedded profile's are short enough that uploads happen within minutes."""
 
 
 class Prometheus(Component):
@@ -80,6 +83,10 @@ class Prometheus(Component):
             job("alert-bridge", p.alert_bridge),
             job("drift-detector", p.drift_detector),
             job("gitops", p.gitops_metrics),
+            job("thanos-sidecar", p.thanos_sidecar),
+            job("thanos-store", p.thanos_store),
+            job("thanos-query", p.thanos_query),
+            job("thanos-compact", p.thanos_compact),
             # What batch jobs pushed keeps their own job and instance labels (honor_labels).
             {**job("pushgateway", p.pushgateway), "honor_labels": True},
             # Lab graders (and learners) add targets by dropping a file_sd JSON file here.
@@ -137,7 +144,12 @@ class Prometheus(Component):
             *self.web_assets(),
             f"--config.file={self.config_path}",
             f"--storage.tsdb.path={self.ctx.data_dir('prometheus')}",
-            "--storage.tsdb.retention.time=3d",
+            # Thanos keeps the long term: Prometheus keeps a day, in blocks the sidecar uploads as
+            # soon as they are cut (min = max block duration turns local compaction off, as the
+            # sidecar requires).
+            "--storage.tsdb.retention.time=1d",
+            f"--storage.tsdb.min-block-duration={BLOCK_DURATION}",
+            f"--storage.tsdb.max-block-duration={BLOCK_DURATION}",
             f"--web.listen-address=127.0.0.1:{self.ctx.ports.prometheus}",
             f"--web.external-url={self.url}",
             "--web.enable-lifecycle",

@@ -1,0 +1,320 @@
+"""A month of the shop's history, without waiting a month: 35 days of its SLI series written as TSDB
+blocks into Thanos' bucket, with incidents of known size in them.
+
+The history is the shop's production twin (external label ``cluster="shop-prod"``; the live
+platform is ``cluster="opslab"``), so the month never mixes with what the live shop adds. The
+series have the live shop's names and the labels its SLO rules aggregate by:
+
+- ``shop_http_requests_total{service, code}``: code 200, or 500 for a failed request;
+- ``shop_http_request_duration_seconds_{bucket,count,sum}{service}``: buckets 0.1, 0.25 (the
+  latency objective's threshold), 0.5, 1 and +Inf.
+
+Traffic follows a day (quiet at night) and a week (quieter at weekends); errors and slow answers
+stay well inside the objectives except during the incidents in :data:`INCIDENTS`, each a service,
+a start (minutes into the month), a length, and the share of failed and slow requests meanwhile.
+Everything is a pure function of the end time, so a grader recomputes any answer (:func:`tally`)
+from the ``history.json`` marker alone.
+
+The blocks are made by Prometheus' own importer (``promtool tsdb create-blocks-from openmetrics``)
+and uploaded with ``thanos tools bucket upload-blocks``, which adds the external labels.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from opslab.primitives.errors import OpslabError
+from opslab.primitives.files import write_atomic
+from opslab.primitives.processes import run
+
+DAYS = 35
+STEP_SECONDS = 60
+"""One sample a minute: finer than Thanos' 5 m downsampling, so both raw and downsampled data exist."""
+CLUSTER = "shop-prod"
+"""The external ``cluster`` label of the history (the live platform's is ``opslab``)."""
+MARKER = "history.json"
+"""Written into the bucket last: what was generated (end time, version); its absence means none was."""
+VERSION = 1
+"""Bump when the model changes: a bucket with another version's history gets a new one."""
+BUCKETS = (0.1, 0.25, 0.5, 1.0)
+SERVICES: dict[str, float] = {
+    # Requests per second at the daily peak.
+    "gateway": 40.0,
+    "catalog": 30.0,
+    "cart": 12.0,
+    "checkout": 6.0,
+    "payments": 5.0,
+    "fulfilment": 5.0,
+}
+BASE_ERROR_RATIO = 0.0004
+"""Failed requests outside incidents (the availability objective allows 0.5 %)."""
+BASE_SLOW_RATIO = 0.003
+"""Requests over 250 ms outside incidents (the latency objective allows 1 %)."""
+DAY_MINUTES = 24 * 60
+
+
+@dataclass(frozen=True)
+class Incident:
+    """A stretch of the month in which one service failed or slowed down."""
+
+    id: str
+    service: str
+    start_minute: int
+    """Minutes after the history's start."""
+    minutes: int
+    error_ratio: float
+    """The share of the service's requests that failed meanwhile (base errors included)."""
+    slow_ratio: float
+    """The share of its requests slower than 250 ms meanwhile."""
+    title: str
+
+
+def _at(day: int, hour: int, minute: int = 0) -> int:
+    return day * DAY_MINUTES + hour * 60 + minute
+
+
+INCIDENTS: tuple[Incident, ...] = (
+    Incident("h-01", "payments", _at(3, 14, 10), 95, 0.22, 0.05, "payment provider returns 503"),
+    Incident("h-02", "gateway", _at(9, 2, 40), 30, 0.60, 0.10, "bad gateway release, rolled back"),
+    Incident("h-03", "checkout", _at(15, 11, 0), 240, 0.02, 0.35, "checkout slow: database lock contention"),
+    Incident("h-04", "catalog", _at(21, 19, 30), 50, 0.35, 0.02, "catalog out of memory"),
+    Incident("h-05", "payments", _at(24, 9, 5), 20, 0.90, 0.00, "payments certificate expired"),
+    Incident("h-06", "cart", _at(30, 16, 20), 180, 0.01, 0.20, "cart cache cold after a Redis failover"),
+    Incident("h-07", "gateway", _at(33, 8, 0), 15, 0.40, 0.40, "gateway connection pool exhausted"),
+)
+
+
+@dataclass(frozen=True)
+class Minute:
+    """What one service answered in one minute."""
+
+    requests: int
+    errors: int
+    slow: int
+
+
+def traffic(service: str, minute: int) -> float:
+    """Requests per second of ``service`` in minute ``minute`` of the history (days start at 00:00 UTC
+    of the first day: quiet at 04:00, busiest at 16:00; Saturdays and Sundays quieter)."""
+    hour = (minute % DAY_MINUTES) / 60
+    daily = 0.55 + 0.45 * math.sin(2 * math.pi * (hour - 10) / 24)
+    weekend = 0.7 if (minute // DAY_MINUTES) % 7 in (5, 6) else 1.0
+    return SERVICES[service] * daily * weekend
+
+
+def incident_at(service: str, minute: int) -> Incident | None:
+    for incident in INCIDENTS:
+        if incident.service == service and incident.start_minute <= minute < incident.start_minute + incident.minutes:
+            return incident
+    return None
+
+
+def minute_of(service: str, minute: int) -> Minute:
+    """The requests, failures and slow answers of ``service`` in minute ``minute`` (whole numbers,
+    deterministic: the share is applied to the minute's count and rounded)."""
+    requests = round(traffic(service, minute) * STEP_SECONDS)
+    incident = incident_at(service, minute)
+    error_ratio = incident.error_ratio if incident else BASE_ERROR_RATIO
+    slow_ratio = incident.slow_ratio if incident else BASE_SLOW_RATIO
+    return Minute(requests, round(requests * error_ratio), round(requests * slow_ratio))
+
+
+def minutes() -> int:
+    return DAYS * DAY_MINUTES
+
+
+@dataclass(frozen=True)
+class Generated:
+    """The marker: which history the bucket holds."""
+
+    version: int
+    end: int
+    """Unix seconds of the history's last sample (a whole day: 00:00 UTC)."""
+    cluster: str = CLUSTER
+    days: int = DAYS
+
+    @property
+    def start(self) -> int:
+        """Unix seconds of minute 0."""
+        return self.end - (minutes() - 1) * STEP_SECONDS
+
+
+def end_for(now: float) -> int:
+    """The history ends at the last 00:00 UTC before ``now``: the month is whole days, and two
+    platforms generating on the same day hold the same history."""
+    return int(now // 86400 * 86400)
+
+
+def latency(m: Minute) -> tuple[tuple[int, ...], float]:
+    """How one minute's answers fall into the buckets (0.1, 0.25, 0.5, 1, +Inf; not cumulative)
+    and their total seconds: 95 % of the fast answers under 100 ms, the slow ones 2/3 under 500 ms
+    and a tenth over 1 s."""
+    fast = m.requests - m.slow
+    under_100ms = fast - fast // 20
+    over_1s = m.slow // 10
+    under_500ms = (m.slow - over_1s) * 2 // 3
+    counts = (under_100ms, fast - under_100ms, under_500ms, m.slow - over_1s - under_500ms, over_1s)
+    seconds = under_100ms * 0.04 + (fast - under_100ms) * 0.15 + under_500ms * 0.35 + counts[3] * 0.7 + over_1s * 2.0
+    return counts, seconds
+
+
+Series = tuple[str, str, list[float]]
+"""A metric family, one series of it (name and labels as OpenMetrics writes them) and its value in
+each minute."""
+
+
+def series() -> list[Series]:
+    """Every series of the history, its values cumulative (counters and histograms)."""
+    count = minutes()
+    found: list[Series] = []
+    name = "shop_http_request_duration_seconds"
+    bounds = (*[str(b) for b in BUCKETS], "+Inf")
+    for service in SERVICES:
+        ok: list[float] = []
+        failed: list[float] = []
+        buckets: list[list[float]] = [[] for _ in bounds]
+        seconds: list[float] = []
+        totals = [0.0] * (len(bounds) + 3)
+        for minute in range(count):
+            m = minute_of(service, minute)
+            counts, spent = latency(m)
+            totals[0] += m.requests - m.errors
+            totals[1] += m.errors
+            totals[2] += spent
+            ok.append(totals[0])
+            failed.append(totals[1])
+            seconds.append(totals[2])
+            cumulative = 0.0
+            for i, counted in enumerate(counts):
+                totals[3 + i] += counted
+                cumulative += totals[3 + i]
+                buckets[i].append(cumulative)
+        found += [
+            ("shop_http_requests", f'shop_http_requests_total{{service="{service}",code="200"}}', ok),
+            ("shop_http_requests", f'shop_http_requests_total{{service="{service}",code="500"}}', failed),
+        ]
+        found += [(name, f'{name}_bucket{{service="{service}",le="{le}"}}', buckets[i]) for i, le in enumerate(bounds)]
+        found += [
+            (name, f'{name}_count{{service="{service}"}}', buckets[-1]),
+            (name, f'{name}_sum{{service="{service}"}}', seconds),
+        ]
+    return found
+
+
+BLOCK_SECONDS = 2 * 3600
+"""Prometheus' block length, which promtool writes (its 2.42 importer has no other)."""
+
+
+def groups(everything: list[Series]) -> list[list[Series]]:
+    """Series that OpenMetrics writes together, time by time: a counter alone, a histogram's
+    buckets, count and sum per service."""
+    found: dict[tuple[str, str], list[Series]] = {}
+    for one in everything:
+        name, labels, _ = one
+        service = labels.split('service="', 1)[1].split('"', 1)[0]
+        key = (name, labels) if name == "shop_http_requests" else (name, service)
+        found.setdefault(key, []).append(one)
+    # Each family once, its series together (OpenMetrics names a family once).
+    return sorted(found.values(), key=lambda group: group[0][0] != "shop_http_requests")
+
+
+def openmetrics(generated: Generated, everything: list[Series]) -> Iterator[tuple[int, str]]:
+    """The history as OpenMetrics texts, one per 2-hour block (promtool reads its whole input once
+    per block it writes, so one file per block keeps the import linear)."""
+    kinds = {"shop_http_requests": "counter", "shop_http_request_duration_seconds": "histogram"}
+    grouped = groups(everything)
+    first = generated.start // BLOCK_SECONDS * BLOCK_SECONDS
+    for window in range(first, generated.end + 1, BLOCK_SECONDS):
+        lo = max(0, (window - generated.start) // STEP_SECONDS)
+        hi = min(minutes(), (window + BLOCK_SECONDS - generated.start) // STEP_SECONDS)
+        lines: list[str] = []
+        family = ""
+        for group in grouped:
+            if group[0][0] != family:
+                family = group[0][0]
+                lines.append(f"# TYPE {family} {kinds[family]}\n")
+            for i in range(lo, hi):
+                timestamp = generated.start + i * STEP_SECONDS
+                lines += [f"{labels} {values[i]:.10g} {timestamp}\n" for _, labels, values in group]
+        lines.append("# EOF\n")
+        yield window, "".join(lines)
+
+
+class HistoryError(OpslabError):
+    """The history could not be generated or uploaded."""
+
+
+def _import(promtool: Path, texts: list[Path], blocks: Path, workers: int = 2) -> None:
+    """promtool, one file per block, ``workers`` at a time."""
+
+    def one(text: Path) -> None:
+        made = run([str(promtool), "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(text), str(blocks)],
+                   timeout=300)  # fmt: skip
+        if not made.ok:
+            raise HistoryError(f"promtool could not write the history's blocks from {text.name}: {made.tail()}")
+        text.unlink()
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, texts))
+
+
+def generate(bucket_config: Path, bucket: Path, *, promtool: Path, thanos: Path, cache: Path, now: float) -> Generated:
+    """Write the history into the bucket, unless its marker says it holds this version's; the
+    marker goes last, so an interrupted run is redone. The blocks are made once a day per machine
+    and kept under ``cache`` (every platform's bucket gets a copy)."""
+    marker = bucket / MARKER
+    want = Generated(VERSION, end_for(now))
+    if marker.is_file():
+        try:
+            held = Generated(**json.loads(marker.read_text()))
+        except (ValueError, TypeError):
+            held = None
+        if held is not None and held.version == VERSION:
+            return held
+    made = made_blocks(promtool, cache, want)
+    # The uploader records what it uploaded in its directory (thanos.shipper.json) and skips it next
+    # time: each bucket is uploaded from a copy of its own.
+    with tempfile.TemporaryDirectory(prefix="opslab-history-") as scratch:
+        blocks = Path(scratch) / "blocks"
+        shutil.copytree(made, blocks, ignore=shutil.ignore_patterns("thanos*"))
+        uploaded = run([str(thanos), "tools", "bucket", "upload-blocks", f"--objstore.config-file={bucket_config}",
+                        f"--path={blocks}", f'--label=cluster="{CLUSTER}"', "--log.level=warn"],
+                       timeout=600)  # fmt: skip
+    if not uploaded.ok:
+        raise HistoryError(f"thanos could not upload the history's blocks: {uploaded.tail()}")
+    if not any(bucket.glob("*/meta.json")):
+        raise HistoryError(f"thanos uploaded none of the history's blocks from {made}: {uploaded.tail()}")
+    write_atomic(marker, json.dumps(asdict(want), indent=2) + "\n")
+    return want
+
+
+def made_blocks(promtool: Path, cache: Path, want: Generated) -> Path:
+    """The history's TSDB blocks under ``cache``/v<version>-<end>/, made unless there already.
+    Older days' blocks are removed."""
+    done = cache / f"v{want.version}-{want.end}"
+    if done.is_dir():
+        return done
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".making-", dir=cache) as scratch:
+        work = Path(scratch)
+        texts = work / "texts"
+        texts.mkdir()
+        for window, text in openmetrics(want, series()):
+            (texts / f"{window}.om").write_text(text)
+        _import(promtool, sorted(texts.iterdir()), work / "blocks")
+        try:
+            (work / "blocks").rename(done)
+        except OSError:
+            if not done.is_dir():  # another platform made them meanwhile: theirs are the same
+                raise
+    for stale in cache.glob("v*-*"):
+        if stale != done:
+            shutil.rmtree(stale, ignore_errors=True)
+    return done

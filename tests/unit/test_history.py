@@ -1,0 +1,88 @@
+"""The month of history Thanos' bucket is seeded with: whole, consistent series with the incidents
+in them, in OpenMetrics that Prometheus' own parser reads, one text per 2-hour block."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from opslab.runtime import history
+
+END = 1_796_428_800  # a 00:00 UTC
+
+
+@pytest.fixture(scope="module")
+def everything() -> list[history.Series]:
+    return history.series()
+
+
+def test_the_history_ends_at_midnight_and_spans_35_days() -> None:
+    generated = history.Generated(history.VERSION, history.end_for(END + 3600 * 17 + 5))
+    assert generated.end == END
+    assert generated.end - generated.start == (35 * 24 * 60 - 1) * 60
+
+
+def test_counters_never_decrease_and_histograms_are_cumulative(everything: list[history.Series]) -> None:
+    for _, labels, values in everything:
+        assert all(b >= a for a, b in itertools.pairwise(values)), labels
+    by_service: dict[str, dict[str, list[float]]] = {}
+    for _, labels, values in everything:
+        service = labels.split('service="')[1].split('"')[0]
+        by_service.setdefault(service, {})[labels.split("{")[0] + labels.split(",")[-1]] = values
+    for service, found in by_service.items():
+        buckets = [
+            found[f'shop_http_request_duration_seconds_bucketle="{le}"}}']
+            for le in ("0.1", "0.25", "0.5", "1.0", "+Inf")
+        ]
+        for lower, upper in itertools.pairwise(buckets):
+            assert all(a <= b for a, b in zip(lower, upper, strict=True)), service
+        requests = [
+            a + b
+            for a, b in zip(
+                found['shop_http_requests_totalcode="200"}'], found['shop_http_requests_totalcode="500"}'], strict=True
+            )
+        ]
+        assert buckets[-1] == requests, f"{service}: +Inf bucket is not the request count"
+
+
+def test_an_incident_shows_in_its_service_only_and_at_its_size() -> None:
+    incident = history.INCIDENTS[0]
+    during = history.minute_of(incident.service, incident.start_minute + 5)
+    before = history.minute_of(incident.service, incident.start_minute - 5)
+    assert during.errors / during.requests == pytest.approx(incident.error_ratio, abs=0.01)
+    assert before.errors / before.requests < 0.005
+    others = [s for s in history.SERVICES if s != incident.service]
+    assert all(history.incident_at(s, incident.start_minute + 5) is None for s in others)
+    for one in history.INCIDENTS:
+        assert one.start_minute >= 0 and one.start_minute + one.minutes <= history.minutes(), one.id
+
+
+def test_each_text_is_one_block_and_parses_as_openmetrics(everything: list[history.Series]) -> None:
+    generated = history.Generated(history.VERSION, END)
+    texts = list(history.openmetrics(generated, everything))
+    assert all(window % history.BLOCK_SECONDS == 0 for window, _ in texts)
+    assert len(texts) == 35 * 12 + 1  # the last sample, at midnight, opens a block of its own
+    lines = sum(text.count("\n") - text.count("#") for _, text in texts)
+    assert lines == len(everything) * history.minutes()
+    for window, text in (texts[0], texts[200], texts[-1]):
+        # prometheus_client's parser checks a histogram one timestamp at a time: the counters
+        # whole, and the histograms' first timestamp (promtool, which reads them all, is the
+        # integration test's).
+        counters, histograms = text.split("# TYPE shop_http_request_duration_seconds", 1)
+        first = histograms.splitlines()[: 1 + 7 * len(history.SERVICES)]
+        first_time = [line for line in first[1:] if line.endswith(f" {window}") or line.endswith(f" {generated.start}")]
+        parsed = [
+            *text_string_to_metric_families(counters + "# EOF\n"),
+            *text_string_to_metric_families("# TYPE shop_http_request_duration_seconds" + first[0] + "\n"
+                                            + "\n".join(first_time[:7]) + "\n# EOF\n"),
+        ]  # fmt: skip
+        families = {f.name: f for f in parsed}
+        assert families["shop_http_requests"].type == "counter"
+        assert families["shop_http_request_duration_seconds"].type == "histogram"
+        for family in families.values():
+            assert family.samples
+            for sample in family.samples:
+                assert sample.timestamp is not None
+                assert window <= float(sample.timestamp) < window + history.BLOCK_SECONDS
