@@ -18,6 +18,7 @@ def endpoint_environment(settings: Settings) -> dict[str, str]:
         "KUBECONFIG": str(paths.kubeconfig),
         "OPSLAB_KUBECONFIG": str(paths.kubeconfig),
         "OPSLAB_PROMETHEUS_URL": f"http://127.0.0.1:{p.prometheus}",
+        "OPSLAB_THANOS_URL": f"http://127.0.0.1:{p.thanos_query}",  # the querier: live and long-term data
         "OPSLAB_ALERTMANAGER_URL": f"http://127.0.0.1:{p.alertmanager}",
         "OPSLAB_PUSHGATEWAY_URL": f"http://127.0.0.1:{p.pushgateway}",
         "OPSLAB_KAFKA_BOOTSTRAP": f"127.0.0.1:{p.kafka}",
