@@ -32,3 +32,16 @@ def test_the_incident_notebook_reads_a_real_incident_run(platform: Platform) -> 
     text = printed(execute(NOTEBOOKS / "incident-analysis.ipynb", env={"OPSLAB_RUN_DIR": str(run)}))
     assert f"{facts['incident']} answered by {facts['responder']}" in text, text
     assert "s  stopped" in text and "of a month's error budget at this load" in text, text
+
+
+def test_the_long_term_slo_notebook_agrees_with_the_history_thanos_holds(platform: Platform) -> None:
+    """The month of history through the platform's querier: the notebook's own checks compare every
+    budget and incident cost with the history's model; a querier that answered from part of the
+    data (raw blocks alone) or not at all fails it."""
+    settings = platform.settings
+    env = {"OPSLAB_THANOS_URL": f"http://127.0.0.1:{settings.ports.thanos_query}",
+           "OPSLAB_STATE_DIR": str(settings.paths.state)}  # fmt: skip
+    text = printed(execute(NOTEBOOKS / "long-term-slo.ipynb", env=env))
+    catalog = next(line for line in text.splitlines() if line.startswith("catalog "))
+    assert catalog.endswith("79.9%   79.9%"), f"the querier's budget left is not the model's: {catalog}"
+    assert "h-04     catalog" in text and "the worst week of all: payments, week 1" in text, text

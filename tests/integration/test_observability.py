@@ -21,6 +21,7 @@ pytestmark = pytest.mark.platform
 EXPECTED_JOBS = {
     "prometheus", "alertmanager", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
     "shop", "alert-bridge", "drift-detector", "pushgateway", "gitops",
+    "thanos-sidecar", "thanos-store", "thanos-query", "thanos-compact",
 }  # fmt: skip
 
 

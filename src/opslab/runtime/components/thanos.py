@@ -25,6 +25,12 @@ from opslab.runtime.component import Component, http_probe
 
 RAW_RETENTION = "14d"
 """How long the compactor keeps raw samples; 5 m and 1 h downsampled data are kept for good."""
+DELETE_DELAY = "10m"
+"""How long the compactor keeps a block it replaced (by compaction, downsampling or retention)."""
+IGNORE_DELETED_AFTER = "4m"
+"""When the store gateway stops serving a replaced block: well inside DELETE_DELAY, with its 1-minute
+sync (Thanos' defaults are 48 h and 24 h; with a shorter delete delay alone, the store gateway
+reads blocks that are gone)."""
 GO_MEMORY = {"GOGC": "50"}
 """Thanos processes collect garbage sooner than Go's default: the platform's idle memory budget."""
 
@@ -125,6 +131,8 @@ class ThanosStore(_Thanos):
             f"--objstore.config-file={bucket_config(self)}",
             # New blocks (an upload, a compaction) are seen within a minute (default 15 m).
             "--sync-block-duration=1m",
+            # Blocks the compactor replaced are dropped well before it deletes them (DELETE_DELAY).
+            f"--ignore-deletion-marks-delay={IGNORE_DELETED_AFTER}",
             "--store.enable-index-header-lazy-reader",
         ]
 
@@ -148,6 +156,9 @@ class ThanosQuery(_Thanos):
             f"--endpoint=127.0.0.1:{p.thanos_store_grpc}",
             # Long windows read downsampled data where the raw samples are gone.
             "--query.auto-downsampling",
+            # A store that fails fails the query: an SLO computed from part of the data is wrong
+            # without saying so (ask for partial_response=true explicitly to get what answered).
+            "--no-query.partial-response",
         ]
 
 
@@ -166,6 +177,6 @@ class ThanosCompact(_Thanos):
             "--wait-interval=5m",
             # The file-system bucket is consistent: a block is complete once its meta.json is there.
             "--consistency-delay=0s",
-            "--delete-delay=10m",
+            f"--delete-delay={DELETE_DELAY}",
             f"--retention.resolution-raw={RAW_RETENTION}",
         ]
