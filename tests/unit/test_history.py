@@ -4,6 +4,7 @@ in them, in OpenMetrics that Prometheus' own parser reads, one text per 2-hour b
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -86,3 +87,23 @@ def test_each_text_is_one_block_and_parses_as_openmetrics(everything: list[histo
             for sample in family.samples:
                 assert sample.timestamp is not None
                 assert window <= float(sample.timestamp) < window + history.BLOCK_SECONDS
+
+
+def test_blocks_are_made_once_a_day_and_older_days_removed(tmp_path: Path) -> None:
+    """The cache: today's blocks are reused, yesterday's kept (a platform may still copy them),
+    older days' and other versions' removed. A stand-in promtool records its calls."""
+    calls = tmp_path / "calls"
+    promtool = tmp_path / "promtool"
+    promtool.write_text(f'#!/bin/sh\necho "$5" >> {calls}\nmkdir -p "$6/01BLOCK"\n')
+    promtool.chmod(0o755)
+    cache = tmp_path / "cache"
+    for name in (f"v{history.VERSION}-{END - 86400}", f"v{history.VERSION}-{END - 2 * 86400}", f"v0-{END}"):
+        (cache / name).mkdir(parents=True)
+    want = history.Generated(history.VERSION, END)
+    made = history.made_blocks(promtool, cache, want)
+    assert (made / "01BLOCK").is_dir()
+    assert len(calls.read_text().splitlines()) == 35 * 12 + 1  # one import per 2-hour block
+    assert sorted(p.name for p in cache.iterdir()) == sorted([made.name, f"v{history.VERSION}-{END - 86400}"])
+    calls.unlink()
+    assert history.made_blocks(promtool, cache, want) == made
+    assert not calls.exists(), "the day's blocks were made twice"

@@ -297,7 +297,7 @@ def generate(bucket_config: Path, bucket: Path, *, promtool: Path, thanos: Path,
 
 def made_blocks(promtool: Path, cache: Path, want: Generated) -> Path:
     """The history's TSDB blocks under ``cache``/v<version>-<end>/, made unless there already.
-    Older days' blocks are removed."""
+    Blocks of other versions, and of days before yesterday, are removed."""
     done = cache / f"v{want.version}-{want.end}"
     if done.is_dir():
         return done
@@ -315,6 +315,8 @@ def made_blocks(promtool: Path, cache: Path, want: Generated) -> Path:
             if not done.is_dir():  # another platform made them meanwhile: theirs are the same
                 raise
     for stale in cache.glob("v*-*"):
-        if stale != done:
+        # Yesterday's stay: a platform started just before midnight may still be copying them.
+        version, _, end = stale.name[1:].partition("-")
+        if stale != done and (version != str(want.version) or not end.isdigit() or int(end) < want.end - 86400):
             shutil.rmtree(stale, ignore_errors=True)
     return done
