@@ -4,6 +4,8 @@ in them, in OpenMetrics that Prometheus' own parser reads, one text per 2-hour b
 from __future__ import annotations
 
 import itertools
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -89,21 +91,48 @@ def test_each_text_is_one_block_and_parses_as_openmetrics(everything: list[histo
                 assert window <= float(sample.timestamp) < window + history.BLOCK_SECONDS
 
 
-def test_blocks_are_made_once_a_day_and_older_days_removed(tmp_path: Path) -> None:
-    """The cache: today's blocks are reused, yesterday's kept (a platform may still copy them),
-    older days' and other versions' removed. A stand-in promtool records its calls."""
+def test_blocks_are_made_once_a_day_and_day_old_entries_removed(tmp_path: Path) -> None:
+    """The cache: today's blocks are reused; entries a day old (other days, other versions, a killed
+    run's scratch) removed, younger ones kept (another checkout may be copying them). A stand-in
+    promtool records its calls and that each block's text was there when it ran."""
     calls = tmp_path / "calls"
     promtool = tmp_path / "promtool"
-    promtool.write_text(f'#!/bin/sh\necho "$5" >> {calls}\nmkdir -p "$6/01BLOCK"\n')
+    promtool.write_text(f'#!/bin/sh\ntest -s "$5" && echo "$5" >> {calls}\nmkdir -p "$6/01BLOCK"\n')
     promtool.chmod(0o755)
     cache = tmp_path / "cache"
-    for name in (f"v{history.VERSION}-{END - 86400}", f"v{history.VERSION}-{END - 2 * 86400}", f"v0-{END}"):
-        (cache / name).mkdir(parents=True)
+    old, young = cache / f"v{history.VERSION}-{END - 2 * 86400}", cache / f"v0-{END}"
+    scratch = cache / ".making-killed"
+    for entry in (old, young, scratch):
+        entry.mkdir(parents=True)
+    for entry in (old, scratch):
+        os.utime(entry, (time.time() - 2 * 86400, time.time() - 2 * 86400))
     want = history.Generated(history.VERSION, END)
     made = history.made_blocks(promtool, cache, want)
     assert (made / "01BLOCK").is_dir()
-    assert len(calls.read_text().splitlines()) == 35 * 12 + 1  # one import per 2-hour block
-    assert sorted(p.name for p in cache.iterdir()) == sorted([made.name, f"v{history.VERSION}-{END - 86400}"])
+    assert len(calls.read_text().splitlines()) == 35 * 12 + 1  # one import per 2-hour block, each with its text
+    assert sorted(p.name for p in cache.iterdir()) == sorted([made.name, young.name])
     calls.unlink()
     assert history.made_blocks(promtool, cache, want) == made
     assert not calls.exists(), "the day's blocks were made twice"
+
+
+def test_a_failed_import_stops_at_once_and_leaves_no_blocks(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    promtool = tmp_path / "promtool"
+    promtool.write_text(f'#!/bin/sh\necho x >> {calls}\necho "bad input" >&2\nexit 1\n')
+    promtool.chmod(0o755)
+    with pytest.raises(history.HistoryError, match="bad input"):
+        history.made_blocks(promtool, tmp_path / "cache", history.Generated(history.VERSION, END))
+    assert len(calls.read_text().splitlines()) <= 8, "the import went on after the first failure"
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_tally_counts_an_incidents_failures_and_its_share_of_the_budget() -> None:
+    incident = next(i for i in history.INCIDENTS if i.id == "h-04")
+    during = history.tally(incident.service, incident.start_minute, incident.start_minute + incident.minutes - 1)
+    assert during.errors / during.requests == pytest.approx(incident.error_ratio, abs=0.005)
+    month = history.tally(incident.service, *history.last_days(28))
+    assert month.requests > 30 * during.requests
+    quiet = history.tally("fulfilment", *history.last_days(28))
+    assert quiet.budget_left() > 0.9 > month.budget_left(), "the incident must show in catalog's budget only"
+    assert history.last_days(28) == (7 * 1440, 35 * 1440 - 1)

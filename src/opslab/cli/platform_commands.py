@@ -13,6 +13,7 @@ from opslab.cli.context import load_settings, platform_for, toolchain_for
 from opslab.cli.output import console, fmt_seconds, step
 from opslab.cli.setup_command import do_setup
 from opslab.runtime.lifecycle import ComponentStatus
+from opslab.settings import Settings
 from opslab.toolchain.setup import missing_components
 
 
@@ -49,6 +50,8 @@ def up(nodes: str | None) -> None:
     console.print(f"[bold green]platform ready[/] in {fmt_seconds(report.seconds)}")
     console.print(f"  kubectl --kubeconfig {settings.paths.kubeconfig} get nodes")
     console.print(f"  source {settings.paths.env_file}   # KUBECONFIG, endpoints and tools on PATH")
+    for line in dashboard_lines(settings):
+        console.print(line)
 
 
 @click.command()
@@ -76,7 +79,18 @@ def status() -> None:
         sys.exit(3)
     rows = platform.status()
     console.print(status_table(rows))
+    for line in dashboard_lines(platform.settings):
+        console.print(line)
     sys.exit(0 if all(r.ready for r in rows) else 1)
+
+
+def dashboard_lines(settings: Settings) -> list[str]:
+    """Where to look: the SLO dashboards Prometheus serves, and the Thanos querier."""
+    p = settings.ports
+    return [
+        f"  SLO dashboards  http://127.0.0.1:{p.prometheus}/consoles/index.html",
+        f"  Thanos querier  http://127.0.0.1:{p.thanos_query}  (live data and a month of history)",
+    ]
 
 
 @click.command()

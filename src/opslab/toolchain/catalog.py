@@ -74,6 +74,14 @@ class Component:
     modules need a newer Go than the local one."""
     crds: tuple[tuple[str, str], ...] = ()
     """Local Go: CustomResourceDefinitions to ship in crds/: (module@version, file inside it)."""
+    revision: str = ""
+    """Bumped when what is built from the same version changes (a package added): the cache key is
+    <version>-<revision>, so every machine builds the component again."""
+
+    @property
+    def cache_key(self) -> str:
+        """The component's directory under ~/.cache/opslab/<name>/."""
+        return f"{self.version}-{self.revision}" if self.revision else self.version
 
 
 KAFKA_LAUNCHERS = (
@@ -123,6 +131,10 @@ def components(versions: Versions) -> tuple[Component, ...]:
             summary="Prometheus and promtool (Debian package)",
             packages=("prometheus",),
             binaries={"prometheus": "usr/bin/prometheus", "promtool": "usr/bin/promtool"},
+            # The JavaScript its console templates draw graphs with (Debian links its web UI's
+            # static/ files to these packages instead of shipping them).
+            libraries=("libjs-rickshaw", "libjs-d3", "libjs-jquery", "libjs-bootstrap4"),
+            revision="consoles",
         ),
         Component(
             name="alertmanager",

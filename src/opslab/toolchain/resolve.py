@@ -62,7 +62,7 @@ class Toolchain:
             raise ConfigError(f"unknown tool {tool!r}", fix=f"use one of: {known}") from None
 
     def entry(self, component: Component) -> CacheEntry:
-        return CacheEntry(self.cache_root, component.name, component.version)
+        return CacheEntry(self.cache_root, component.name, component.cache_key)
 
     def _tool(self, name: str) -> tuple[Component, Tool]:
         component = self.component(name)

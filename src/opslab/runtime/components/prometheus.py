@@ -114,17 +114,26 @@ class Prometheus(Component):
             config, sort_keys=False
         )
 
+    @property
+    def consoles(self) -> Path:
+        """Console templates Prometheus serves at /consoles/: the platform's dashboards, copied from
+        platform/prometheus/consoles/ at every `up`, and any a learner adds next to them."""
+        return self.ctx.config_file("consoles")
+
     def prepare(self) -> None:
         self.ctx.data_dir("prometheus").mkdir(parents=True, exist_ok=True)
         self.lab_rules.mkdir(parents=True, exist_ok=True)
         self.lab_targets.mkdir(parents=True, exist_ok=True)
+        self.consoles.mkdir(parents=True, exist_ok=True)
+        for template in sorted((self.ctx.paths.platform / "prometheus" / "consoles").glob("*.html")):
+            write_atomic(self.consoles / template.name, template.read_text())
         write_atomic(self.config_path, self.render())
 
     def web_assets(self) -> list[str]:
         """Flags pointing Debian's Prometheus at its UI files when it runs from opslab's cache.
 
-        Debian's build reads its web UI and consoles from /usr/share and /etc; unpacked into the
-        cache, they sit under <entry>/root/ instead.
+        Debian's build reads its web UI from /usr/share; unpacked into the cache, it sits under
+        <entry>/root/ instead.
         """
         resolved = self.ctx.toolchain.resolve("prometheus")
         if resolved is None or resolved.source != "cache":
@@ -133,21 +142,20 @@ class Prometheus(Component):
         flags = []
         if (root / "usr/share/prometheus/web").is_dir():
             flags.append(f"--web.local-assets={root / 'usr/share/prometheus/web'}/")
-        if (root / "etc/prometheus/consoles").is_dir():
-            flags.append(f"--web.console.templates={root / 'etc/prometheus/consoles'}")
-            flags.append(f"--web.console.libraries={root / 'etc/prometheus/console_libraries'}")
         return flags
 
     def command(self) -> list[str]:
         return [
             str(self.ctx.toolchain.require("prometheus")),
             *self.web_assets(),
+            f"--web.console.templates={self.consoles}",
+            f"--web.console.libraries={self.ctx.paths.platform / 'prometheus' / 'console_libraries'}",
             f"--config.file={self.config_path}",
             f"--storage.tsdb.path={self.ctx.data_dir('prometheus')}",
-            # Thanos keeps the long term: Prometheus keeps a day, in blocks the sidecar uploads as
-            # soon as they are cut (min = max block duration turns local compaction off, as the
-            # sidecar requires).
-            "--storage.tsdb.retention.time=1d",
+            # Thanos keeps the long term; Prometheus keeps 3 days (the dashboards' 60-hour month of
+            # the embedded time scale), in blocks the sidecar uploads as soon as they are cut
+            # (min = max block duration turns local compaction off, as the sidecar requires).
+            "--storage.tsdb.retention.time=3d",
             f"--storage.tsdb.min-block-duration={BLOCK_DURATION}",
             f"--storage.tsdb.max-block-duration={BLOCK_DURATION}",
             f"--web.listen-address=127.0.0.1:{self.ctx.ports.prometheus}",

@@ -154,8 +154,11 @@ class ThanosQuery(_Thanos):
             *self.base(),
             f"--endpoint=127.0.0.1:{p.thanos_sidecar_grpc}",
             f"--endpoint=127.0.0.1:{p.thanos_store_grpc}",
-            # Long windows read downsampled data where the raw samples are gone.
+            # Long windows read downsampled data where the raw samples are gone: range queries pick a
+            # resolution from their step, instant ones may go down to 1 h (Thanos' default, raw only,
+            # answers `increase(x[28d])` from the last 14 days without a word; its own advice is 1h).
             "--query.auto-downsampling",
+            "--query.instant.default.max_source_resolution=1h",
             # A store that fails fails the query: an SLO computed from part of the data is wrong
             # without saying so (ask for partial_response=true explicitly to get what answered).
             "--no-query.partial-response",
