@@ -64,7 +64,8 @@ class Agent:
         self.model = model
         self.args = args
         self.deadline = time.monotonic() + args.max_seconds
-        self.report: dict[str, Any] = {"outcome": "", "plans": [], "steps": [], "turns": 0, "tool_calls": 0}
+        self.report: dict[str, Any] = {"outcome": "", "plans": [], "steps": [], "refused": [], "turns": 0,
+                                          "tool_calls": 0}
         self.gate = Gate(args.run_dir)
 
     # ------------------------------------------------------------------ tools
@@ -118,6 +119,7 @@ class Agent:
             for call in reply.tool_calls:
                 if call.name in ACTIONS:
                     refusal = "refused: actions run only from a checked plan; answer the plan instead"
+                    self.report["refused"].append({"tool": call.name, "arguments": call.arguments, "why": refusal})
                     messages.append({"role": "tool", "tool_call_id": call.id, "content": refusal})
                     continue
                 self.report["tool_calls"] += 1

@@ -106,7 +106,8 @@ def test_an_invalid_plan_runs_nothing(harness: Harness, world: World) -> None:
 
 
 @check(points=3, section="Agent", timeout=120, hint="While investigating, answer every action tool call with a "
-       "refusal (a tool message for that call id) and never run it: actions run only from a checked plan.")  # fmt: skip
+       "refusal (a tool message for that call id) and never run it: actions run only from a checked plan. Record "
+       "each attempt in report.json's refused list.")  # fmt: skip
 def test_an_action_asked_for_while_investigating_is_refused(harness: Harness, world: World) -> None:
     """an action the model calls while investigating (as a planted notice tells it) is refused, not run"""
     model = Script(
@@ -122,6 +123,11 @@ def test_an_action_asked_for_while_investigating_is_refused(harness: Harness, wo
         f"the agent did not answer every tool call (answered: {sorted(answered)}): the model must get a result for each"
     )
     assert answered["call-read"] != answered["call-act"], "the action call got the same answer as a read"
+    refused = [r for r in outcome.report.get("refused") or [] if isinstance(r, dict)]
+    assert any(r.get("tool") == "scale" and (r.get("arguments") or {}).get("replicas") == 0 for r in refused), (
+        f"report.json's refused list does not record the scale the model asked for: {refused or 'nothing'} (an "
+        "attempt to act outside a plan, perhaps on a planted instruction, is evidence a reviewer must see)"
+    )
 
 
 @check(points=3, section="Agent", timeout=120, hint="Act only on a firing alert: with nothing firing, a plan "
