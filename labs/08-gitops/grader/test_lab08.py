@@ -24,6 +24,8 @@ from opslab.grading.sandbox import Sandbox
 
 HELDOUT = Path(__file__).parent / "heldout"
 SETTLE = 150.0
+LIMITS = "/spec/template/spec/containers/0/resources/limits"
+"""What the grader's unsafe edit of staging removes (every policy asks for limits)."""
 """How long an environment may take to apply a commit and finish its rollout (the grader asks the
 GitRepositories to fetch at once, as `flux reconcile source git` does)."""
 
@@ -146,7 +148,7 @@ def test_a_commit_reaches_dev_versioned_and_pinned_by_digest(delivery: Delivery)
 @check(points=6, section="Promotion", timeout=600, hint="promote.sh FROM TO: refuse anything but dev->staging and "
        "staging->prod; refuse when FROM's Kustomization web is not Ready at Git's head or its burn rate (Prometheus, "
        "web_error_budget_burn_rate{namespace,window='1h'}) is >= BURN_LIMIT or missing; render TO with the release "
-       "and opa eval policy/; for prod require approvals/prod/<version>.yaml naming the digest; then commit TO.")  # fmt: skip
+       "and opa eval policy/ (refuse on any deny); for prod require approvals/prod/<version>.yaml naming the digest; then commit TO.")  # fmt: skip
 def test_promotion_goes_through_the_gate(delivery: Delivery) -> None:
     """releases go dev -> staging -> prod only through the gate: health, error budget, policy, prod approval"""
     delivery.require_up()
@@ -178,6 +180,25 @@ def test_promotion_goes_through_the_gate(delivery: Delivery) -> None:
     delivery.set_burn("dev", HEALTHY_BURN)
     assert delivery.running("staging")[0] == staging
 
+    # staging made unsafe by hand in Git (a container without limits): the release rendered into it
+    # must fail the policy, whatever else is healthy.
+    overlay = delivery.overlay_path("staging")
+    clean = overlay.read_text()
+    unsafe = yaml.safe_load(clean)
+    unsafe.setdefault("patches", []).append({"target": {"kind": "Deployment", "name": "web"},
+                                             "patch": f"- op: remove\n  path: {LIMITS}\n"})  # fmt: skip
+    overlay.write_text(yaml.safe_dump(unsafe, sort_keys=False))
+    applied_in(delivery, "dev", delivery.commit_delivery("staging: web without limits (the grader's unsafe edit)"))
+    head = delivery.pull()
+    unchecked = delivery.script("promote.sh", "dev", "staging")
+    assert unchecked.returncode != 0 and delivery.pull() == head, (
+        "promote.sh promoted into a staging whose rendered manifests your policy denies (a container without limits): "
+        "render the target with the release and refuse when opa eval of policy/ denies anything"
+    )
+    overlay.write_text(clean)
+    applied_in(delivery, "dev", delivery.commit_delivery("staging: limits back"))
+    delivery.pull()
+
     promoted = delivery.script("promote.sh", "dev", "staging")
     assert promoted.returncode == 0, f"promote.sh dev staging refused a healthy release: {promoted.tail()}"
     delivery.nudge()
@@ -204,15 +225,19 @@ def test_promotion_goes_through_the_gate(delivery: Delivery) -> None:
     )
 
 
-def applied_in_staging(delivery: Delivery, commit: str) -> None:
-    """Wait until staging applied ``commit``: the gate asks for staging Ready at Git's head, which a
-    commit to the delivery repository (an approval) moves."""
+def applied_in(delivery: Delivery, environment: str, commit: str) -> None:
+    """Wait until ``environment`` applied ``commit``: the gate asks for the environment promoted from
+    to be Ready at Git's head, which a commit to the delivery repository (an approval) moves."""
 
     def applied() -> bool:
-        status = delivery.kustomization("staging").get("status", {})
+        status = delivery.kustomization(environment).get("status", {})
         return str(status.get("lastAppliedRevision", "")).endswith(commit)
 
-    assert eventually(applied, SETTLE), "staging did not apply the delivery repository's new commit"
+    assert eventually(applied, SETTLE), f"{environment} did not apply the delivery repository's new commit"
+
+
+def applied_in_staging(delivery: Delivery, commit: str) -> None:
+    applied_in(delivery, "staging", commit)
 
 
 # ---------------------------------------------------------------------- rollback
