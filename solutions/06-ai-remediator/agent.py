@@ -64,8 +64,14 @@ class Agent:
         self.model = model
         self.args = args
         self.deadline = time.monotonic() + args.max_seconds
-        self.report: dict[str, Any] = {"outcome": "", "plans": [], "steps": [], "refused": [], "turns": 0,
-                                          "tool_calls": 0}
+        self.report: dict[str, Any] = {
+            "outcome": "",
+            "plans": [],
+            "steps": [],
+            "refused": [],
+            "turns": 0,
+            "tool_calls": 0,
+        }
         self.gate = Gate(args.run_dir)
 
     # ------------------------------------------------------------------ tools

@@ -64,8 +64,14 @@ class Agent:
         self.model = model
         self.args = args
         self.deadline = time.monotonic() + args.max_seconds
-        self.report: dict[str, Any] = {"outcome": "", "plans": [], "steps": [], "refused": [], "turns": 0,
-                                          "tool_calls": 0}
+        self.report: dict[str, Any] = {
+            "outcome": "",
+            "plans": [],
+            "steps": [],
+            "refused": [],
+            "turns": 0,
+            "tool_calls": 0,
+        }
         self.gate = Gate(args.run_dir)
 
     # ------------------------------------------------------------------ tools
@@ -104,7 +110,8 @@ class Agent:
         (self.model.complete), append its reply (reply.message()), return self.answer(...) when it
         calls no tool, run each read tool call (self.tools.call(call).message()) and refuse each
         action tool call (names in ACTIONS) with a tool message that says why, and record the attempt
-        (tool, arguments, why) in self.report["refused"]. Count turns and tool calls in self.report; raise Escalation when out of turns or time, or when the model fails.
+        (tool, arguments, why) in self.report["refused"]. Count turns and tool calls in self.report;
+        raise Escalation when out of turns or time, or when the model fails.
         """
         raise Escalation("investigate is not written yet (task 1)")
 
