@@ -136,3 +136,27 @@ def test_a_tally_counts_an_incidents_failures_and_its_share_of_the_budget() -> N
     quiet = history.tally("fulfilment", *history.last_days(28))
     assert quiet.budget_left() > 0.9 > month.budget_left(), "the incident must show in catalog's budget only"
     assert history.last_days(28) == (7 * 1440, 35 * 1440 - 1)
+
+
+def test_another_month_differs_only_where_its_incidents_are() -> None:
+    """A grader's month: the same traffic, its own incidents and cluster; the platform's is untouched."""
+    other = history.Month((history.Incident("x-1", "cart", 20_000, 60, 0.5, 0.0, "cart down"),), "shop-test")
+    first, last = history.last_days(28)
+    assert other.tally("cart", first, last).errors > history.tally("cart", first, last).errors + 5_000
+    assert other.tally("cart", first, last).requests == history.tally("cart", first, last).requests
+    assert other.tally("fulfilment", first, last) == history.tally("fulfilment", first, last)
+    gateway = next(i for i in history.INCIDENTS if i.service == "gateway")
+    assert other.incident_at("gateway", gateway.start_minute) is None
+    assert history.incident_at("gateway", gateway.start_minute) == gateway
+    cart = [s for s in other.series() if 'service="cart",code="500"' in s[1]]
+    assert cart and cart[0][2][-1] == other.tally("cart", 0, history.minutes() - 1).errors
+
+
+def test_the_postmortem_log_gives_each_incident_its_times() -> None:
+    generated = history.Generated(history.VERSION, END)
+    log = history.postmortems(generated)
+    assert [entry["id"] for entry in log] == [i.id for i in history.INCIDENTS]
+    first = history.INCIDENTS[0]
+    start = generated.start + first.start_minute * 60
+    assert log[0]["start"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))
+    assert log[0]["end"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + first.minutes * 60))

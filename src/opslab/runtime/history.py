@@ -21,7 +21,9 @@ and uploaded with ``thanos tools bucket upload-blocks``, which adds the external
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import hashlib
 import json
 import math
 import shutil
@@ -30,6 +32,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from opslab.primitives.errors import OpslabError
@@ -94,6 +97,19 @@ INCIDENTS: tuple[Incident, ...] = (
 
 
 @dataclass(frozen=True)
+class Tally:
+    """What a service answered over a stretch of the history."""
+
+    requests: int
+    errors: int
+    slow: int
+
+    def budget_left(self, objective: float = 0.995) -> float:
+        """The share of the error budget (1 - objective of the requests) not spent by errors."""
+        return 1 - (self.errors / self.requests) / (1 - objective) if self.requests else 1.0
+
+
+@dataclass(frozen=True)
 class Minute:
     """What one service answered in one minute."""
 
@@ -111,60 +127,84 @@ def traffic(service: str, minute: int) -> float:
     return SERVICES[service] * daily * weekend
 
 
+@dataclass(frozen=True)
+class Month:
+    """One month of the shop: the same traffic, its own incidents and ``cluster`` label. The
+    platform's is :data:`SHOP_PROD`; a grader makes others (held-out incidents) the same way."""
+
+    incidents: tuple[Incident, ...] = INCIDENTS
+    cluster: str = CLUSTER
+
+    def incident_at(self, service: str, minute: int) -> Incident | None:
+        for incident in self.incidents:
+            if (
+                incident.service == service
+                and incident.start_minute <= minute < incident.start_minute + incident.minutes
+            ):
+                return incident
+        return None
+
+    def minute_of(self, service: str, minute: int) -> Minute:
+        """The requests, failures and slow answers of ``service`` in minute ``minute``: whole
+        numbers, rounded cumulatively, so a share too small for one minute (0.04 % of 100 requests)
+        still shows over many, as real errors do."""
+        requests, errors, slow = self._expected(service)
+        return Minute(
+            requests[minute],
+            round(errors[minute + 1]) - round(errors[minute]),
+            round(slow[minute + 1]) - round(slow[minute]),
+        )
+
+    @functools.cache  # noqa: B019 (a handful of frozen months, each kept for its process)
+    def _expected(self, service: str) -> tuple[list[int], list[float], list[float]]:
+        """Per minute, the requests; and the expected errors and slow answers summed before each minute."""
+        requests: list[int] = []
+        errors, slow = [0.0], [0.0]
+        for minute in range(minutes()):
+            count = round(traffic(service, minute) * STEP_SECONDS)
+            incident = self.incident_at(service, minute)
+            requests.append(count)
+            errors.append(errors[-1] + count * (incident.error_ratio if incident else BASE_ERROR_RATIO))
+            slow.append(slow[-1] + count * (incident.slow_ratio if incident else BASE_SLOW_RATIO))
+        return requests, errors, slow
+
+    def tally(self, service: str, first: int, last: int) -> Tally:
+        """``service``'s requests, errors and slow answers in minutes ``first`` to ``last``, inclusive."""
+        found = [self.minute_of(service, m) for m in range(max(first, 0), min(last, minutes() - 1) + 1)]
+        return Tally(sum(m.requests for m in found), sum(m.errors for m in found), sum(m.slow for m in found))
+
+    def series(self) -> list[Series]:
+        """Every series of the month, its values cumulative (counters and histograms)."""
+        return _series(self)
+
+    @property
+    def key(self) -> str:
+        """Names the month in cache entries: its cluster and a digest of its incidents (a month
+        changed under the same cluster label is another month)."""
+        digest = hashlib.sha256(repr(self.incidents).encode()).hexdigest()[:10]
+        return f"{self.cluster}-{digest}"
+
+
+SHOP_PROD = Month()
+"""The history every platform's bucket holds."""
+
+
 def incident_at(service: str, minute: int) -> Incident | None:
-    for incident in INCIDENTS:
-        if incident.service == service and incident.start_minute <= minute < incident.start_minute + incident.minutes:
-            return incident
-    return None
+    return SHOP_PROD.incident_at(service, minute)
 
 
 def minute_of(service: str, minute: int) -> Minute:
-    """The requests, failures and slow answers of ``service`` in minute ``minute``: whole numbers,
-    rounded cumulatively, so a share too small for one minute (0.04 % of 100 requests) still shows
-    over many, as real errors do."""
-    requests, errors, slow = _expected(service)
-    return Minute(
-        requests[minute],
-        round(errors[minute + 1]) - round(errors[minute]),
-        round(slow[minute + 1]) - round(slow[minute]),
-    )
-
-
-@functools.cache
-def _expected(service: str) -> tuple[list[int], list[float], list[float]]:
-    """Per minute, the requests; and the expected errors and slow answers summed before each minute."""
-    requests: list[int] = []
-    errors, slow = [0.0], [0.0]
-    for minute in range(minutes()):
-        count = round(traffic(service, minute) * STEP_SECONDS)
-        incident = incident_at(service, minute)
-        requests.append(count)
-        errors.append(errors[-1] + count * (incident.error_ratio if incident else BASE_ERROR_RATIO))
-        slow.append(slow[-1] + count * (incident.slow_ratio if incident else BASE_SLOW_RATIO))
-    return requests, errors, slow
+    """:meth:`Month.minute_of` of the platform's month."""
+    return SHOP_PROD.minute_of(service, minute)
 
 
 def minutes() -> int:
     return DAYS * DAY_MINUTES
 
 
-@dataclass(frozen=True)
-class Tally:
-    """What a service answered over a stretch of the history."""
-
-    requests: int
-    errors: int
-    slow: int
-
-    def budget_left(self, objective: float = 0.995) -> float:
-        """The share of the error budget (1 - objective of the requests) not spent by errors."""
-        return 1 - (self.errors / self.requests) / (1 - objective) if self.requests else 1.0
-
-
 def tally(service: str, first: int, last: int) -> Tally:
-    """``service``'s requests, errors and slow answers in minutes ``first`` to ``last``, inclusive."""
-    found = [minute_of(service, m) for m in range(max(first, 0), min(last, minutes() - 1) + 1)]
-    return Tally(sum(m.requests for m in found), sum(m.errors for m in found), sum(m.slow for m in found))
+    """:meth:`Month.tally` of the platform's month."""
+    return SHOP_PROD.tally(service, first, last)
 
 
 def last_days(days: int) -> tuple[int, int]:
@@ -186,6 +226,22 @@ class Generated:
     def start(self) -> int:
         """Unix seconds of minute 0."""
         return self.end - (minutes() - 1) * STEP_SECONDS
+
+
+INCIDENTS_FILE = "incidents.json"
+"""Beside the marker in the bucket: the month's incidents as a postmortem log (:func:`postmortems`)."""
+
+
+def iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def postmortems(generated: Generated, month: Month = SHOP_PROD) -> list[dict[str, str]]:
+    """The month's incidents as its team logged them: id, service, title, start and end (RFC 3339,
+    UTC; the end is when it was over)."""
+    at = generated.start
+    return [{"id": i.id, "service": i.service, "title": i.title, "start": iso(at + i.start_minute * STEP_SECONDS),
+             "end": iso(at + (i.start_minute + i.minutes) * STEP_SECONDS)} for i in month.incidents]  # fmt: skip
 
 
 def end_for(now: float) -> int:
@@ -213,7 +269,11 @@ each minute."""
 
 
 def series() -> list[Series]:
-    """Every series of the history, its values cumulative (counters and histograms)."""
+    """Every series of the platform's month, its values cumulative (counters and histograms)."""
+    return _series(SHOP_PROD)
+
+
+def _series(month: Month) -> list[Series]:
     count = minutes()
     found: list[Series] = []
     name = "shop_http_request_duration_seconds"
@@ -225,7 +285,7 @@ def series() -> list[Series]:
         seconds: list[float] = []
         totals = [0.0] * (len(bounds) + 3)
         for minute in range(count):
-            m = minute_of(service, minute)
+            m = month.minute_of(service, minute)
             counts, spent = latency(m)
             totals[0] += m.requests - m.errors
             totals[1] += m.errors
@@ -293,10 +353,10 @@ class HistoryError(OpslabError):
     """The history could not be generated or uploaded."""
 
 
-def _import(promtool: Path, generated: Generated, blocks: Path, texts: Path, workers: int = 2) -> None:
+def _import(promtool: Path, generated: Generated, blocks: Path, texts: Path, *, month: Month, workers: int = 2) -> None:
     """Each 2-hour block: its text written, promtool run on it, the text removed; ``workers`` blocks
     at a time, so at most that many texts are on disk. The first failure cancels the rest."""
-    everything = series()
+    everything = month.series()
 
     def one(window: int, text: str) -> None:
         path = texts / f"{window}.om"
@@ -346,6 +406,8 @@ def generate(bucket_config: Path, bucket: Path, *, promtool: Path, thanos: Path,
         except (ValueError, TypeError):
             held = None
         if held is not None and held.version == VERSION:
+            if not (bucket / INCIDENTS_FILE).is_file():
+                write_atomic(bucket / INCIDENTS_FILE, json.dumps(postmortems(held), indent=1) + "\n")
             return held
     made = made_blocks(promtool, cache, want)
     _remove_held(bucket)
@@ -361,30 +423,76 @@ def generate(bucket_config: Path, bucket: Path, *, promtool: Path, thanos: Path,
         raise HistoryError(f"thanos could not upload the history's blocks: {uploaded.tail()}")
     if not any(bucket.glob("*/meta.json")):
         raise HistoryError(f"thanos uploaded none of the history's blocks from {made}: {uploaded.tail()}")
+    write_atomic(bucket / INCIDENTS_FILE, json.dumps(postmortems(want), indent=1) + "\n")
     write_atomic(marker, json.dumps(asdict(want), indent=2) + "\n")
     return want
 
 
-def made_blocks(promtool: Path, cache: Path, want: Generated) -> Path:
-    """The history's TSDB blocks under ``cache``/v<version>-<end>/, made unless there already.
-    Other entries (other days, other versions, scratch of a killed run) go once a day old."""
-    done = cache / f"v{want.version}-{want.end}"
+def made_blocks(promtool: Path, cache: Path, want: Generated, month: Month = SHOP_PROD) -> Path:
+    """The month's TSDB blocks under ``cache``/v<version>-<end>/ (v<version>-<month key>-<end>/ for a
+    month other than the platform's), made unless there already. Other entries (other days, other
+    versions, scratch of a killed run) go once a day old."""
+    name = f"v{want.version}-{want.end}" if month == SHOP_PROD else f"v{want.version}-{month.key}-{want.end}"
+    done = cache / name
     if done.is_dir():
         return done
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".making-", dir=cache) as scratch:
         work = Path(scratch)
         (work / "texts").mkdir()
-        _import(promtool, want, work / "blocks", work / "texts")
+        _import(promtool, want, work / "blocks", work / "texts", month=month)
         try:
             (work / "blocks").rename(done)
         except OSError:
             if not done.is_dir():  # another platform made them meanwhile: theirs are the same
                 raise
     day_ago = time.time() - 86400
-    for stale in [*cache.glob("v*-*"), *cache.glob(".making-*")]:
+    for stale in [*cache.glob("v*-*"), *cache.glob(".making-*"), *cache.glob("bucket-*")]:
         # Entries of a day ago stay: another checkout, or a platform started before midnight, may
         # still be copying or making them.
         if stale != done and stale.stat().st_mtime < day_ago:
             shutil.rmtree(stale, ignore_errors=True)
+    return done
+
+
+RAW_DAYS = 14
+"""Raw samples a compacted bucket keeps (as the platform's compactor): older data is 5 m and 1 h only."""
+
+
+def compacted_bucket(month: Month, *, promtool: Path, thanos: Path, cache: Path, now: float) -> Path:
+    """A file-system bucket holding ``month`` as Thanos' compactor leaves it after a while: blocks
+    compacted, downsampled to 5 m and 1 h, and raw samples older than :data:`RAW_DAYS` days gone.
+    Made once a day per machine under ``cache`` (``bucket-...``; serve it read-only: a store
+    gateway reads it, nothing else writes it). Another process making it at the same time waits."""
+    want = Generated(VERSION, end_for(now), cluster=month.cluster)
+    done = cache / f"bucket-v{want.version}-{month.key}-{want.end}"
+    if (done / MARKER).is_file():
+        return done
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / ".bucket.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (done / MARKER).is_file():
+            return done
+        blocks = made_blocks(promtool, cache, want, month)
+        with tempfile.TemporaryDirectory(prefix=".making-", dir=cache) as scratch:
+            work = Path(scratch)
+            shutil.copytree(blocks, work / "blocks", ignore=shutil.ignore_patterns("thanos*"))
+            config = work / "bucket.yml"
+            config.write_text(f"type: FILESYSTEM\nconfig:\n  directory: {work / 'bucket'}\n")
+            steps = [
+                ["tools", "bucket", "upload-blocks", f"--objstore.config-file={config}", f"--path={work / 'blocks'}",
+                 f'--label=cluster="{month.cluster}"'],
+                ["compact", f"--objstore.config-file={config}", f"--data-dir={work / 'compact'}",
+                 "--consistency-delay=0s", "--delete-delay=0s", f"--retention.resolution-raw={RAW_DAYS}d",
+                 "--retention.resolution-5m=0d", "--retention.resolution-1h=0d", "--compact.concurrency=1",
+                 "--downsample.concurrency=1", "--http-address=127.0.0.1:0", "--block-files-concurrency=1"],
+            ]  # fmt: skip
+            for step in steps:
+                done_step = run([str(thanos), *step, "--log.level=warn"], timeout=900)
+                if not done_step.ok:
+                    raise HistoryError(f"thanos {step[0]} of the {month.cluster} month failed: {done_step.tail()}")
+            for mark in (work / "bucket").glob("*/deletion-mark.json"):  # what the compactor deletes next
+                shutil.rmtree(mark.parent)
+            write_atomic(work / "bucket" / MARKER, json.dumps(asdict(want), indent=2) + "\n")
+            (work / "bucket").rename(done)
     return done
