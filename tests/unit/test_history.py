@@ -160,3 +160,18 @@ def test_the_postmortem_log_gives_each_incident_its_times() -> None:
     start = generated.start + first.start_minute * 60
     assert log[0]["start"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))
     assert log[0]["end"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + first.minutes * 60))
+
+
+def test_a_month_may_answer_404s_and_fail_with_other_5xx_codes() -> None:
+    """404s are requests (good for availability), an incident's failures carry its own code."""
+    outage = history.Incident("x-2", "payments", 20_000, 30, 0.6, 0.0, "provider down", code=503)
+    month = history.Month((outage,), "shop-test", not_found_ratio=0.02)
+    payments = {labels: values[-1] for _, labels, values in month.series() if 'service="payments",code=' in labels}
+    whole = month.tally("payments", 0, history.minutes() - 1)
+    by_code = {labels.split('code="')[1][:3]: total for labels, total in payments.items()}
+    assert set(by_code) == {"200", "404", "500", "503"}
+    assert by_code["500"] + by_code["503"] == whole.errors
+    assert sum(by_code.values()) == whole.requests
+    assert abs(by_code["404"] - 0.02 * whole.requests) <= 1
+    during = month.tally("payments", outage.start_minute, outage.start_minute + outage.minutes - 1)
+    assert by_code["503"] == during.errors

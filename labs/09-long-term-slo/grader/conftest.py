@@ -5,65 +5,82 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Answers, RunThanos, heldout_month, prepare_bucket
+from support import Answers, RunThanos, heldout_month, prepare_bucket, report_end_minute
 
 from opslab.grading.fixtures import LearnerError, LearnerRun, learner_file, python, run_learner
 from opslab.grading.sandbox import Sandbox
 from opslab.runtime import history
 
 pytest_plugins = ["opslab.grading.fixtures"]
-BUCKET = pytest.StashKey[Path | str]()
-"""The run's bucket, or why it could not be made."""
+SERVED = pytest.StashKey[tuple[Path, RunThanos] | str]()
+"""The run's bucket and the Thanos serving it, or why they could not be had."""
+NEEDS = {"bucket", "thanos", "answers", "report"}
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Make (or find in the day's cache) the compacted months before the first check: 30-90 s the
-    first time on a machine each day, counted against lab.toml's setup_limit, not a check's."""
+    """Make (or find in the day's cache) the compacted months and start the run's Thanos before the
+    first check: 30-120 s the first time on a machine each day, counted against lab.toml's
+    setup_limit, not a check's limit."""
     if not os.environ.get("OPSLAB_LAB_PATH") or session.config.getoption("--rubric-list", None):
         return
-    if not any("thanos" in getattr(item, "fixturenames", ()) for item in session.items):
+    if not any(NEEDS & set(getattr(item, "fixturenames", ())) for item in session.items):
         return
     began = time.monotonic()
     try:
-        session.config.stash[BUCKET] = prepare_bucket(heldout_month())
-        outcome = "ready"
-    except Exception as exc:
-        session.config.stash[BUCKET] = f"the held-out month could not be prepared: {exc}"
+        bucket = prepare_bucket(heldout_month())
+        work = Path(tempfile.mkdtemp(prefix="opslab-lab09-thanos-"))
+        generated = history.Generated(**json.loads((bucket / history.MARKER).read_text()))
+        session.config.add_cleanup(lambda: shutil.rmtree(work, ignore_errors=True))
+        running = RunThanos(bucket, work, generated.end)
+        session.config.add_cleanup(running.stop)
+        session.config.stash[SERVED] = (bucket, running)
+        outcome = "served"
+    except Exception as exc:  # reported by every check that needs it
+        session.config.stash[SERVED] = f"the held-out month could not be served: {str(exc)[:300]}"
         outcome = "failed"
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"lab 9: the held-out month {outcome} in {time.monotonic() - began:.0f} s")
 
 
+def _served(request: pytest.FixtureRequest) -> tuple[Path, RunThanos]:
+    served = request.config.stash.get(SERVED, None)
+    if served is None:  # collected without the hook (a grader run by hand): serve it now
+        bucket = prepare_bucket(heldout_month())
+        generated = history.Generated(**json.loads((bucket / history.MARKER).read_text()))
+        work = Path(tempfile.mkdtemp(prefix="opslab-lab09-thanos-"))
+        request.config.add_cleanup(lambda: shutil.rmtree(work, ignore_errors=True))
+        served = (bucket, RunThanos(bucket, work, generated.end))
+        request.config.add_cleanup(served[1].stop)
+        request.config.stash[SERVED] = served
+    if isinstance(served, str):
+        pytest.fail(served)
+    return served
+
+
 @pytest.fixture(scope="session")
 def bucket(request: pytest.FixtureRequest) -> Path:
-    made = request.config.stash.get(BUCKET, None)
-    if made is None:
-        made = prepare_bucket(heldout_month())
-    if isinstance(made, str):
-        pytest.fail(made)
-    return made
+    return _served(request)[0]
+
+
+@pytest.fixture(scope="session")
+def thanos(request: pytest.FixtureRequest) -> RunThanos:
+    return _served(request)[1]
 
 
 @pytest.fixture(scope="session")
 def answers(bucket: Path) -> Answers:
     """The held-out month's answers, for the day its bucket was made (its marker says which)."""
     generated = history.Generated(**json.loads((bucket / history.MARKER).read_text()))
-    return Answers(heldout_month(), generated)
-
-
-@pytest.fixture(scope="session")
-def thanos(bucket: Path, answers: Answers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunThanos]:
-    running = RunThanos(bucket, tmp_path_factory.mktemp("thanos"), answers.end)
-    yield running
-    running.stop()
+    return Answers(heldout_month(), generated, report_end_minute())
 
 
 @dataclass
@@ -83,7 +100,7 @@ def report(lab_path: Path, thanos: RunThanos, answers: Answers, sandbox: Sandbox
     incidents = answers.incidents_file(work / "incidents.json")
     out = work / "out"
     command = [python(), str(learner_file(lab_path, "slo.py")), "report", "--url", thanos.url, "--cluster",
-               answers.month.cluster, "--end", answers.iso(history.minutes() - 1), "--incidents", str(incidents),
+               answers.month.cluster, "--end", answers.iso(answers.end_minute), "--incidents", str(incidents),
                "--out", str(out)]  # fmt: skip
     try:
         run = run_learner(command, cwd=lab_path, timeout=120, what="slo.py report", sandbox=sandbox)

@@ -52,8 +52,15 @@ def heldout_month() -> history.Month:
         hour, minute = (int(x) for x in one["at"].split(":"))
         start = one["day"] * history.DAY_MINUTES + hour * 60 + minute
         incidents.append(history.Incident(one["id"], one["service"], start, int(one["minutes"]),
-                                          float(one["error_ratio"]), float(one["slow_ratio"]), one["title"]))  # fmt: skip
-    return history.Month(tuple(incidents), spec["cluster"])
+                                          float(one["error_ratio"]), float(one["slow_ratio"]), one["title"],
+                                          int(one.get("code", 500))))  # fmt: skip
+    return history.Month(tuple(incidents), spec["cluster"], float(spec.get("not_found_ratio", 0.0)))
+
+
+def report_end_minute() -> int:
+    """The minute of the month the report is asked to end at (data goes on after it)."""
+    days = int(tomllib.loads(HELDOUT.read_text()).get("report_end_days", 0))
+    return history.minutes() - 1 - days * history.DAY_MINUTES
 
 
 def prepare_bucket(month: history.Month) -> Path:
@@ -91,13 +98,16 @@ class Answers:
 
     month: history.Month
     generated: history.Generated
+    end_minute: int
+    """The minute the report's window ends at (its --end)."""
 
     @property
     def end(self) -> int:
-        return self.generated.end
+        """--end, in Unix seconds."""
+        return self.generated.start + self.end_minute * history.STEP_SECONDS
 
     def window(self) -> tuple[int, int]:
-        return history.last_days(WINDOW_DAYS)
+        return self.end_minute - WINDOW_DAYS * history.DAY_MINUTES + 1, self.end_minute
 
     def tally(self, service: str) -> history.Tally:
         return self.month.tally(service, *self.window())
@@ -215,14 +225,23 @@ class RunThanos:
 
 
 def inline(rules: list[dict[str, Any]]) -> dict[str, str]:
-    """Each record's expression with earlier records it names (bare, as a rule evaluator reads them
-    back) replaced by their own expressions, so each evaluates on its own at one instant."""
+    """Each record's expression with the records it names (bare, as a rule evaluator reads them
+    back) replaced by their own expressions, in any order, so each evaluates on its own at one
+    instant. A record that names itself, directly or not, is left as it is (it evaluates empty)."""
+    own = {str(r["record"]): str(r.get("expr", "")) for r in rules if "record" in r}
     found: dict[str, str] = {}
-    for rule in rules:
-        if "record" not in rule:
-            continue
-        expr = str(rule.get("expr", ""))
-        for name, earlier in found.items():
-            expr = re.sub(rf"(?<![\w:]){re.escape(name)}(?![\w:{{])", f"({earlier})", expr)
-        found[str(rule["record"])] = expr
+
+    def expand(name: str, seen: tuple[str, ...]) -> str:
+        expr = own[name]
+        for other in own:
+            if other == name or other in seen:
+                continue
+            pattern = rf"(?<![\w:]){re.escape(other)}(?![\w:{{\[])"
+            if re.search(pattern, expr):
+                inner = expand(other, (*seen, name))
+                expr = re.sub(pattern, lambda _, text=inner: f"({text})", expr)
+        return expr
+
+    for name in own:
+        found[name] = expand(name, ())
     return found

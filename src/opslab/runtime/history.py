@@ -79,6 +79,8 @@ class Incident:
     slow_ratio: float
     """The share of its requests slower than 250 ms meanwhile."""
     title: str
+    code: int = 500
+    """The status its failed requests answered meanwhile (503, 504: any 5xx)."""
 
 
 def _at(day: int, hour: int, minute: int = 0) -> int:
@@ -115,7 +117,10 @@ class Minute:
 
     requests: int
     errors: int
+    """Failed requests (5xx)."""
     slow: int
+    refused: int = 0
+    """Requests answered 404: the client's mistake, not a failure of the service."""
 
 
 def traffic(service: str, minute: int) -> float:
@@ -134,6 +139,8 @@ class Month:
 
     incidents: tuple[Incident, ...] = INCIDENTS
     cluster: str = CLUSTER
+    not_found_ratio: float = 0.0
+    """The share of requests answered 404 (none in the platform's month): good for availability."""
 
     def incident_at(self, service: str, minute: int) -> Incident | None:
         for incident in self.incidents:
@@ -148,25 +155,28 @@ class Month:
         """The requests, failures and slow answers of ``service`` in minute ``minute``: whole
         numbers, rounded cumulatively, so a share too small for one minute (0.04 % of 100 requests)
         still shows over many, as real errors do."""
-        requests, errors, slow = self._expected(service)
+        requests, errors, slow, refused = self._expected(service)
         return Minute(
             requests[minute],
             round(errors[minute + 1]) - round(errors[minute]),
             round(slow[minute + 1]) - round(slow[minute]),
+            round(refused[minute + 1]) - round(refused[minute]),
         )
 
     @functools.cache  # noqa: B019 (a handful of frozen months, each kept for its process)
-    def _expected(self, service: str) -> tuple[list[int], list[float], list[float]]:
-        """Per minute, the requests; and the expected errors and slow answers summed before each minute."""
+    def _expected(self, service: str) -> tuple[list[int], list[float], list[float], list[float]]:
+        """Per minute, the requests; and the expected errors, slow answers and 404s summed before
+        each minute."""
         requests: list[int] = []
-        errors, slow = [0.0], [0.0]
+        errors, slow, refused = [0.0], [0.0], [0.0]
         for minute in range(minutes()):
             count = round(traffic(service, minute) * STEP_SECONDS)
             incident = self.incident_at(service, minute)
             requests.append(count)
             errors.append(errors[-1] + count * (incident.error_ratio if incident else BASE_ERROR_RATIO))
             slow.append(slow[-1] + count * (incident.slow_ratio if incident else BASE_SLOW_RATIO))
-        return requests, errors, slow
+            refused.append(refused[-1] + count * self.not_found_ratio)
+        return requests, errors, slow, refused
 
     def tally(self, service: str, first: int, last: int) -> Tally:
         """``service``'s requests, errors and slow answers in minutes ``first`` to ``last``, inclusive."""
@@ -280,28 +290,40 @@ def _series(month: Month) -> list[Series]:
     bounds = (*[str(b) for b in BUCKETS], "+Inf")
     for service in SERVICES:
         ok: list[float] = []
-        failed: list[float] = []
+        # Failures answer 500, or what the incident of the minute answers; 404s only if the month has them.
+        codes = [500, *sorted({i.code for i in month.incidents if i.service == service} - {500})]
+        failed: dict[int, list[float]] = {code: [] for code in codes}
+        not_found: list[float] = []
         buckets: list[list[float]] = [[] for _ in bounds]
         seconds: list[float] = []
         totals = [0.0] * (len(bounds) + 3)
+        by_code = dict.fromkeys(codes, 0.0)
+        refused = 0.0
         for minute in range(count):
             m = month.minute_of(service, minute)
             counts, spent = latency(m)
-            totals[0] += m.requests - m.errors
-            totals[1] += m.errors
+            incident = month.incident_at(service, minute)
+            totals[0] += m.requests - m.errors - m.refused
+            by_code[incident.code if incident else 500] += m.errors
+            refused += m.refused
             totals[2] += spent
             ok.append(totals[0])
-            failed.append(totals[1])
+            for code in codes:
+                failed[code].append(by_code[code])
+            not_found.append(refused)
             seconds.append(totals[2])
             cumulative = 0.0
             for i, counted in enumerate(counts):
                 totals[3 + i] += counted
                 cumulative += totals[3 + i]
                 buckets[i].append(cumulative)
-        found += [
-            ("shop_http_requests", f'shop_http_requests_total{{service="{service}",code="200"}}', ok),
-            ("shop_http_requests", f'shop_http_requests_total{{service="{service}",code="500"}}', failed),
-        ]
+        found.append(("shop_http_requests", f'shop_http_requests_total{{service="{service}",code="200"}}', ok))
+        found += [("shop_http_requests", f'shop_http_requests_total{{service="{service}",code="{code}"}}', failed[code])
+                  for code in codes]  # fmt: skip
+        if month.not_found_ratio:
+            found.append(
+                ("shop_http_requests", f'shop_http_requests_total{{service="{service}",code="404"}}', not_found)
+            )
         found += [(name, f'{name}_bucket{{service="{service}",le="{le}"}}', buckets[i]) for i, le in enumerate(bounds)]
         found += [
             (name, f'{name}_count{{service="{service}"}}', buckets[-1]),
