@@ -47,3 +47,16 @@ def test_the_long_term_slo_notebook_agrees_with_the_history_thanos_holds(platfor
     left = f"{history.tally('catalog', *history.last_days(28)).budget_left():.1%}"
     assert catalog.endswith(f"{left}   {left}"), f"the querier's budget left is not the model's ({left}): {catalog}"
     assert "h-04     catalog" in text and "the worst week of all: payments, week 1" in text, text
+
+
+def test_the_kafka_notebook_finds_littles_law_on_the_platforms_kafka(platform: Platform) -> None:
+    """A queue of its own on the platform's Kafka: the lag Kafka reports (L) equals the arrival rate
+    times each message's measured time in the system (λ W), within the notebook's own tolerance; a
+    burst past capacity grows the lag; the shop's orders give a time in the queue."""
+    settings = platform.settings
+    env = {"OPSLAB_KAFKA_BOOTSTRAP": f"127.0.0.1:{settings.ports.kafka}",
+           "OPSLAB_PROMETHEUS_URL": f"http://127.0.0.1:{settings.ports.prometheus}"}  # fmt: skip
+    text = printed(execute(NOTEBOOKS / "kafka-lag-capacity.ipynb", env=env))
+    assert "Little's law says it equals L" in text and "messages/s" in text, text
+    assert "an order waits about" in text, f"the shop published no orders to read: {text[-500:]}"
+    assert "deleted notebook-littles-law-" in text, text
