@@ -35,9 +35,10 @@ from opslab.runtime import run_config
 
 BURST_DELIVERIES = 500
 BURST_CLIENTS = 10
-BURST_P99_S = 0.250
-"""The grader's bound, on a machine that may be busy with other gradings: a quarter of the slow
-Prometheus's delay, so an API that waits on it fails. The 50 ms target is measured on a quiet
+BURST_P99_S = 0.500
+"""The grader's bound, on a machine that may be busy with other gradings: half the slow
+Prometheus's delay, so an API that waits on it fails (the reference's p99 reached 268-608 ms per
+burst in a make test with three gradings at once, so a quarter was too tight). The 50 ms target is measured on a quiet
 machine by `make bench-automation` (docs/performance.md)."""
 BURST_TRIES = 3
 BURST_WARM_UP = 300
@@ -202,7 +203,7 @@ def test_a_slow_prometheus_delays_neither_deliveries_nor_health_checks(
        "alert, answer; enrich later, off the request; no sync dependency or per-request client set-up (open clients "
        "once, in the lifespan). `make bench-automation PATH_=...` measures yours on a quiet machine.")  # fmt: skip
 def test_500_concurrent_deliveries_are_acknowledged_quickly(automation: Automation, lab_namespace: str) -> None:
-    """500 deliveries from 10 concurrent clients while Prometheus takes 1 s: all accepted, p99 <= 250 ms"""
+    """500 deliveries from 10 concurrent clients while Prometheus takes 1 s: all accepted, p99 <= 500 ms"""
     with slow_prometheus(SLOW_PROMETHEUS_S) as (prometheus, _):
         automation.start_api(OPSLAB_PROMETHEUS_URL=prometheus)
 
